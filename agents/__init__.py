@@ -1,0 +1,1 @@
+"""AI access: models through litellm, prompts, agents, tools, guardrails, memory."""

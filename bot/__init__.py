@@ -1,0 +1,1 @@
+"""The operator bot (aiogram 3): routers per feature, keyboards, middlewares."""

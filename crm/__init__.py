@@ -1,0 +1,1 @@
+"""The CRM service: domain, storage, HTTP API and task wiring."""

@@ -1,0 +1,93 @@
+"""Tenants (workspaces), users, memberships with roles, and API keys."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Role(StrEnum):
+    """The role of a member in a workspace, strongest first."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    BIDI = "bidi"
+    VIEWER = "viewer"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.BIDI: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+class Tenant(Model):
+    """A workspace: every other row belongs to exactly one."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    default_region = fields.CharField(max_length=2, default="US")
+    default_currency = fields.CharField(max_length=3, default="USD")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "tenant"
+
+
+class User(Model):
+    """A person who operates the CRM, identified by Telegram id and/or email."""
+
+    id = fields.IntField(primary_key=True)
+    telegram_id = fields.BigIntField(null=True, unique=True)
+    email = fields.CharField(max_length=254, null=True, unique=True)
+    name = fields.CharField(max_length=200, default="")
+    language = fields.CharField(max_length=8, default="en")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "app_user"
+
+
+class Membership(Model):
+    """The role of a user in one tenant."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name="memberships", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="memberships", on_delete=fields.CASCADE
+    )
+    role = fields.CharEnumField(Role, max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    tenant_id: int
+    user_id: int
+
+    class Meta:
+        table = "membership"
+        unique_together = (("tenant", "user"),)
+
+
+class ApiKey(Model):
+    """A bearer key acting for a member, limited by scopes, stored as a hash only."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name="api_keys", on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="api_keys", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=100, default="")
+    prefix = fields.CharField(max_length=16, unique=True)
+    secret_hash = fields.CharField(max_length=64)
+    scopes: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    tenant_id: int
+    user_id: int
+
+    class Meta:
+        table = "api_key"

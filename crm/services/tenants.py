@@ -1,0 +1,261 @@
+"""Workspaces and their members: creation with a default pipeline, membership management."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from crm.models import Membership, Pipeline, Role, Stage, StageKind, Tenant, User
+from crm.services.access import Actor, ActorType
+from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from crm.services.events import record_event, snapshot
+
+DEFAULT_STAGES: tuple[tuple[str, StageKind], ...] = (
+    ("Cold", StageKind.OPEN),
+    ("Replied", StageKind.OPEN),
+    ("Qualified", StageKind.OPEN),
+    ("Meeting", StageKind.OPEN),
+    ("Deal", StageKind.WON),
+    ("Lost", StageKind.LOST),
+)
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    """A new workspace and the owner created with it."""
+
+    tenant: Tenant
+    owner: User
+
+
+async def do_create_tenant(
+    name: str,
+    *,
+    owner_telegram_id: int | None = None,
+    owner_email: str | None = None,
+    owner_name: str = "",
+    default_region: str = "US",
+) -> CreatedTenant:
+    """Create a workspace, its owner membership and the default pipeline, in one transaction."""
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("name", "must not be empty")
+    if len(name) > 200:
+        raise ValidationFailed("name", "must be at most 200 characters")
+    async with in_transaction() as conn:
+        tenant = await Tenant.create(
+            name=name, default_region=default_region.upper(), using_db=conn
+        )
+        owner = None
+        if owner_telegram_id is not None:
+            owner = await User.get_or_none(telegram_id=owner_telegram_id).using_db(conn)
+        if owner is None and owner_email:
+            owner = await User.get_or_none(email=owner_email.lower()).using_db(conn)
+        if owner is None:
+            owner = await User.create(
+                telegram_id=owner_telegram_id,
+                email=owner_email.lower() if owner_email else None,
+                name=owner_name,
+                using_db=conn,
+            )
+        await Membership.create(tenant=tenant, user=owner, role=Role.OWNER, using_db=conn)
+        pipeline = await Pipeline.create(
+            tenant=tenant, name="Sales", is_default=True, using_db=conn
+        )
+        await Stage.bulk_create(
+            [
+                Stage(tenant=tenant, pipeline=pipeline, name=stage_name, position=i, kind=kind)
+                for i, (stage_name, kind) in enumerate(DEFAULT_STAGES)
+            ],
+            using_db=conn,
+        )
+        actor = Actor(
+            tenant_id=tenant.id, user_id=owner.id, role=Role.OWNER, actor_type=ActorType.SYSTEM
+        )
+        await record_event(
+            actor, "tenant.created", "tenant", tenant.id, after=snapshot(tenant), using_db=conn
+        )
+    return CreatedTenant(tenant=tenant, owner=owner)
+
+
+async def access_tenant(actor: Actor) -> Tenant:
+    """The actor's own workspace."""
+    actor.require_read()
+    tenant = await Tenant.get_or_none(id=actor.tenant_id)
+    if tenant is None:
+        raise NotFound("organization", actor.tenant_id)
+    return tenant
+
+
+async def do_update_tenant(
+    actor: Actor,
+    *,
+    name: str | None = None,
+    default_region: str | None = None,
+    default_currency: str | None = None,
+) -> Tenant:
+    """Rename the workspace or change its defaults (admin)."""
+    actor.require_admin()
+    async with in_transaction() as conn:
+        tenant = await Tenant.select_for_update().using_db(conn).get(id=actor.tenant_id)
+        before = snapshot(tenant)
+        if name is not None:
+            if not name.strip():
+                raise ValidationFailed("name", "must not be empty")
+            tenant.name = name.strip()
+        if default_region is not None:
+            tenant.default_region = default_region.upper()
+        if default_currency is not None:
+            tenant.default_currency = default_currency.upper()
+        await tenant.save(using_db=conn)
+        await record_event(
+            actor,
+            "tenant.updated",
+            "tenant",
+            tenant.id,
+            before=before,
+            after=snapshot(tenant),
+            using_db=conn,
+        )
+    return tenant
+
+
+async def list_members(actor: Actor) -> list[Membership]:
+    """Every membership of the actor's workspace with its user, oldest first."""
+    actor.require_read()
+    return (
+        await Membership.filter(tenant_id=actor.tenant_id).prefetch_related("user").order_by("id")
+    )
+
+
+async def access_membership(actor: Actor, user_id: int) -> Membership:
+    """One member of the actor's workspace."""
+    actor.require_read()
+    membership = (
+        await Membership.filter(tenant_id=actor.tenant_id, user_id=user_id)
+        .prefetch_related("user")
+        .first()
+    )
+    if membership is None:
+        raise NotFound("member", user_id)
+    return membership
+
+
+def _check_role_change_allowed(actor: Actor, current: Role | None, new: Role) -> None:
+    if (new is Role.OWNER or current is Role.OWNER) and actor.role is not Role.OWNER:
+        raise PermissionDenied("only an owner may grant or take away the owner role")
+
+
+async def do_add_member(
+    actor: Actor,
+    role: Role,
+    *,
+    telegram_id: int | None = None,
+    email: str | None = None,
+    name: str = "",
+) -> Membership:
+    """Add a person to the workspace with a role (admin); the user is found or created."""
+    actor.require_admin()
+    if telegram_id is None and not email:
+        raise ValidationFailed("telegram_id", "a member needs a telegram_id or an email")
+    _check_role_change_allowed(actor, None, role)
+    async with in_transaction() as conn:
+        user = None
+        if telegram_id is not None:
+            user = await User.get_or_none(telegram_id=telegram_id).using_db(conn)
+        if user is None and email:
+            user = await User.get_or_none(email=email.lower()).using_db(conn)
+        if user is None:
+            user = await User.create(
+                telegram_id=telegram_id,
+                email=email.lower() if email else None,
+                name=name,
+                using_db=conn,
+            )
+        if (
+            await Membership.filter(tenant_id=actor.tenant_id, user_id=user.id)
+            .using_db(conn)
+            .exists()
+        ):
+            raise Conflict("user", "is already a member of this organization")
+        membership = await Membership.create(
+            tenant_id=actor.tenant_id, user=user, role=role, using_db=conn
+        )
+        await record_event(
+            actor,
+            "member.added",
+            "membership",
+            membership.id,
+            after={"user_id": user.id, "role": role.value},
+            using_db=conn,
+        )
+    membership.user = user
+    return membership
+
+
+async def _count_owners(tenant_id: int, conn: object) -> int:
+    return await Membership.filter(tenant_id=tenant_id, role=Role.OWNER).using_db(conn).count()  # type: ignore[arg-type]
+
+
+async def do_change_member_role(actor: Actor, user_id: int, role: Role) -> Membership:
+    """Change a member's role (admin; owner role only by an owner; never the last owner)."""
+    actor.require_admin()
+    async with in_transaction() as conn:
+        membership = (
+            await Membership.filter(tenant_id=actor.tenant_id, user_id=user_id)
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if membership is None:
+            raise NotFound("member", user_id)
+        _check_role_change_allowed(actor, membership.role, role)
+        before = membership.role
+        if (
+            before is Role.OWNER
+            and role is not Role.OWNER
+            and (await _count_owners(actor.tenant_id, conn) <= 1)
+        ):
+            raise ValidationFailed("role", "the last owner cannot be demoted")
+        membership.role = role
+        await membership.save(using_db=conn)
+        await record_event(
+            actor,
+            "member.role_changed",
+            "membership",
+            membership.id,
+            before={"user_id": user_id, "role": before.value},
+            after={"user_id": user_id, "role": role.value},
+            using_db=conn,
+        )
+    await membership.fetch_related("user")
+    return membership
+
+
+async def do_remove_member(actor: Actor, user_id: int) -> None:
+    """Remove a member (admin; an owner only by an owner; never the last owner)."""
+    actor.require_admin()
+    async with in_transaction() as conn:
+        membership = (
+            await Membership.filter(tenant_id=actor.tenant_id, user_id=user_id)
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if membership is None:
+            raise NotFound("member", user_id)
+        if membership.role is Role.OWNER:
+            if actor.role is not Role.OWNER:
+                raise PermissionDenied("only an owner may remove an owner")
+            if await _count_owners(actor.tenant_id, conn) <= 1:
+                raise ValidationFailed("user_id", "the last owner cannot be removed")
+        await membership.delete(using_db=conn)
+        await record_event(
+            actor,
+            "member.removed",
+            "membership",
+            membership.id,
+            before={"user_id": user_id, "role": membership.role.value},
+            using_db=conn,
+        )

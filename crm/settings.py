@@ -1,0 +1,70 @@
+"""Settings of the CRM service, read from the environment (prefix ``CRM_``) and ``.env``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only secret: good enough on a laptop, refused in production.
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+
+
+class Environment(StrEnum):
+    """Where the service runs: development allows default secrets, production refuses them."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised when production mode is started with development defaults."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; only the composition root (app.py, cli.py) builds one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite://{Path('data') / 'crm.sqlite3'}",
+        description="tortoise URL: sqlite://path or postgres://user:pass@host:port/db",
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for the task broker; unset means in-process"
+    )
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_request_bytes: int = Field(
+        default=20 * 1024 * 1024, description="largest request body accepted, in bytes"
+    )
+    default_region: str = Field(
+        default="US", description="region for phone numbers written without a country code"
+    )
+    relay_interval_seconds: float = 0.2
+    scheduler_interval_seconds: float = 1.0
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if self.environment is Environment.PRODUCTION:
+            if self.secret_key.get_secret_value() == DEFAULT_SECRET_KEY:
+                raise InsecureSettingsError(
+                    "CRM_SECRET_KEY: the development default cannot be used in production; "
+                    "set a long random value"
+                )
+            if len(self.secret_key.get_secret_value()) < 32:
+                raise InsecureSettingsError(
+                    "CRM_SECRET_KEY: must be at least 32 characters in production"
+                )
+        return self
+
+    @property
+    def uses_sqlite(self) -> bool:
+        """True when the database is an embedded SQLite file."""
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""The Telegram Mini App and the admin web page."""

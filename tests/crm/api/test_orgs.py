@@ -1,0 +1,117 @@
+"""Organization, members and API keys over HTTP."""
+
+from __future__ import annotations
+
+import httpx
+
+from crm.models import Role
+from tests.conftest import Workspace
+
+
+async def test_organization_is_the_key_s_own(
+    client: httpx.AsyncClient, workspace: Workspace, other_workspace: Workspace
+) -> None:
+    r = await client.get("/api/v1/organization", headers=workspace.headers)
+    assert r.status_code == 200
+    assert r.json()["name"] == "Acme"
+    r = await client.get("/api/v1/organization", headers=other_workspace.headers)
+    assert r.json()["name"] == "Globex"
+
+
+async def test_missing_or_wrong_key_is_401_problem(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    r = await client.get("/api/v1/organization")
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "Bearer" in r.json()["detail"]
+    bad = workspace.token[:-4] + "xxxx"
+    r = await client.get("/api/v1/organization", headers={"Authorization": f"Bearer {bad}"})
+    assert r.status_code == 401
+
+
+async def test_api_key_is_shown_once_and_stored_hashed(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    r = await client.post(
+        "/api/v1/api-keys", json={"name": "zapier", "scopes": ["read"]}, headers=workspace.headers
+    )
+    assert r.status_code == 201
+    token = r.json()["key"]
+    listing = await client.get("/api/v1/api-keys", headers=workspace.headers)
+    assert token not in listing.text
+    assert all("key" not in item for item in listing.json()["items"])
+    from crm.models import ApiKey
+
+    stored = await ApiKey.get(id=r.json()["id"])
+    assert token.split("_", 2)[2] not in stored.secret_hash
+    # a read-only key cannot write
+    ro = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/v1/organization", headers=ro)).status_code == 200
+    r2 = await client.patch("/api/v1/organization", json={"name": "X"}, headers=ro)
+    assert r2.status_code == 403
+    assert "scope" in r2.json()["detail"]
+    # revoked keys stop working
+    await client.delete(f"/api/v1/api-keys/{r.json()['id']}", headers=workspace.headers)
+    assert (await client.get("/api/v1/organization", headers=ro)).status_code == 401
+
+
+async def test_viewer_reads_but_cannot_write(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    _, viewer = await workspace.member(Role.VIEWER)
+    assert (await client.get("/api/v1/members", headers=viewer)).status_code == 200
+    r = await client.patch("/api/v1/organization", json={"name": "Nope"}, headers=viewer)
+    assert r.status_code == 403
+    assert (await client.get("/api/v1/organization", headers=workspace.headers)).json()[
+        "name"
+    ] == "Acme"
+
+
+async def test_last_owner_cannot_be_demoted(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    r = await client.patch(
+        f"/api/v1/members/{workspace.owner_id}", json={"role": "admin"}, headers=workspace.headers
+    )
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "role"
+
+
+async def test_admin_cannot_make_owner(client: httpx.AsyncClient, workspace: Workspace) -> None:
+    _, admin = await workspace.member(Role.ADMIN)
+    bidi_id, _ = await workspace.member(Role.BIDI)
+    r = await client.patch(f"/api/v1/members/{bidi_id}", json={"role": "owner"}, headers=admin)
+    assert r.status_code == 403
+    r = await client.patch(f"/api/v1/members/{bidi_id}", json={"role": "viewer"}, headers=admin)
+    assert r.status_code == 200 and r.json()["role"] == "viewer"
+
+
+async def test_unknown_field_and_bad_json_are_named(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    r = await client.patch("/api/v1/organization", json={"nmae": "x"}, headers=workspace.headers)
+    assert r.status_code == 422
+    assert r.json()["errors"][0] == {"field": "nmae", "reason": "unknown field"}
+    r = await client.patch(
+        "/api/v1/organization",
+        content=b"{bad json",
+        headers={**workspace.headers, "content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert "malformed JSON" in r.json()["errors"][0]["reason"]
+
+
+async def test_huge_payload_is_refused(client: httpx.AsyncClient, workspace: Workspace) -> None:
+    big = b'{"name": "' + b"x" * (21 * 1024 * 1024) + b'"}'
+    r = await client.patch(
+        "/api/v1/organization",
+        content=big,
+        headers={**workspace.headers, "content-type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+async def test_health_and_ready(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).status_code == 200
