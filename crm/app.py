@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from crm.api import health, orgs
+from crm.api import contacts, health, orgs
 from crm.api.limits import BodySizeLimit
 from crm.api.problems import install_problem_handlers
 from crm.db import close_db, init_db
@@ -21,6 +21,7 @@ def build_api_router() -> APIRouter:
     """Every /api/v1 router, in one place."""
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(orgs.router)
+    api.include_router(contacts.router)
     return api
 
 

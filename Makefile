@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make up` runs the product, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install up test test-sqlite test-pg lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED) ## create the venv and install the project with its dev tools
+
+up: install ## migrate and start API, workers and scheduler on 127.0.0.1:8000 (SQLite, in-process queue)
+	$(BIN)/crm up
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check crm bot channels agents miniapp tests bench
+	$(BIN)/ruff format --check crm bot channels agents miniapp tests bench
+	$(BIN)/mypy
+
+test-sqlite: install ## the suite on the embedded defaults (SQLite, in-process queue)
+	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest
+
+test-pg: install ## the suite on PostgreSQL and Redis (both must run on 127.0.0.1)
+	CRM_TEST_DATABASE_URL=$(PG_TEST_URL) CRM_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
+
+test: lint test-sqlite ## lint, type-check and run the whole suite (also on PostgreSQL when it answers)
+	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \
+		$(MAKE) --no-print-directory test-pg; \
+	else echo "PostgreSQL is not running on 127.0.0.1:5432: skipped the PostgreSQL run"; fi
+
+bench: install ## benchmarks on PostgreSQL, with baselines measured in the same run
+	$(BIN)/python -m bench.bench_search
+	$(BIN)/python -m bench.bench_import
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

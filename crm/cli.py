@@ -1,0 +1,269 @@
+"""The ``crm`` command: run the service, migrate, manage tenants and keys, import and export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from crm.db import close_db, init_db, migrate_db
+from crm.models import Membership, Role, Tenant
+from crm.services.access import Actor, ActorType, Scope
+from crm.services.apikeys import do_create_api_key, do_revoke_api_key
+from crm.services.errors import ServiceError
+from crm.services.tenants import do_create_tenant
+from crm.settings import Settings
+
+AsyncCommand = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    print(json.dumps(data, ensure_ascii=False))
+
+
+async def _with_db(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+    await init_db(settings.database_url)
+    try:
+        return await work()
+    finally:
+        await close_db()
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """API, workers and scheduler in one process, after applying migrations."""
+    import uvicorn
+
+    from crm.app import create_app
+
+    asyncio.run(migrate_db(settings.database_url))
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"crm: serving on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=args.log_level)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Apply pending migrations."""
+    asyncio.run(migrate_db(settings.database_url))
+    print("crm: database is up to date", file=sys.stderr)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """A task worker on the Redis broker."""
+    from crm.tasks.runtime import run_worker
+
+    return asyncio.run(run_worker(settings.database_url, settings.redis_url, args.concurrency)) or 0
+
+
+def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    """The scheduler that sends due tasks to the Redis broker."""
+    from crm.tasks.runtime import run_scheduler
+
+    return (
+        asyncio.run(
+            run_scheduler(
+                settings.database_url, settings.redis_url, settings.scheduler_interval_seconds
+            )
+        )
+        or 0
+    )
+
+
+async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        created = await do_create_tenant(
+            args.name,
+            owner_telegram_id=args.owner_telegram_id,
+            owner_email=args.owner_email,
+            default_region=args.region,
+        )
+        actor = Actor(
+            tenant_id=created.tenant.id, user_id=created.owner.id,
+            role=Role.OWNER, actor_type=ActorType.SYSTEM,
+        )
+        issued = await do_create_api_key(
+            actor, "owner (cli)", [s.value for s in Scope], for_user_id=created.owner.id
+        )
+        if args.json:
+            _print_json({"tenant_id": created.tenant.id, "api_key": issued.token})
+        else:
+            print(f"tenant {created.tenant.id} '{created.tenant.name}' created")
+            print(f"owner user id: {created.owner.id}")
+            print(f"API key (shown once, store it now): {issued.token}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def _owner_actor(tenant_id: int) -> Actor:
+    """Act as the system in a tenant (the CLI runs with the operator's shell access)."""
+    if not await Tenant.exists(id=tenant_id):
+        raise SystemExit(f"crm: tenant {tenant_id} does not exist")
+    return Actor.system(tenant_id)
+
+
+async def _apikeys_create(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        actor = await _owner_actor(args.tenant)
+        user_id = args.user
+        if user_id is None:
+            owner = await Membership.filter(tenant_id=args.tenant, role=Role.OWNER).order_by(
+                "id").first()
+            user_id = owner.user_id if owner else None
+        scopes = [s.strip() for s in args.scopes.split(",")] if args.scopes else None
+        issued = await do_create_api_key(actor, args.name, scopes, for_user_id=user_id)
+        if args.json:
+            _print_json({"api_key_id": issued.api_key.id, "api_key": issued.token,
+                         "scopes": issued.api_key.scopes})
+        else:
+            print(f"API key {issued.api_key.id} (shown once, store it now): {issued.token}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def _apikeys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def work() -> int:
+        actor = await _owner_actor(args.tenant)
+        await do_revoke_api_key(actor, args.key_id)
+        print(f"API key {args.key_id} revoked")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def _import_contacts(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.services.importer import do_import_contacts
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise SystemExit(f"crm: {path} is not a file")
+    mapping = json.loads(args.mapping) if args.mapping else None
+    total_bytes = path.stat().st_size
+
+    async def work() -> int:
+        actor = await _owner_actor(args.tenant)
+        with path.open("rb") as source:
+
+            def progress(rows_done: int) -> None:
+                share = source.tell() / total_bytes if total_bytes else 1.0
+                print(f"\rcrm: imported {rows_done} rows ({share:.0%})", end="",
+                      file=sys.stderr, flush=True)
+
+            result = await do_import_contacts(
+                actor, source, dry_run=args.dry_run, mapping=mapping,
+                overwrite=args.overwrite, progress=progress,
+            )
+        print(file=sys.stderr)
+        _print_json({
+            "created": result.created, "updated": result.updated, "skipped": result.skipped,
+            "errors": [e if isinstance(e, dict) else vars(e) for e in result.errors],
+        })
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def _export_contacts(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.services.exporter import export_contacts_csv
+
+    async def work() -> int:
+        actor = await _owner_actor(args.tenant)
+        out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+        try:
+            async for chunk in export_contacts_csv(actor):
+                out.write(chunk)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        return 0
+
+    return await _with_db(settings, work)
+
+
+def _async(command: AsyncCommand) -> Callable[[Settings, argparse.Namespace], int]:
+    return lambda settings, args: asyncio.run(command(settings, args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``crm``."""
+    parser = argparse.ArgumentParser(prog="crm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run API, workers and scheduler in one process")
+    up.add_argument("--host", default=None)
+    up.add_argument("--port", type=int, default=None)
+    up.add_argument("--log-level", default="info")
+    up.set_defaults(run=cmd_up)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
+
+    worker = sub.add_parser("worker", help="run a task worker (needs CRM_REDIS_URL)")
+    worker.add_argument("--concurrency", type=int, default=10)
+    worker.set_defaults(run=cmd_worker)
+    sub.add_parser("scheduler", help="run the task scheduler (needs CRM_REDIS_URL)").set_defaults(
+        run=cmd_scheduler)
+
+    tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(
+        dest="action", required=True)
+    create = tenants.add_parser("create", help="create a tenant with an owner and an API key")
+    create.add_argument("name")
+    create.add_argument("--owner-telegram-id", type=int, default=None)
+    create.add_argument("--owner-email", default=None)
+    create.add_argument("--region", default="US", help="default phone region (ISO 3166)")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(run=_async(_tenants_create))
+
+    keys = sub.add_parser("apikeys", help="manage API keys").add_subparsers(
+        dest="action", required=True)
+    kc = keys.add_parser("create", help="issue an API key")
+    kc.add_argument("--tenant", type=int, required=True)
+    kc.add_argument("--user", type=int, default=None, help="member the key acts for")
+    kc.add_argument("--name", default="")
+    kc.add_argument("--scopes", default=None, help="comma-separated: read,write,admin")
+    kc.add_argument("--json", action="store_true")
+    kc.set_defaults(run=_async(_apikeys_create))
+    kr = keys.add_parser("revoke", help="revoke an API key")
+    kr.add_argument("key_id", type=int)
+    kr.add_argument("--tenant", type=int, required=True)
+    kr.set_defaults(run=_async(_apikeys_revoke))
+
+    imp = sub.add_parser("import", help="import data").add_subparsers(dest="what", required=True)
+    ic = imp.add_parser("contacts", help="import contacts from a CSV file")
+    ic.add_argument("file")
+    ic.add_argument("--tenant", type=int, required=True)
+    ic.add_argument("--dry-run", action="store_true")
+    ic.add_argument("--overwrite", action="store_true",
+                    help="duplicates replace fields instead of filling empty ones")
+    ic.add_argument("--mapping", default=None, help='JSON: {"CSV header": "field"}')
+    ic.set_defaults(run=_async(_import_contacts))
+
+    exp = sub.add_parser("export", help="export data").add_subparsers(dest="what", required=True)
+    ec = exp.add_parser("contacts", help="export contacts as CSV")
+    ec.add_argument("--tenant", type=int, required=True)
+    ec.add_argument("-o", "--output", default=None)
+    ec.set_defaults(run=_async(_export_contacts))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crm`` command."""
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    try:
+        return int(args.run(settings, args) or 0)
+    except ServiceError as exc:
+        print(f"crm: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

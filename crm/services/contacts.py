@@ -1,0 +1,332 @@
+"""Contacts: create, read, update, delete, search and filtered lists, scoped to one tenant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, Subquery
+from tortoise.transactions import in_transaction
+
+from crm.models import Company, Consent, Contact, Deal, Membership, Tag, Tenant
+from crm.services.access import Actor
+from crm.services.contact_fields import (
+    build_search_text,
+    normalize_email,
+    normalize_phone,
+    normalize_telegram_username,
+    normalize_whatsapp_id,
+)
+from crm.services.errors import Conflict, NotFound, ValidationFailed
+from crm.services.events import changed_fields, record_event, snapshot
+from crm.services.pagination import Page, check_limit, decode_cursor, encode_cursor
+
+IDENTIFIER_FIELDS = ("email", "phone", "telegram_username", "telegram_id", "whatsapp_id")
+SORTABLE_FIELDS = ("created_at", "updated_at", "name")
+EDITABLE_FIELDS = frozenset({
+    "name", "title", "company_id", "phone", "email", "telegram_username", "telegram_id",
+    "whatsapp_id", "custom_fields", "owner_id", "source", "consent", "timezone", "tags",
+})
+
+
+@dataclass(frozen=True)
+class ContactFilters:
+    """What a contact list may be narrowed by; all optional and combined with AND."""
+
+    q: str | None = None
+    tag: str | None = None
+    owner_id: int | None = None
+    company_id: int | None = None
+    stage_id: int | None = None
+
+
+async def access_contact(actor: Actor, contact_id: int) -> Contact:
+    """One contact of the actor's tenant, with its tags; NotFound for any other id."""
+    actor.require_read()
+    contact = await Contact.filter(id=contact_id, tenant_id=actor.tenant_id).first()
+    if contact is None:
+        raise NotFound("contact", contact_id)
+    await contact.fetch_related("tags")
+    return contact
+
+
+async def _tenant_region(tenant_id: int) -> str:
+    tenant = await Tenant.get(id=tenant_id)
+    return tenant.default_region
+
+
+def _normalize(values: dict[str, Any], region: str) -> dict[str, Any]:
+    """Normalize identifiers and plain fields; raises ValidationFailed naming the field."""
+    out = dict(values)
+    if "email" in out:
+        out["email"] = normalize_email(out["email"])
+    if "phone" in out:
+        out["phone"] = normalize_phone(out["phone"], region)
+    if "telegram_username" in out:
+        out["telegram_username"] = normalize_telegram_username(out["telegram_username"])
+    if "whatsapp_id" in out:
+        out["whatsapp_id"] = normalize_whatsapp_id(out["whatsapp_id"])
+    if "name" in out:
+        out["name"] = (out["name"] or "").strip()
+    if "timezone" in out and out["timezone"]:
+        _check_timezone(out["timezone"])
+    if "consent" in out and out["consent"] is not None:
+        try:
+            out["consent"] = Consent(out["consent"])
+        except ValueError:
+            allowed = ", ".join(c.value for c in Consent)
+            raise ValidationFailed("consent", f"must be one of: {allowed}") from None
+    return out
+
+
+def _check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed("timezone", f"'{name}' is not an IANA time zone") from None
+
+
+async def _check_references(actor: Actor, values: dict[str, Any], conn: BaseDBAsyncClient) -> None:
+    company_id = values.get("company_id")
+    if company_id is not None and not await Company.filter(
+        id=company_id, tenant_id=actor.tenant_id
+    ).using_db(conn).exists():
+        raise ValidationFailed("company_id", f"company {company_id} does not exist")
+    owner_id = values.get("owner_id")
+    if owner_id is not None and not await Membership.filter(
+        user_id=owner_id, tenant_id=actor.tenant_id
+    ).using_db(conn).exists():
+        raise ValidationFailed("owner_id", f"user {owner_id} is not a member of this organization")
+
+
+async def _check_identifiers_free(
+    actor: Actor, values: dict[str, Any], conn: BaseDBAsyncClient, exclude_id: int | None = None
+) -> None:
+    """A second contact with the same email/phone/username/id is a Conflict naming the field."""
+    for field in IDENTIFIER_FIELDS:
+        value = values.get(field)
+        if value is None:
+            continue
+        query = Contact.filter(tenant_id=actor.tenant_id, **{field: value})
+        if exclude_id is not None:
+            query = query.exclude(id=exclude_id)
+        existing = await query.using_db(conn).first().values_list("id", flat=True)
+        if existing is not None:
+            raise Conflict(field, f"contact {existing} already has this {field}")
+
+
+async def _set_tags(actor: Actor, contact: Contact, names: list[str], conn: BaseDBAsyncClient) -> None:
+    """Replace the contact's tags with ``names``, creating missing tags (case-insensitive)."""
+    wanted: dict[str, str] = {}
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if len(name) > 64:
+            raise ValidationFailed("tags", f"tag '{name[:20]}...' is longer than 64 characters")
+        wanted.setdefault(name.lower(), name)
+    tags = await Tag.filter(tenant_id=actor.tenant_id, name_key__in=list(wanted)).using_db(conn)
+    found = {t.name_key for t in tags}
+    for key, name in wanted.items():
+        if key not in found:
+            tags.append(await Tag.create(tenant_id=actor.tenant_id, name=name, name_key=key,
+                                         using_db=conn))
+    await contact.tags.clear(using_db=conn)
+    if tags:
+        await contact.tags.add(*tags, using_db=conn)
+
+
+def _contact_snapshot(contact: Contact, tags: list[str] | None = None) -> dict[str, Any]:
+    data = snapshot(contact, exclude=frozenset({"search_text"}))
+    if tags is not None:
+        data["tags"] = sorted(tags)
+    return data
+
+
+def _apply(contact: Contact, values: dict[str, Any]) -> None:
+    for field, value in values.items():
+        if field == "tags":
+            continue
+        setattr(contact, field, value)
+    if "consent" in values:
+        if contact.consent is Consent.OPTED_OUT and contact.opted_out_at is None:
+            contact.opted_out_at = dt.datetime.now(dt.UTC)
+        elif contact.consent is not Consent.OPTED_OUT:
+            contact.opted_out_at = None
+    contact.search_text = build_search_text(
+        contact.name, contact.email, contact.phone, contact.telegram_username
+    )
+
+
+async def do_create_contact(actor: Actor, values: dict[str, Any]) -> Contact:
+    """Create a contact; identifiers are normalized and must be unique in the tenant."""
+    actor.require_write()
+    unknown = set(values) - EDITABLE_FIELDS
+    if unknown:
+        raise ValidationFailed(sorted(unknown)[0], "unknown field")
+    values = _normalize(values, await _tenant_region(actor.tenant_id))
+    if not values.get("name") and not any(values.get(f) for f in IDENTIFIER_FIELDS):
+        raise ValidationFailed("name", "a contact needs a name or an identifier")
+    if values.get("owner_id") is None and actor.user_id is not None and "owner_id" not in values:
+        values["owner_id"] = actor.user_id
+    tags = values.pop("tags", None) or []
+    async with in_transaction() as conn:
+        await _check_references(actor, values, conn)
+        await _check_identifiers_free(actor, values, conn)
+        contact = Contact(tenant_id=actor.tenant_id)
+        _apply(contact, values)
+        try:
+            await contact.save(using_db=conn)
+        except IntegrityError:
+            raise Conflict("contact", "another contact has the same identifier") from None
+        await _set_tags(actor, contact, tags, conn)
+        await record_event(
+            actor, "contact.created", "contact", contact.id,
+            after=_contact_snapshot(contact, tags), using_db=conn,
+        )
+    await contact.fetch_related("tags")
+    return contact
+
+
+async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any]) -> Contact:
+    """Change some fields of a contact; a bidi only changes contacts they own or unowned ones."""
+    actor.require_write()
+    unknown = set(values) - EDITABLE_FIELDS
+    if unknown:
+        raise ValidationFailed(sorted(unknown)[0], "unknown field")
+    values = _normalize(values, await _tenant_region(actor.tenant_id))
+    async with in_transaction() as conn:
+        contact = await Contact.filter(
+            id=contact_id, tenant_id=actor.tenant_id
+        ).using_db(conn).select_for_update().first()
+        if contact is None:
+            raise NotFound("contact", contact_id)
+        actor.require_owner_or_admin_of(contact.owner_id)
+        new_owner = values.get("owner_id", contact.owner_id)
+        if new_owner != contact.owner_id and new_owner != actor.user_id:
+            # A bidi may claim a contact; handing one to someone else is for admins.
+            actor.require_admin()
+        await _check_references(actor, values, conn)
+        await _check_identifiers_free(actor, values, conn, exclude_id=contact.id)
+        old_tags = [t.name for t in await contact.tags.all().using_db(conn)]
+        before = _contact_snapshot(contact, old_tags)
+        _apply(contact, values)
+        try:
+            await contact.save(using_db=conn)
+        except IntegrityError:
+            raise Conflict("contact", "another contact has the same identifier") from None
+        new_tags = old_tags
+        if "tags" in values:
+            new_tags = list(values["tags"] or [])
+            await _set_tags(actor, contact, new_tags, conn)
+            new_tags = [t.name for t in await contact.tags.all().using_db(conn)]
+        after = _contact_snapshot(contact, new_tags)
+        changed = changed_fields(before, after)
+        if changed:
+            await record_event(
+                actor, "contact.updated", "contact", contact.id,
+                before=changed, after={k: after[k] for k in changed}, using_db=conn,
+            )
+    await contact.fetch_related("tags")
+    return contact
+
+
+async def do_delete_contact(actor: Actor, contact_id: int) -> None:
+    """Delete a contact with its notes and tag links; its deals stay, without a contact."""
+    actor.require_write()
+    async with in_transaction() as conn:
+        contact = await Contact.filter(
+            id=contact_id, tenant_id=actor.tenant_id
+        ).using_db(conn).select_for_update().first()
+        if contact is None:
+            raise NotFound("contact", contact_id)
+        actor.require_owner_or_admin_of(contact.owner_id)
+        tags = [t.name for t in await contact.tags.all().using_db(conn)]
+        before = _contact_snapshot(contact, tags)
+        await contact.delete(using_db=conn)
+        await record_event(actor, "contact.deleted", "contact", contact_id, before=before,
+                           using_db=conn)
+
+
+def _parse_sort(sort: str) -> tuple[str, bool]:
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    if field not in SORTABLE_FIELDS:
+        allowed = ", ".join(SORTABLE_FIELDS)
+        raise ValidationFailed("sort", f"must be one of {allowed}, optionally prefixed with '-'")
+    return field, descending
+
+
+def _search_condition(q: str) -> Q:
+    needle = q.strip().lower().lstrip("@")
+    digits = "".join(ch for ch in needle if ch.isdigit())
+    # A query typed like a phone number ("+7 912 345-67") matches the stored digits.
+    if digits and len(digits) >= 3 and all(ch.isdigit() or ch in " +-()" for ch in needle):
+        needle = digits
+    return Q(search_text__contains=needle)
+
+
+def _cursor_value(contact: Contact, field: str) -> Any:
+    value = getattr(contact, field)
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+async def list_contacts(
+    actor: Actor,
+    filters: ContactFilters | None = None,
+    *,
+    sort: str = "-created_at",
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Contact]:
+    """A page of the tenant's contacts, filtered and sorted, with a keyset cursor."""
+    actor.require_read()
+    check_limit(limit)
+    field, descending = _parse_sort(sort)
+    filters = filters or ContactFilters()
+    query = Contact.filter(tenant_id=actor.tenant_id)
+    if filters.q and filters.q.strip():
+        query = query.filter(_search_condition(filters.q))
+    if filters.owner_id is not None:
+        query = query.filter(owner_id=filters.owner_id)
+    if filters.company_id is not None:
+        query = query.filter(company_id=filters.company_id)
+    if filters.tag:
+        # Tag names are unique per tenant, so this join never duplicates a contact.
+        query = query.filter(tags__name_key=filters.tag.strip().lower())
+    if filters.stage_id is not None:
+        query = query.filter(
+            id__in=Subquery(
+                Deal.filter(
+                    tenant_id=actor.tenant_id, stage_id=filters.stage_id, contact_id__isnull=False
+                ).values("contact_id")
+            )
+        )
+    if cursor:
+        last_value, last_id = decode_cursor(cursor, 2)
+        if not isinstance(last_id, int):
+            raise ValidationFailed("cursor", "is not a cursor this API returned")
+        if field != "name":
+            try:
+                last_value = dt.datetime.fromisoformat(last_value)
+            except (TypeError, ValueError):
+                raise ValidationFailed("cursor", "does not match the sort order") from None
+        op = "lt" if descending else "gt"
+        query = query.filter(
+            Q(**{f"{field}__{op}": last_value})
+            | Q(**{field: last_value, f"id__{op}": last_id})
+        )
+    order = (f"-{field}", "-id") if descending else (field, "id")
+    rows = await query.order_by(*order).limit(limit + 1).prefetch_related("tags")
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (
+        encode_cursor([_cursor_value(rows[-1], field), rows[-1].id]) if has_more and rows else None
+    )
+    return Page(rows, next_cursor)
+
