@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from crm.services.errors import ServiceError
 from crm.services.tenants import do_create_tenant
 from crm.settings import Settings
 
-AsyncCommand = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+AsyncCommand = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def _print_json(data: dict[str, Any]) -> None:
@@ -84,8 +84,10 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
             default_region=args.region,
         )
         actor = Actor(
-            tenant_id=created.tenant.id, user_id=created.owner.id,
-            role=Role.OWNER, actor_type=ActorType.SYSTEM,
+            tenant_id=created.tenant.id,
+            user_id=created.owner.id,
+            role=Role.OWNER,
+            actor_type=ActorType.SYSTEM,
         )
         issued = await do_create_api_key(
             actor, "owner (cli)", [s.value for s in Scope], for_user_id=created.owner.id
@@ -113,14 +115,22 @@ async def _apikeys_create(settings: Settings, args: argparse.Namespace) -> int:
         actor = await _owner_actor(args.tenant)
         user_id = args.user
         if user_id is None:
-            owner = await Membership.filter(tenant_id=args.tenant, role=Role.OWNER).order_by(
-                "id").first()
+            owner = (
+                await Membership.filter(tenant_id=args.tenant, role=Role.OWNER)
+                .order_by("id")
+                .first()
+            )
             user_id = owner.user_id if owner else None
         scopes = [s.strip() for s in args.scopes.split(",")] if args.scopes else None
         issued = await do_create_api_key(actor, args.name, scopes, for_user_id=user_id)
         if args.json:
-            _print_json({"api_key_id": issued.api_key.id, "api_key": issued.token,
-                         "scopes": issued.api_key.scopes})
+            _print_json(
+                {
+                    "api_key_id": issued.api_key.id,
+                    "api_key": issued.token,
+                    "scopes": issued.api_key.scopes,
+                }
+            )
         else:
             print(f"API key {issued.api_key.id} (shown once, store it now): {issued.token}")
         return 0
@@ -153,18 +163,30 @@ async def _import_contacts(settings: Settings, args: argparse.Namespace) -> int:
 
             def progress(rows_done: int) -> None:
                 share = source.tell() / total_bytes if total_bytes else 1.0
-                print(f"\rcrm: imported {rows_done} rows ({share:.0%})", end="",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\rcrm: imported {rows_done} rows ({share:.0%})",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
             result = await do_import_contacts(
-                actor, source, dry_run=args.dry_run, mapping=mapping,
-                overwrite=args.overwrite, progress=progress,
+                actor,
+                source,
+                dry_run=args.dry_run,
+                mapping=mapping,
+                overwrite=args.overwrite,
+                progress=progress,
             )
         print(file=sys.stderr)
-        _print_json({
-            "created": result.created, "updated": result.updated, "skipped": result.skipped,
-            "errors": [e if isinstance(e, dict) else vars(e) for e in result.errors],
-        })
+        _print_json(
+            {
+                "created": result.created,
+                "updated": result.updated,
+                "skipped": result.skipped,
+                "errors": [e if isinstance(e, dict) else vars(e) for e in result.errors],
+            }
+        )
         return 0
 
     return await _with_db(settings, work)
@@ -208,10 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=10)
     worker.set_defaults(run=cmd_worker)
     sub.add_parser("scheduler", help="run the task scheduler (needs CRM_REDIS_URL)").set_defaults(
-        run=cmd_scheduler)
+        run=cmd_scheduler
+    )
 
     tenants = sub.add_parser("tenants", help="manage tenants").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     create = tenants.add_parser("create", help="create a tenant with an owner and an API key")
     create.add_argument("name")
     create.add_argument("--owner-telegram-id", type=int, default=None)
@@ -221,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.set_defaults(run=_async(_tenants_create))
 
     keys = sub.add_parser("apikeys", help="manage API keys").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     kc = keys.add_parser("create", help="issue an API key")
     kc.add_argument("--tenant", type=int, required=True)
     kc.add_argument("--user", type=int, default=None, help="member the key acts for")
@@ -239,8 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     ic.add_argument("file")
     ic.add_argument("--tenant", type=int, required=True)
     ic.add_argument("--dry-run", action="store_true")
-    ic.add_argument("--overwrite", action="store_true",
-                    help="duplicates replace fields instead of filling empty ones")
+    ic.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="duplicates replace fields instead of filling empty ones",
+    )
     ic.add_argument("--mapping", default=None, help='JSON: {"CSV header": "field"}')
     ic.set_defaults(run=_async(_import_contacts))
 

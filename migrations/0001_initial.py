@@ -172,7 +172,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'contact', 'app': 'models', 'unique_together': (('tenant', 'email'), ('tenant', 'phone'), ('tenant', 'telegram_username'), ('tenant', 'telegram_id'), ('tenant', 'whatsapp_id')), 'indexes': [Index(fields=['tenant_id', 'owner_id']), Index(fields=['tenant_id', 'company_id']), Index(fields=['tenant_id', 'name'])], 'pk_attr': 'id', 'table_description': 'A person the business talks to.'},
+            options={'table': 'contact', 'app': 'models', 'unique_together': (('tenant', 'email'), ('tenant', 'phone'), ('tenant', 'telegram_username'), ('tenant', 'telegram_id'), ('tenant', 'whatsapp_id')), 'indexes': [Index(fields=['tenant_id', 'owner_id', 'created_at', 'id']), Index(fields=['tenant_id', 'company_id']), Index(fields=['tenant_id', 'name', 'id']), Index(fields=['tenant_id', 'created_at', 'id']), Index(fields=['tenant_id', 'updated_at', 'id'])], 'pk_attr': 'id', 'table_description': 'A person the business talks to.'},
             bases=['Model'],
         ),
         ops.CreateModel(

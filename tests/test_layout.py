@@ -9,8 +9,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE_PACKAGES = ("bot", "channels", "agents", "miniapp")
-SDKS = ("aiogram", "pywa", "fastapi", "starlette", "taskiq", "taskiq_redis", "litellm", "openai",
-        "stripe", "uvicorn", "pydantic_settings")
+SDKS = (
+    "aiogram",
+    "pywa",
+    "fastapi",
+    "starlette",
+    "taskiq",
+    "taskiq_redis",
+    "litellm",
+    "openai",
+    "stripe",
+    "uvicorn",
+    "pydantic_settings",
+)
 COMPOSITION_ROOTS = {"crm/app.py", "crm/cli.py", "crm/settings.py"}
 
 
@@ -40,8 +51,9 @@ def _top(name: str) -> str:
     return name.split(".", 1)[0]
 
 
-@pytest.mark.parametrize("path", _python_files("crm/models", "crm/services"),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", _python_files("crm/models", "crm/services"), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_domain_imports_no_edge_and_no_sdk(path: Path) -> None:
     bad = [n for n in _imports(path) if _top(n) in EDGE_PACKAGES + SDKS]
     assert not bad, f"{path.relative_to(ROOT)} imports {bad}: the domain must stay SDK-free"
@@ -56,8 +68,9 @@ def test_crm_does_not_import_edges(path: Path) -> None:
     assert not bad, f"{rel} imports {bad}: only the composition root wires edges in"
 
 
-@pytest.mark.parametrize("path", _python_files("crm", *EDGE_PACKAGES),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", _python_files("crm", *EDGE_PACKAGES), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_only_the_composition_root_reads_settings(path: Path) -> None:
     rel = str(path.relative_to(ROOT))
     if rel in COMPOSITION_ROOTS:
@@ -95,9 +108,11 @@ def test_tasks_take_ids_not_orm_objects() -> None:
                 continue
             for arg in node.args.args:
                 annotation = ast.unparse(arg.annotation) if arg.annotation else ""
-                assert not any(m in annotation.split(".")[-1] for m in model_names
-                               if m == annotation.split(".")[-1]), (
-                    f"{path.name}:{node.name} takes {arg.arg}: {annotation}; pass an id")
+                assert not any(
+                    m in annotation.split(".")[-1]
+                    for m in model_names
+                    if m == annotation.split(".")[-1]
+                ), f"{path.name}:{node.name} takes {arg.arg}: {annotation}; pass an id"
 
 
 def test_the_rules_see_a_violation(tmp_path: Path) -> None:

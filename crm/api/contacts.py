@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
 from crm.api.schemas import ListOut, StrictModel
-from crm.models import Consent, Contact
+from crm.models import Consent
 from crm.services import contacts
-from crm.services.contacts import ContactFilters
+from crm.services.contacts import ContactFilters, ContactRecord
 
 router = APIRouter(tags=["contacts"])
 
@@ -73,38 +73,55 @@ class ContactPatch(StrictModel):
     timezone: str | None = Field(default=None, max_length=64)
 
 
-def contact_out(contact: Contact) -> ContactOut:
-    """Render a contact whose tags are fetched."""
+def contact_out(record: ContactRecord) -> ContactOut:
+    """Render a contact with its tags."""
+    contact = record.contact
     return ContactOut(
-        id=contact.id, name=contact.name, title=contact.title, company_id=contact.company_id,
-        phone=contact.phone, email=contact.email, telegram_username=contact.telegram_username,
-        telegram_id=contact.telegram_id, whatsapp_id=contact.whatsapp_id,
-        tags=sorted(t.name for t in contact.tags), custom_fields=contact.custom_fields,
-        owner_id=contact.owner_id, source=contact.source, consent=contact.consent,
-        opted_out_at=contact.opted_out_at, timezone=contact.timezone, score=contact.score,
-        created_at=contact.created_at, updated_at=contact.updated_at,
+        id=contact.id,
+        name=contact.name,
+        title=contact.title,
+        company_id=contact.company_id,
+        phone=contact.phone,
+        email=contact.email,
+        telegram_username=contact.telegram_username,
+        telegram_id=contact.telegram_id,
+        whatsapp_id=contact.whatsapp_id,
+        tags=record.tags,
+        custom_fields=contact.custom_fields,
+        owner_id=contact.owner_id,
+        source=contact.source,
+        consent=contact.consent,
+        opted_out_at=contact.opted_out_at,
+        timezone=contact.timezone,
+        score=contact.score,
+        created_at=contact.created_at,
+        updated_at=contact.updated_at,
     )
 
 
 @router.get("/contacts", response_model=ListOut[ContactOut])
 async def get_contacts(
     actor: ActorDep,
-    q: str | None = Query(default=None, max_length=200,
-                          description="matches name, phone, email or Telegram username"),
+    q: str | None = Query(
+        default=None, max_length=200, description="matches name, phone, email or Telegram username"
+    ),
     tag: str | None = Query(default=None, max_length=64),
     owner_id: int | None = None,
     company_id: int | None = None,
     stage_id: int | None = Query(default=None, description="contacts with a deal in this stage"),
-    sort: str = Query(default="-created_at",
-                      description="created_at, updated_at or name; '-' for descending"),
+    sort: str = Query(
+        default="-created_at", description="created_at, updated_at or name; '-' for descending"
+    ),
     cursor: str | None = None,
     limit: int = 50,
 ) -> ListOut[ContactOut]:
     """Search and list contacts."""
     page = await contacts.list_contacts(
-        actor, ContactFilters(q=q, tag=tag, owner_id=owner_id, company_id=company_id,
-                              stage_id=stage_id),
-        sort=sort, cursor=cursor, limit=limit,
+        actor,
+        ContactFilters(q=q, tag=tag, owner_id=owner_id, company_id=company_id, stage_id=stage_id),
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
     )
     return ListOut(items=[contact_out(c) for c in page.items], next_cursor=page.next_cursor)
 

@@ -32,7 +32,7 @@ class Company(Model):
     owner: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
-    custom_fields: dict[str, object] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    custom_fields: dict[str, object] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -79,7 +79,7 @@ class Contact(Model):
     telegram_username = fields.CharField(max_length=64, null=True, description="lower-cased, no @")
     telegram_id = fields.BigIntField(null=True)
     whatsapp_id = fields.CharField(max_length=32, null=True)
-    custom_fields: dict[str, object] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    custom_fields: dict[str, object] = fields.JSONField(default=dict)
     owner: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
@@ -109,7 +109,14 @@ class Contact(Model):
             ("tenant", "telegram_id"),
             ("tenant", "whatsapp_id"),
         )
-        indexes = (("tenant_id", "owner_id"), ("tenant_id", "company_id"), ("tenant_id", "name"))
+        # Keyset pagination walks (tenant, sort key, id); filters lead with the tenant.
+        indexes = (
+            ("tenant_id", "owner_id", "created_at", "id"),
+            ("tenant_id", "company_id"),
+            ("tenant_id", "name", "id"),
+            ("tenant_id", "created_at", "id"),
+            ("tenant_id", "updated_at", "id"),
+        )
 
 
 class Note(Model):

@@ -21,8 +21,8 @@ class Event(Model):
     actor_type = fields.CharField(max_length=16, description="user, api_key, system or agent")
     actor_user_id = fields.IntField(null=True)
     actor_api_key_id = fields.IntField(null=True)
-    before: dict[str, object] | None = fields.JSONField(null=True)  # type: ignore[assignment]
-    after: dict[str, object] | None = fields.JSONField(null=True)  # type: ignore[assignment]
+    before: dict[str, object] | None = fields.JSONField(null=True)
+    after: dict[str, object] | None = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     tenant_id: int

@@ -105,7 +105,9 @@ async def list_api_keys(actor: Actor) -> list[ApiKey]:
 async def do_revoke_api_key(actor: Actor, api_key_id: int) -> ApiKey:
     """Revoke a key: the actor's own, or any key of the workspace for an admin."""
     async with in_transaction() as conn:
-        api_key = await ApiKey.get_or_none(id=api_key_id, tenant_id=actor.tenant_id).using_db(conn)
+        api_key = (
+            await ApiKey.filter(id=api_key_id, tenant_id=actor.tenant_id).using_db(conn).first()
+        )
         if api_key is None:
             raise NotFound("api_key", api_key_id)
         if api_key.user_id != actor.user_id:

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
@@ -26,10 +27,53 @@ from crm.services.pagination import Page, check_limit, decode_cursor, encode_cur
 
 IDENTIFIER_FIELDS = ("email", "phone", "telegram_username", "telegram_id", "whatsapp_id")
 SORTABLE_FIELDS = ("created_at", "updated_at", "name")
-EDITABLE_FIELDS = frozenset({
-    "name", "title", "company_id", "phone", "email", "telegram_username", "telegram_id",
-    "whatsapp_id", "custom_fields", "owner_id", "source", "consent", "timezone", "tags",
-})
+EDITABLE_FIELDS = frozenset(
+    {
+        "name",
+        "title",
+        "company_id",
+        "phone",
+        "email",
+        "telegram_username",
+        "telegram_id",
+        "whatsapp_id",
+        "custom_fields",
+        "owner_id",
+        "source",
+        "consent",
+        "timezone",
+        "tags",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ContactRecord:
+    """A contact with the names of its tags, as every read returns it."""
+
+    contact: Contact
+    tags: list[str]
+
+
+async def tag_names_of(contact_ids: list[int]) -> dict[int, list[str]]:
+    """Tag names per contact id, in one query (cheaper than prefetching Tag objects)."""
+    if not contact_ids:
+        return {}
+    ids = ",".join(str(int(i)) for i in contact_ids)  # ints from the database: safe to inline
+    _, rows = await connections.get("default").execute_query(
+        "SELECT ct.contact_id, t.name FROM contact_tag ct JOIN tag t ON t.id = ct.tag_id "
+        f"WHERE ct.contact_id IN ({ids})"
+    )
+    names: dict[int, list[str]] = {i: [] for i in contact_ids}
+    for row in rows:
+        names[row["contact_id"]].append(row["name"])
+    for tag_list in names.values():
+        tag_list.sort(key=str.lower)
+    return names
+
+
+async def _record(contact: Contact) -> ContactRecord:
+    return ContactRecord(contact, (await tag_names_of([contact.id]))[contact.id])
 
 
 @dataclass(frozen=True)
@@ -43,14 +87,13 @@ class ContactFilters:
     stage_id: int | None = None
 
 
-async def access_contact(actor: Actor, contact_id: int) -> Contact:
+async def access_contact(actor: Actor, contact_id: int) -> ContactRecord:
     """One contact of the actor's tenant, with its tags; NotFound for any other id."""
     actor.require_read()
     contact = await Contact.filter(id=contact_id, tenant_id=actor.tenant_id).first()
     if contact is None:
         raise NotFound("contact", contact_id)
-    await contact.fetch_related("tags")
-    return contact
+    return await _record(contact)
 
 
 async def _tenant_region(tenant_id: int) -> str:
@@ -71,7 +114,7 @@ def _normalize(values: dict[str, Any], region: str) -> dict[str, Any]:
         out["whatsapp_id"] = normalize_whatsapp_id(out["whatsapp_id"])
     if "name" in out:
         out["name"] = (out["name"] or "").strip()
-    if "timezone" in out and out["timezone"]:
+    if out.get("timezone"):
         _check_timezone(out["timezone"])
     if "consent" in out and out["consent"] is not None:
         try:
@@ -93,14 +136,20 @@ def _check_timezone(name: str) -> None:
 
 async def _check_references(actor: Actor, values: dict[str, Any], conn: BaseDBAsyncClient) -> None:
     company_id = values.get("company_id")
-    if company_id is not None and not await Company.filter(
-        id=company_id, tenant_id=actor.tenant_id
-    ).using_db(conn).exists():
+    if (
+        company_id is not None
+        and not await Company.filter(id=company_id, tenant_id=actor.tenant_id)
+        .using_db(conn)
+        .exists()
+    ):
         raise ValidationFailed("company_id", f"company {company_id} does not exist")
     owner_id = values.get("owner_id")
-    if owner_id is not None and not await Membership.filter(
-        user_id=owner_id, tenant_id=actor.tenant_id
-    ).using_db(conn).exists():
+    if (
+        owner_id is not None
+        and not await Membership.filter(user_id=owner_id, tenant_id=actor.tenant_id)
+        .using_db(conn)
+        .exists()
+    ):
         raise ValidationFailed("owner_id", f"user {owner_id} is not a member of this organization")
 
 
@@ -120,7 +169,9 @@ async def _check_identifiers_free(
             raise Conflict(field, f"contact {existing} already has this {field}")
 
 
-async def _set_tags(actor: Actor, contact: Contact, names: list[str], conn: BaseDBAsyncClient) -> None:
+async def _set_tags(
+    actor: Actor, contact: Contact, names: list[str], conn: BaseDBAsyncClient
+) -> None:
     """Replace the contact's tags with ``names``, creating missing tags (case-insensitive)."""
     wanted: dict[str, str] = {}
     for raw in names:
@@ -134,8 +185,9 @@ async def _set_tags(actor: Actor, contact: Contact, names: list[str], conn: Base
     found = {t.name_key for t in tags}
     for key, name in wanted.items():
         if key not in found:
-            tags.append(await Tag.create(tenant_id=actor.tenant_id, name=name, name_key=key,
-                                         using_db=conn))
+            tags.append(
+                await Tag.create(tenant_id=actor.tenant_id, name=name, name_key=key, using_db=conn)
+            )
     await contact.tags.clear(using_db=conn)
     if tags:
         await contact.tags.add(*tags, using_db=conn)
@@ -163,7 +215,7 @@ def _apply(contact: Contact, values: dict[str, Any]) -> None:
     )
 
 
-async def do_create_contact(actor: Actor, values: dict[str, Any]) -> Contact:
+async def do_create_contact(actor: Actor, values: dict[str, Any]) -> ContactRecord:
     """Create a contact; identifiers are normalized and must be unique in the tenant."""
     actor.require_write()
     unknown = set(values) - EDITABLE_FIELDS
@@ -186,14 +238,17 @@ async def do_create_contact(actor: Actor, values: dict[str, Any]) -> Contact:
             raise Conflict("contact", "another contact has the same identifier") from None
         await _set_tags(actor, contact, tags, conn)
         await record_event(
-            actor, "contact.created", "contact", contact.id,
-            after=_contact_snapshot(contact, tags), using_db=conn,
+            actor,
+            "contact.created",
+            "contact",
+            contact.id,
+            after=_contact_snapshot(contact, tags),
+            using_db=conn,
         )
-    await contact.fetch_related("tags")
-    return contact
+    return await _record(contact)
 
 
-async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any]) -> Contact:
+async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any]) -> ContactRecord:
     """Change some fields of a contact; a bidi only changes contacts they own or unowned ones."""
     actor.require_write()
     unknown = set(values) - EDITABLE_FIELDS
@@ -201,9 +256,12 @@ async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any
         raise ValidationFailed(sorted(unknown)[0], "unknown field")
     values = _normalize(values, await _tenant_region(actor.tenant_id))
     async with in_transaction() as conn:
-        contact = await Contact.filter(
-            id=contact_id, tenant_id=actor.tenant_id
-        ).using_db(conn).select_for_update().first()
+        contact = (
+            await Contact.filter(id=contact_id, tenant_id=actor.tenant_id)
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
         if contact is None:
             raise NotFound("contact", contact_id)
         actor.require_owner_or_admin_of(contact.owner_id)
@@ -229,28 +287,36 @@ async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any
         changed = changed_fields(before, after)
         if changed:
             await record_event(
-                actor, "contact.updated", "contact", contact.id,
-                before=changed, after={k: after[k] for k in changed}, using_db=conn,
+                actor,
+                "contact.updated",
+                "contact",
+                contact.id,
+                before=changed,
+                after={k: after[k] for k in changed},
+                using_db=conn,
             )
-    await contact.fetch_related("tags")
-    return contact
+    return await _record(contact)
 
 
 async def do_delete_contact(actor: Actor, contact_id: int) -> None:
     """Delete a contact with its notes and tag links; its deals stay, without a contact."""
     actor.require_write()
     async with in_transaction() as conn:
-        contact = await Contact.filter(
-            id=contact_id, tenant_id=actor.tenant_id
-        ).using_db(conn).select_for_update().first()
+        contact = (
+            await Contact.filter(id=contact_id, tenant_id=actor.tenant_id)
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
         if contact is None:
             raise NotFound("contact", contact_id)
         actor.require_owner_or_admin_of(contact.owner_id)
         tags = [t.name for t in await contact.tags.all().using_db(conn)]
         before = _contact_snapshot(contact, tags)
         await contact.delete(using_db=conn)
-        await record_event(actor, "contact.deleted", "contact", contact_id, before=before,
-                           using_db=conn)
+        await record_event(
+            actor, "contact.deleted", "contact", contact_id, before=before, using_db=conn
+        )
 
 
 def _parse_sort(sort: str) -> tuple[str, bool]:
@@ -283,7 +349,7 @@ async def list_contacts(
     sort: str = "-created_at",
     cursor: str | None = None,
     limit: int = 50,
-) -> Page[Contact]:
+) -> Page[ContactRecord]:
     """A page of the tenant's contacts, filtered and sorted, with a keyset cursor."""
     actor.require_read()
     check_limit(limit)
@@ -318,15 +384,14 @@ async def list_contacts(
                 raise ValidationFailed("cursor", "does not match the sort order") from None
         op = "lt" if descending else "gt"
         query = query.filter(
-            Q(**{f"{field}__{op}": last_value})
-            | Q(**{field: last_value, f"id__{op}": last_id})
+            Q(**{f"{field}__{op}": last_value}) | Q(**{field: last_value, f"id__{op}": last_id})
         )
     order = (f"-{field}", "-id") if descending else (field, "id")
-    rows = await query.order_by(*order).limit(limit + 1).prefetch_related("tags")
+    rows = await query.order_by(*order).limit(limit + 1)
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
         encode_cursor([_cursor_value(rows[-1], field), rows[-1].id]) if has_more and rows else None
     )
-    return Page(rows, next_cursor)
-
+    tags = await tag_names_of([c.id for c in rows])
+    return Page([ContactRecord(c, tags[c.id]) for c in rows], next_cursor)

@@ -49,9 +49,9 @@ async def do_create_tenant(
         )
         owner = None
         if owner_telegram_id is not None:
-            owner = await User.get_or_none(telegram_id=owner_telegram_id).using_db(conn)
+            owner = await User.filter(telegram_id=owner_telegram_id).using_db(conn).first()
         if owner is None and owner_email:
-            owner = await User.get_or_none(email=owner_email.lower()).using_db(conn)
+            owner = await User.filter(email=owner_email.lower()).using_db(conn).first()
         if owner is None:
             owner = await User.create(
                 telegram_id=owner_telegram_id,
@@ -163,9 +163,9 @@ async def do_add_member(
     async with in_transaction() as conn:
         user = None
         if telegram_id is not None:
-            user = await User.get_or_none(telegram_id=telegram_id).using_db(conn)
+            user = await User.filter(telegram_id=telegram_id).using_db(conn).first()
         if user is None and email:
-            user = await User.get_or_none(email=email.lower()).using_db(conn)
+            user = await User.filter(email=email.lower()).using_db(conn).first()
         if user is None:
             user = await User.create(
                 telegram_id=telegram_id,

@@ -16,10 +16,18 @@ async def _create(client: httpx.AsyncClient, ws: Workspace, **body: object) -> d
     return r.json()
 
 
-async def test_create_normalizes_identifiers(client: httpx.AsyncClient,
-                                             workspace: Workspace) -> None:
-    c = await _create(client, workspace, name="Ivan Petrov", phone="(415) 555-2671",
-                      email="Ivan@Example.COM", telegram_username="@IvanP", tags=["VIP", "vip"])
+async def test_create_normalizes_identifiers(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    c = await _create(
+        client,
+        workspace,
+        name="Ivan Petrov",
+        phone="(415) 555-2671",
+        email="Ivan@Example.COM",
+        telegram_username="@IvanP",
+        tags=["VIP", "vip"],
+    )
     assert c["phone"] == "+14155552671"
     assert c["email"] == "ivan@example.com"
     assert c["telegram_username"] == "ivanp"
@@ -46,23 +54,26 @@ async def test_bad_fields_are_named(client: httpx.AsyncClient, workspace: Worksp
     assert (await client.get(API, headers=workspace.headers)).json()["items"] == []
 
 
-async def test_duplicate_identifier_is_a_conflict(client: httpx.AsyncClient,
-                                                  workspace: Workspace,
-                                                  other_workspace: Workspace) -> None:
+async def test_duplicate_identifier_is_a_conflict(
+    client: httpx.AsyncClient, workspace: Workspace, other_workspace: Workspace
+) -> None:
     await _create(client, workspace, name="A", email="a@example.com")
-    r = await client.post(API, json={"name": "B", "email": "A@example.com"},
-                          headers=workspace.headers)
+    r = await client.post(
+        API, json={"name": "B", "email": "A@example.com"}, headers=workspace.headers
+    )
     assert r.status_code == 409
     assert r.json()["errors"][0]["field"] == "email"
     # the same person may exist in another workspace
     await _create(client, other_workspace, name="A", email="a@example.com")
 
 
-async def test_patch_records_audit_before_and_after(client: httpx.AsyncClient,
-                                                    workspace: Workspace) -> None:
+async def test_patch_records_audit_before_and_after(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
     c = await _create(client, workspace, name="Old", email="o@example.com")
-    r = await client.patch(f"{API}/{c['id']}", json={"name": "New", "title": None},
-                           headers=workspace.headers)
+    r = await client.patch(
+        f"{API}/{c['id']}", json={"name": "New", "title": None}, headers=workspace.headers
+    )
     assert r.status_code == 200 and r.json()["name"] == "New"
     from crm.models import Event
 
@@ -74,19 +85,23 @@ async def test_patch_records_audit_before_and_after(client: httpx.AsyncClient,
 
 async def test_opt_out_sets_timestamp(client: httpx.AsyncClient, workspace: Workspace) -> None:
     c = await _create(client, workspace, name="A", email="a@example.com")
-    r = await client.patch(f"{API}/{c['id']}", json={"consent": "opted_out"},
-                           headers=workspace.headers)
+    r = await client.patch(
+        f"{API}/{c['id']}", json={"consent": "opted_out"}, headers=workspace.headers
+    )
     assert r.json()["opted_out_at"] is not None
-    r = await client.patch(f"{API}/{c['id']}", json={"consent": "granted"},
-                           headers=workspace.headers)
+    r = await client.patch(
+        f"{API}/{c['id']}", json={"consent": "granted"}, headers=workspace.headers
+    )
     assert r.json()["opted_out_at"] is None
 
 
-async def test_search_by_name_phone_email_username(client: httpx.AsyncClient,
-                                                   workspace: Workspace) -> None:
+async def test_search_by_name_phone_email_username(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
     await _create(client, workspace, name="Анна Смирнова", phone="+79123456789")
-    await _create(client, workspace, name="Bob Stone", email="bob@stone.io",
-                  telegram_username="bobby")
+    await _create(
+        client, workspace, name="Bob Stone", email="bob@stone.io", telegram_username="bobby"
+    )
     await _create(client, workspace, name="Carla", email="carla@x.io")
 
     async def names(q: str) -> list[str]:
@@ -102,20 +117,26 @@ async def test_search_by_name_phone_email_username(client: httpx.AsyncClient,
     assert await names("nobody") == []
 
 
-async def test_filters_by_tag_owner_company_and_stage(client: httpx.AsyncClient,
-                                                      workspace: Workspace) -> None:
+async def test_filters_by_tag_owner_company_and_stage(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
     from crm.models import Company, Deal, Pipeline, Stage
 
-    bidi_id, bidi = await workspace.member(Role.BIDI)
+    bidi_id, _bidi = await workspace.member(Role.BIDI)
     company = await Company.create(tenant_id=workspace.tenant_id, name="Acme", name_key="acme")
-    a = await _create(client, workspace, name="A", email="a@x.io", tags=["hot"],
-                      company_id=company.id)
-    b = await _create(client, workspace, name="B", email="b@x.io", tags=["cold"],
-                      owner_id=bidi_id)
+    a = await _create(
+        client, workspace, name="A", email="a@x.io", tags=["hot"], company_id=company.id
+    )
+    b = await _create(client, workspace, name="B", email="b@x.io", tags=["cold"], owner_id=bidi_id)
     pipeline = await Pipeline.get(tenant_id=workspace.tenant_id, is_default=True)
     meeting = await Stage.get(pipeline=pipeline, name="Meeting")
-    await Deal.create(tenant_id=workspace.tenant_id, title="D", pipeline=pipeline, stage=meeting,
-                      contact_id=b["id"])
+    await Deal.create(
+        tenant_id=workspace.tenant_id,
+        title="D",
+        pipeline=pipeline,
+        stage=meeting,
+        contact_id=b["id"],
+    )
 
     async def ids(**params: object) -> list[int]:
         r = await client.get(API, params=params, headers=workspace.headers)
@@ -129,10 +150,12 @@ async def test_filters_by_tag_owner_company_and_stage(client: httpx.AsyncClient,
     assert await ids(tag="hot", owner_id=bidi_id) == []
 
 
-async def test_cursor_pagination_walks_every_contact_once(client: httpx.AsyncClient,
-                                                          workspace: Workspace) -> None:
-    created = [await _create(client, workspace, name=f"P{i:02d}", email=f"p{i}@x.io")
-               for i in range(7)]
+async def test_cursor_pagination_walks_every_contact_once(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    created = [
+        await _create(client, workspace, name=f"P{i:02d}", email=f"p{i}@x.io") for i in range(7)
+    ]
     for sort, expected in [
         ("name", sorted(c["name"] for c in created)),
         ("-name", sorted((c["name"] for c in created), reverse=True)),
@@ -153,10 +176,15 @@ async def test_cursor_pagination_walks_every_contact_once(client: httpx.AsyncCli
         assert seen == expected, sort
 
 
-async def test_bad_list_parameters_are_named(client: httpx.AsyncClient,
-                                             workspace: Workspace) -> None:
-    for params, field in [({"sort": "email"}, "sort"), ({"limit": 0}, "limit"),
-                          ({"cursor": "garbage!"}, "cursor"), ({"owner_id": "x"}, "owner_id")]:
+async def test_bad_list_parameters_are_named(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    for params, field in [
+        ({"sort": "email"}, "sort"),
+        ({"limit": 0}, "limit"),
+        ({"cursor": "garbage!"}, "cursor"),
+        ({"owner_id": "x"}, "owner_id"),
+    ]:
         r = await client.get(API, params=params, headers=workspace.headers)
         assert r.status_code == 422, params
         assert r.json()["errors"][0]["field"] == field
@@ -173,8 +201,9 @@ async def test_roles(client: httpx.AsyncClient, workspace: Workspace) -> None:
     r = await client.post(API, json={"name": "Mine", "email": "m@x.io"}, headers=bidi)
     assert r.status_code == 201 and r.json()["owner_id"] == bidi_id
     mine = r.json()["id"]
-    assert (await client.patch(f"{API}/{mine}", json={"title": "CEO"},
-                               headers=bidi)).status_code == 200
+    assert (
+        await client.patch(f"{API}/{mine}", json={"title": "CEO"}, headers=bidi)
+    ).status_code == 200
     r = await client.patch(f"{API}/{owned_by_owner['id']}", json={"title": "x"}, headers=bidi)
     assert r.status_code == 403
     assert (await client.delete(f"{API}/{owned_by_owner['id']}", headers=bidi)).status_code == 403
@@ -185,17 +214,21 @@ async def test_roles(client: httpx.AsyncClient, workspace: Workspace) -> None:
     assert (await client.get(f"{API}/{mine}", headers=bidi)).status_code == 404
 
 
-async def test_other_tenant_ids_are_not_found(client: httpx.AsyncClient, workspace: Workspace,
-                                              other_workspace: Workspace) -> None:
+async def test_other_tenant_ids_are_not_found(
+    client: httpx.AsyncClient, workspace: Workspace, other_workspace: Workspace
+) -> None:
     c = await _create(client, workspace, name="Secret", email="s@x.io")
     missing = await client.get(f"{API}/999999", headers=other_workspace.headers)
     foreign = await client.get(f"{API}/{c['id']}", headers=other_workspace.headers)
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json()["title"] == missing.json()["title"]
-    r = await client.patch(f"{API}/{c['id']}", json={"name": "Hacked"},
-                           headers=other_workspace.headers)
+    r = await client.patch(
+        f"{API}/{c['id']}", json={"name": "Hacked"}, headers=other_workspace.headers
+    )
     assert r.status_code == 404
-    assert (await client.get(API, params={"q": "secret"},
-                             headers=other_workspace.headers)).json()["items"] == []
+    assert (await client.get(API, params={"q": "secret"}, headers=other_workspace.headers)).json()[
+        "items"
+    ] == []
     assert (await client.get(f"{API}/{c['id']}", headers=workspace.headers)).json()[
-        "name"] == "Secret"
+        "name"
+    ] == "Secret"

@@ -1,0 +1,362 @@
+"""Companies, plus the helpers the other record services share (sorted keyset pages, owners).
+
+Role rules: every member reads; a bidi creates companies and changes or deletes only companies
+they own or that nobody owns; admins and owners change any. A new company is owned by its
+creator unless ``owner_id`` says otherwise, and a bidi may assign only themselves or nobody
+(otherwise a bidi could hand records to colleagues they may then no longer touch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, RawSQL
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from crm.models import Company, Contact, Deal, Membership
+from crm.services.access import Actor
+from crm.services.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from crm.services.events import record_event, snapshot
+from crm.services.pagination import Page, check_limit, decode_cursor, encode_cursor
+
+
+class Unset(enum.Enum):
+    """Marks an update argument that was not given (``None`` means "set to null")."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+# ---------------------------------------------------------------------------------------------
+# Sorted keyset pagination (shared by companies, deals, tags, notes)
+
+
+@dataclass(frozen=True)
+class SortSpec:
+    """One sortable column: ``field`` is what SQL orders by, ``attr`` what the cursor keeps."""
+
+    attr: str
+    kind: Literal["str", "datetime", "decimal", "int"]
+    # SQL expression to order by instead of the column (decimals are text on SQLite).
+    expression: str | None = None
+
+    @property
+    def field(self) -> str:
+        return f"_sort_{self.attr}" if self.expression else self.attr
+
+
+def numeric_sort(table: str, column: str) -> SortSpec:
+    """Sort a DecimalField numerically on every database (SQLite stores it as text)."""
+    return SortSpec(column, "decimal", expression=f'CAST("{table}"."{column}" AS NUMERIC)')
+
+
+def _cursor_value(spec: SortSpec, raw: Any) -> Any:
+    try:
+        if spec.kind == "datetime":
+            return dt.datetime.fromisoformat(str(raw))
+        if spec.kind == "decimal":
+            value = decimal.Decimal(str(raw))
+            # On SQLite the CAST must meet a number: a Decimal would bind as text.
+            sqlite = connections.get("default").capabilities.dialect == "sqlite"
+            return float(value) if sqlite else value
+        if spec.kind == "int":
+            return int(raw)
+        return str(raw)
+    except (ValueError, TypeError, decimal.InvalidOperation):
+        raise ValidationFailed("cursor", "is not a cursor this API returned") from None
+
+
+def parse_sort(sort: str, allowed: dict[str, SortSpec]) -> tuple[SortSpec, bool]:
+    """Validate ``sort`` (a column name, ``-`` first for descending) against ``allowed``."""
+    descending = sort.startswith("-")
+    spec = allowed.get(sort.removeprefix("-"))
+    if spec is None:
+        options = ", ".join(f"{name}, -{name}" for name in allowed)
+        raise ValidationFailed("sort", f"'{sort}' is not one of: {options}")
+    return spec, descending
+
+
+async def paginate_sorted(
+    query: Any, sort: str, allowed: dict[str, SortSpec], cursor: str | None, limit: int
+) -> Page[Any]:
+    """Page a queryset by a sort column with ``id`` breaking ties (keyset: stable under inserts)."""
+    check_limit(limit)
+    spec, descending = parse_sort(sort, allowed)
+    if spec.expression:
+        query = query.annotate(**{spec.field: RawSQL(spec.expression)})
+    op = "lt" if descending else "gt"
+    if cursor:
+        cursor_sort, raw_value, last_id = decode_cursor(cursor, 3)
+        if cursor_sort != sort or not isinstance(last_id, int):
+            raise ValidationFailed("cursor", "does not belong to this listing or sort order")
+        value = _cursor_value(spec, raw_value)
+        query = query.filter(
+            Q(**{f"{spec.field}__{op}": value}) | Q(**{spec.field: value, f"id__{op}": last_id})
+        )
+    prefix = "-" if descending else ""
+    rows = await query.order_by(f"{prefix}{spec.field}", f"{prefix}id").limit(limit + 1)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = None
+    if has_more and rows:
+        last = rows[-1]
+        raw = getattr(last, spec.attr)
+        encoded = raw.isoformat() if isinstance(raw, dt.datetime) else str(raw)
+        next_cursor = encode_cursor([sort, encoded, last.id])
+    return Page(rows, next_cursor)
+
+
+# ---------------------------------------------------------------------------------------------
+# References and owners (shared by companies, deals, notes)
+
+
+async def require_in_tenant(
+    actor: Actor,
+    model: type[Model],
+    record_id: int,
+    field: str,
+    using_db: BaseDBAsyncClient | None = None,
+) -> None:
+    """A referenced id must exist in the actor's tenant, else 422 naming ``field``.
+
+    The reason is the same for missing ids and ids of another tenant, so nothing leaks.
+    """
+    exists = await model.filter(id=record_id, tenant_id=actor.tenant_id).using_db(using_db).exists()
+    if not exists:
+        raise ValidationFailed(field, f"{record_id} does not exist in this organization")
+
+
+async def check_owner_assignable(
+    actor: Actor, owner_id: int | None, using_db: BaseDBAsyncClient | None = None
+) -> None:
+    """An owner must be a member; a bidi may assign only themselves or nobody."""
+    if owner_id is None:
+        return
+    exists = (
+        await Membership.filter(tenant_id=actor.tenant_id, user_id=owner_id)
+        .using_db(using_db)
+        .exists()
+    )
+    if not exists:
+        raise ValidationFailed("owner_id", f"{owner_id} is not a member of this organization")
+    try:
+        actor.require_owner_or_admin_of(owner_id)
+    except PermissionDenied as exc:
+        raise PermissionDenied(
+            "a bidi may assign records only to themselves or to nobody",
+            [FieldError("owner_id", exc.detail)],
+        ) from None
+
+
+def default_owner(actor: Actor, owner_id: int | Unset | None) -> int | None:
+    """The owner of a new record: the one given, else the acting member."""
+    return actor.user_id if owner_id is UNSET else owner_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Companies
+
+COMPANY_SORTS = {
+    "name": SortSpec("name_key", "str"),
+    "created_at": SortSpec("created_at", "datetime"),
+}
+_DOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+
+
+@dataclass(frozen=True)
+class CompanyCounts:
+    """How many contacts and deals point at a company."""
+
+    contacts: int
+    deals: int
+
+
+def name_key(name: str) -> str:
+    """The case-insensitive key companies are matched by within a tenant."""
+    return name.strip().lower()
+
+
+def _clean_name(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned:
+        raise ValidationFailed("name", "must not be empty")
+    if len(cleaned) > 200:
+        raise ValidationFailed("name", "must be at most 200 characters")
+    return cleaned
+
+
+def _clean_domain(domain: str | None) -> str | None:
+    if domain is None or not domain.strip():
+        return None
+    cleaned = domain.strip().lower()
+    for prefix in ("https://", "http://"):
+        cleaned = cleaned.removeprefix(prefix)
+    cleaned = cleaned.removeprefix("www.").rstrip("/")
+    if len(cleaned) > 200 or not _DOMAIN_RE.match(cleaned):
+        raise ValidationFailed("domain", f"'{domain.strip()}' is not a domain name")
+    return cleaned
+
+
+async def _check_name_free(
+    actor: Actor, key: str, conn: BaseDBAsyncClient, exclude_id: int | None = None
+) -> None:
+    query = Company.filter(tenant_id=actor.tenant_id, name_key=key).using_db(conn)
+    if exclude_id is not None:
+        query = query.exclude(id=exclude_id)
+    if await query.exists():
+        raise Conflict("name", "another company already has this name")
+
+
+async def access_company(actor: Actor, company_id: int) -> Company:
+    """One company of the actor's tenant."""
+    actor.require_read()
+    company = await Company.get_or_none(id=company_id, tenant_id=actor.tenant_id)
+    if company is None:
+        raise NotFound("company", company_id)
+    return company
+
+
+async def count_company_links(actor: Actor, company: Company) -> CompanyCounts:
+    """Contacts and deals of a company."""
+    actor.require_read()
+    contacts = await Contact.filter(tenant_id=actor.tenant_id, company_id=company.id).count()
+    deals = await Deal.filter(tenant_id=actor.tenant_id, company_id=company.id).count()
+    return CompanyCounts(contacts=contacts, deals=deals)
+
+
+async def list_companies(
+    actor: Actor,
+    *,
+    q: str | None = None,
+    sort: str = "name",
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Company]:
+    """Companies of the tenant, optionally those whose name contains ``q``."""
+    actor.require_read()
+    query = Company.filter(tenant_id=actor.tenant_id)
+    if q and q.strip():
+        query = query.filter(name_key__contains=q.strip().lower())
+    return await paginate_sorted(query, sort, COMPANY_SORTS, cursor, limit)
+
+
+async def do_create_company(
+    actor: Actor,
+    name: str,
+    *,
+    domain: str | None = None,
+    owner_id: int | Unset | None = UNSET,
+    custom_fields: dict[str, Any] | None = None,
+) -> Company:
+    """Create a company; its name must be new in the tenant, whatever its case."""
+    actor.require_write()
+    cleaned = _clean_name(name)
+    owner = default_owner(actor, owner_id)
+    async with in_transaction() as conn:
+        await check_owner_assignable(actor, owner, conn)
+        await _check_name_free(actor, name_key(cleaned), conn)
+        try:
+            company = await Company.create(
+                tenant_id=actor.tenant_id,
+                name=cleaned,
+                name_key=name_key(cleaned),
+                domain=_clean_domain(domain),
+                owner_id=owner,
+                custom_fields=custom_fields or {},
+                using_db=conn,
+            )
+        except IntegrityError:
+            # Lost a race with a concurrent create of the same name.
+            raise Conflict("name", "another company already has this name") from None
+        await record_event(
+            actor, "company.created", "company", company.id, after=snapshot(company), using_db=conn
+        )
+    return company
+
+
+async def do_update_company(
+    actor: Actor,
+    company_id: int,
+    *,
+    name: str | Unset = UNSET,
+    domain: str | Unset | None = UNSET,
+    owner_id: int | Unset | None = UNSET,
+    custom_fields: dict[str, Any] | Unset = UNSET,
+) -> Company:
+    """Change a company (its owner, an unowned company's bidi, or an admin)."""
+    actor.require_read()
+    async with in_transaction() as conn:
+        company = (
+            await Company.filter(id=company_id, tenant_id=actor.tenant_id)
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if company is None:
+            raise NotFound("company", company_id)
+        actor.require_owner_or_admin_of(company.owner_id)
+        before = snapshot(company)
+        if not isinstance(name, Unset):
+            cleaned = _clean_name(name)
+            await _check_name_free(actor, name_key(cleaned), conn, exclude_id=company.id)
+            company.name = cleaned
+            company.name_key = name_key(cleaned)
+        if not isinstance(domain, Unset):
+            company.domain = _clean_domain(domain)
+        if not isinstance(owner_id, Unset) and owner_id != company.owner_id:
+            await check_owner_assignable(actor, owner_id, conn)
+            company.owner_id = owner_id
+        if not isinstance(custom_fields, Unset):
+            company.custom_fields = custom_fields
+        if snapshot(company) == before:
+            return company
+        try:
+            await company.save(using_db=conn)
+        except IntegrityError:
+            raise Conflict("name", "another company already has this name") from None
+        await record_event(
+            actor,
+            "company.updated",
+            "company",
+            company.id,
+            before=before,
+            after=snapshot(company),
+            using_db=conn,
+        )
+    return company
+
+
+async def do_delete_company(actor: Actor, company_id: int) -> None:
+    """Delete a company; its contacts and deals stay, without a company (its notes go)."""
+    actor.require_read()
+    async with in_transaction() as conn:
+        company = (
+            await Company.filter(id=company_id, tenant_id=actor.tenant_id)
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if company is None:
+            raise NotFound("company", company_id)
+        actor.require_owner_or_admin_of(company.owner_id)
+        before = snapshot(company)
+        await company.delete(using_db=conn)
+        await record_event(
+            actor, "company.deleted", "company", company_id, before=before, using_db=conn
+        )

@@ -1,0 +1,232 @@
+"""Schedules: sources for one-off and cron tasks, the poller that sends them, schedule_at."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+from taskiq import AsyncTaskiqDecoratedTask, ScheduledTask, ScheduleSource, TaskiqScheduler
+from taskiq.cli.scheduler.run import CronValueError, is_cron_task_now
+from taskiq.exceptions import ScheduledTaskCancelledError
+from taskiq.kicker import AsyncKicker
+from taskiq.serializers import JSONSerializer
+from taskiq_redis import ListRedisScheduleSource
+
+if TYPE_CHECKING:
+    from taskiq import AsyncBroker
+
+    from crm.tasks.broker import Backbone
+
+logger = logging.getLogger(__name__)
+
+UTC = dt.UTC
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # taskiq itself reads a naive schedule time as UTC; do the same.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class InMemoryScheduleSource(ScheduleSource):
+    """One-off (``time``), cron and interval schedules kept in this process's memory.
+
+    taskiq ships no in-process source that accepts new schedules; the embedded mode needs one
+    for delayed retries and follow-ups. A one-off is deleted once sent.
+    """
+
+    def __init__(self) -> None:
+        self._schedules: dict[str, ScheduledTask] = {}
+
+    async def get_schedules(self) -> list[ScheduledTask]:
+        """Every schedule, in the order they were added."""
+        return list(self._schedules.values())
+
+    async def add_schedule(self, schedule: ScheduledTask) -> None:
+        """Keep a schedule (replacing one with the same id)."""
+        self._schedules[schedule.schedule_id] = schedule
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Forget a schedule; unknown ids are ignored."""
+        self._schedules.pop(schedule_id, None)
+
+    async def post_send(self, task: ScheduledTask) -> None:
+        """A one-off fires once: delete it after it was sent."""
+        if task.time is not None:
+            await self.delete_schedule(task.schedule_id)
+
+
+class RedisScheduleSource(ListRedisScheduleSource):
+    """taskiq-redis's list source, made safe for several schedulers and for untrusted Redis.
+
+    Schedules are stored as JSON rather than pickle (the default), and each firing is claimed
+    with SET NX first, so two schedulers (two ``crm up`` replicas) do not both send it.
+    """
+
+    CLAIM_SECONDS = 60
+
+    def __init__(self, url: str, prefix: str = "schedule") -> None:
+        super().__init__(url, prefix=prefix, serializer=JSONSerializer())
+        self._claim_prefix = f"{prefix}:claim"
+
+    async def shutdown(self) -> None:
+        """Close the connection pool."""
+        await self._connection_pool.disconnect()
+
+    def _claim_key(self, task: ScheduledTask, now: dt.datetime) -> tuple[str, int]:
+        if task.time is not None:
+            return f"{self._claim_prefix}:{task.schedule_id}", self.CLAIM_SECONDS
+        if task.cron is not None:
+            minute = now.strftime("%Y%m%d%H%M")
+            return f"{self._claim_prefix}:{task.schedule_id}:{minute}", 120
+        interval = task.interval or 1
+        seconds = max(
+            int(interval.total_seconds() if isinstance(interval, dt.timedelta) else interval), 1
+        )
+        bucket = int(now.timestamp()) // seconds
+        return f"{self._claim_prefix}:{task.schedule_id}:{bucket}", seconds * 2
+
+    async def pre_send(self, task: ScheduledTask) -> None:
+        """Claim this firing; another scheduler that claimed it first sends it instead."""
+        key, ttl = self._claim_key(task, dt.datetime.now(UTC))
+        async with Redis(connection_pool=self._connection_pool) as redis:
+            claimed = await redis.set(key, b"1", nx=True, ex=ttl)
+        if not claimed:
+            raise ScheduledTaskCancelledError
+
+
+class SchedulePoller:
+    """Sends due schedules to the broker; one tick at a time, each tick its own asyncio task.
+
+    Used instead of taskiq's SchedulerLoop, which refreshes its schedule list only every
+    ``update_interval`` (60 s by default), cannot tick faster than once a second, and never
+    resends a one-off whose send failed until the scheduler restarts.
+    """
+
+    def __init__(self, scheduler: TaskiqScheduler) -> None:
+        self.scheduler = scheduler
+        self._cron_fired: dict[str, dt.datetime] = {}
+        self._interval_fired: dict[str, dt.datetime] = {}
+
+    def _is_due(self, task: ScheduledTask, now: dt.datetime) -> bool:
+        if task.time is not None:
+            return _aware(task.time) <= now
+        if task.cron is not None:
+            minute = now.replace(second=0, microsecond=0)
+            if self._cron_fired.get(task.schedule_id) == minute:
+                return False
+            try:
+                return is_cron_task_now(task.cron, now, task.cron_offset)
+            except CronValueError:
+                logger.warning("schedule %s: invalid cron %r", task.schedule_id, task.cron)
+                return False
+        if task.interval is not None:
+            last = self._interval_fired.get(task.schedule_id)
+            every = (
+                task.interval
+                if isinstance(task.interval, dt.timedelta)
+                else dt.timedelta(seconds=task.interval)
+            )
+            return last is None or now - last >= every
+        return False
+
+    def _mark_fired(self, task: ScheduledTask, now: dt.datetime) -> None:
+        if task.cron is not None:
+            self._cron_fired[task.schedule_id] = now.replace(second=0, microsecond=0)
+        elif task.interval is not None:
+            self._interval_fired[task.schedule_id] = now
+
+    async def tick(self, now: dt.datetime | None = None) -> int:
+        """Send every schedule due at ``now``; returns how many were handed to the broker."""
+        now = _aware(now or dt.datetime.now(UTC))
+        sent = 0
+        present: set[str] = set()
+        for source in self.scheduler.sources:
+            try:
+                schedules = await source.get_schedules()
+            except Exception:
+                logger.exception("cannot read schedules from %s", type(source).__name__)
+                continue
+            for task in schedules:
+                present.add(task.schedule_id)
+                if not self._is_due(task, now):
+                    continue
+                try:
+                    # pre_send (claim), kiq, post_send (a one-off deletes itself).
+                    await self.scheduler.on_ready(source, task)
+                except Exception:
+                    # Left in the source: a one-off is tried again on the next tick.
+                    logger.exception(
+                        "cannot send schedule %s (%s)", task.schedule_id, task.task_name
+                    )
+                    continue
+                self._mark_fired(task, now)
+                sent += 1
+        for fired in (self._cron_fired, self._interval_fired):
+            for schedule_id in fired.keys() - present:
+                del fired[schedule_id]
+        return sent
+
+    async def run(self, interval: float) -> None:
+        """Tick every ``interval`` seconds until cancelled; errors are logged, never fatal."""
+        while True:
+            try:
+                await asyncio.create_task(self.tick(), name="crm-schedule-tick")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("schedule tick failed")
+            await asyncio.sleep(interval)
+
+
+def task_kicker(
+    broker: AsyncBroker, task: str | AsyncTaskiqDecoratedTask[Any, Any]
+) -> AsyncKicker[Any, Any]:
+    """A kicker for ``task`` (a task or its name) on ``broker``, keeping the task's labels."""
+    if isinstance(task, str):
+        found = broker.find_task(task)
+        labels = dict(found.labels) if found is not None else {}
+        return AsyncKicker(task, broker, labels)
+    return AsyncKicker(task.task_name, broker, dict(task.labels))
+
+
+async def schedule_at(
+    backbone: Backbone,
+    task: str | AsyncTaskiqDecoratedTask[Any, Any],
+    when: dt.datetime,
+    *args: Any,
+    **kwargs: Any,
+) -> str:
+    """Send ``task(*args, **kwargs)`` once at ``when`` (timezone-aware); returns the schedule id."""
+    if when.tzinfo is None:
+        raise ValueError("schedule_at needs a timezone-aware datetime")
+    created = await task_kicker(backbone.broker, task).schedule_by_time(
+        backbone.schedule_source, when.astimezone(UTC), *args, **kwargs
+    )
+    return created.schedule_id
+
+
+async def cancel_schedule(backbone: Backbone, schedule_id: str) -> None:
+    """Forget a schedule that has not fired yet; unknown ids are ignored."""
+    await backbone.schedule_source.delete_schedule(schedule_id)
+
+
+class TaskiqTaskQueue:
+    """The ``crm.tasks.TaskQueue`` protocol on top of a backbone, for the domain to use."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        self.backbone = backbone
+
+    async def enqueue(self, task_name: str, *args: Any) -> None:
+        """Send a task to the workers now."""
+        await task_kicker(self.backbone.broker, task_name).kiq(*args)
+
+    async def schedule_at(self, task_name: str, when: dt.datetime, *args: Any) -> str:
+        """Send a task at ``when``; returns the schedule id."""
+        return await schedule_at(self.backbone, task_name, when, *args)
+
+    async def cancel(self, schedule_id: str) -> None:
+        """Forget a schedule that has not fired yet."""
+        await cancel_schedule(self.backbone, schedule_id)
