@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -73,9 +74,17 @@ async def import_contacts(
 )
 async def export_contacts(actor: ActorDep) -> StreamingResponse:
     """Every contact of the workspace as a CSV download (re-importable as is)."""
-    chunks = await exporter.export_contacts_csv(actor)
+    chunks = exporter.export_contacts_csv(actor)
+    # The first chunk runs the permission check: a refusal must come before the 200 is sent.
+    first = await anext(chunks)
+
+    async def body() -> AsyncIterator[str]:
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
     return StreamingResponse(
-        chunks,
+        body(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="contacts.csv"'},
     )

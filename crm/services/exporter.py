@@ -43,12 +43,9 @@ def _csv_line(values: list[Any]) -> str:
 
 
 async def export_contacts_csv(actor: Actor) -> AsyncIterator[str]:
-    """The tenant's contacts as CSV text chunks (a UTF-8 BOM and the header first)."""
+    """The tenant's contacts as CSV text chunks; the first is a UTF-8 BOM and the header."""
     actor.require_read()
-    return _chunks(actor.tenant_id)
-
-
-async def _chunks(tenant_id: int) -> AsyncIterator[str]:
+    tenant_id = actor.tenant_id
     # The BOM makes spreadsheet programs read the file as UTF-8 (Cyrillic names stay readable).
     yield "\ufeff" + _csv_line(list(EXPORT_COLUMNS))
     last_id = 0

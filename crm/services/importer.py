@@ -1,9 +1,10 @@
 """CSV import of contacts: header mapping, normalization, dedupe, batched writes with audit events.
 
-The file is read as a stream in batches; each batch is looked up with a few IN queries, resolved in
-memory (as if its rows were applied one by one) and written with a handful of bulk statements in
-one transaction. Nothing of a batch is kept once it is written, so memory does not grow with the
-file; a dry run keeps the contacts it would have touched instead, to answer exactly as a real run.
+The file is read as a stream in batches; the stored contacts a batch may match are fetched with one
+query per kind of identifier, the rows are resolved in memory (as if applied one by one) and written
+with a handful of bulk statements in one transaction. Nothing of a batch is kept once it is
+written, so memory does not grow with the file; a dry run keeps the contacts it would have touched
+instead, to answer exactly as a real run would.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import io
 import json
 import re
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, BinaryIO
@@ -42,6 +44,8 @@ BATCH_SIZE = 1000
 MAX_REPORTED_ERRORS = 1000
 SAMPLE_BYTES = 64 * 1024
 _HEADER_SCAN_RECORDS = 10
+_YIELD_EVERY = 20
+_MAX_CACHED_NAMES = 20_000
 
 IDENTIFIER_FIELDS = ("email", "phone", "telegram_username", "telegram_id", "whatsapp_id")
 FIELDS = frozenset(
@@ -85,7 +89,14 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "first_name": ("first name", "given name", "firstname", "person - first name", "имя"),
     "middle_name": ("middle name", "additional name", "отчество"),
-    "last_name": ("last name", "family name", "surname", "lastname", "person - last name", "фамилия"),
+    "last_name": (
+        "last name",
+        "family name",
+        "surname",
+        "lastname",
+        "person - last name",
+        "фамилия",
+    ),
     "title": (
         "title",
         "job title",
@@ -154,7 +165,16 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "telegram_id": ("telegram id", "telegram user id", "телеграм id"),
     "whatsapp_id": ("whatsapp", "whatsapp id", "whatsapp number", "ватсап", "вотсап", "вацап"),
-    "tags": ("tags", "tag", "labels", "group membership", "person - labels", "теги", "метки", "тэги"),
+    "tags": (
+        "tags",
+        "tag",
+        "labels",
+        "group membership",
+        "person - labels",
+        "теги",
+        "метки",
+        "тэги",
+    ),
     "notes": (
         "notes",
         "note",
@@ -260,6 +280,16 @@ class _PrefixedReader(io.RawIOBase):
         return len(data)
 
 
+def _mark_undecodable(exc: UnicodeError) -> tuple[str, int]:
+    """Like surrogateescape (bytes >= 0x80 keep their value), but for any byte and codec."""
+    assert isinstance(exc, UnicodeDecodeError)
+    bad = exc.object[exc.start : exc.end]
+    return "".join(chr(0xDC00 + b) if b >= 0x80 else "\udc80" for b in bad), exc.end
+
+
+codecs.register_error("crm-import-undecodable", _mark_undecodable)
+
+
 def _detect_encoding(head: bytes) -> tuple[str, bool]:
     """The encoding of the file and whether its head was plain ASCII (so cp1251 may follow)."""
     if head.startswith(codecs.BOM_UTF8):
@@ -274,7 +304,7 @@ def _detect_encoding(head: bytes) -> tuple[str, bool]:
 
 
 def _detect_delimiter(sample: str) -> str:
-    """``,``, ``;`` or tab: csv.Sniffer first, then whichever is most frequent in the first lines."""
+    """``,``, ``;`` or tab: csv.Sniffer first, else the most frequent one in the first lines."""
     sample = sample[: 16 * 1024]
     if "\n" in sample:
         sample = sample[: sample.rindex("\n")]
@@ -330,7 +360,6 @@ class _RowParser:
                 reason = f"has {len(cells)} columns, the header has {self.width}"
                 return [RowError(row_no, "row", reason)]
         raw: dict[str, str] = {}
-        headers: dict[str, str] = {}
         errors: list[RowError] = []
         for index, name, header in self.columns:
             value = cells[index].strip()
@@ -346,14 +375,13 @@ class _RowParser:
             if value[0] == "'" and len(value) > 1 and value[1] in _FORMULA_START:
                 value = value[1:]  # undo the spreadsheet-formula guard of our own export
             raw[name] = value
-            headers[name] = header
         if errors:
             return errors
         if not raw:
             if any(c.strip() for c in cells):
                 return [RowError(row_no, "identifier", "no identifier")]
             return None
-        return self._normalize(row_no, raw, headers)
+        return self._normalize(row_no, raw)
 
     def _recover(self, value: str) -> str | None:
         if "\x00" in value or not self.recover_cp1251:
@@ -364,7 +392,7 @@ class _RowParser:
         except UnicodeError:
             return None
 
-    def _normalize(self, row_no: int, raw: dict[str, str], headers: dict[str, str]) -> Any:
+    def _normalize(self, row_no: int, raw: dict[str, str]) -> _Row | list[RowError]:
         values: dict[str, Any] = {}
         errors: list[RowError] = []
 
@@ -500,7 +528,6 @@ def _check_mapping(mapping: dict[str, str] | None) -> dict[str, str] | None:
 
 # --------------------------------------------------------------------------- resolving a batch
 
-_EMPTY_VALUES: tuple[Any, ...] = (None, "", Consent.UNKNOWN.value)
 # The company of a stored contact whose name was not needed yet (no row of its batch names one).
 _NOT_LOADED = "\x00not loaded"
 _SCALAR_FIELDS = (
@@ -566,8 +593,8 @@ class _Rec:
                 yield name, value
 
 
-def _is_empty(value: Any) -> bool:
-    return value in _EMPTY_VALUES
+def _is_empty(name: str, value: Any) -> bool:
+    return value is None or value == "" or (name == "consent" and value == Consent.UNKNOWN.value)
 
 
 def _diff(rec: _Rec, row: _Row, overwrite: bool) -> dict[str, Any]:
@@ -576,7 +603,7 @@ def _diff(rec: _Rec, row: _Row, overwrite: bool) -> dict[str, Any]:
     state = rec.state
     for name, value in row.values.items():
         current = state.get(name)
-        if current != value and (overwrite or _is_empty(current)):
+        if current != value and (overwrite or _is_empty(name, current)):
             changes[name] = value
     if row.company is not None:
         current = state.get("company")
@@ -585,7 +612,7 @@ def _diff(rec: _Rec, row: _Row, overwrite: bool) -> dict[str, Any]:
     if row.custom:
         for key, value in row.custom.items():
             current = rec.custom.get(key)
-            if current != value and (overwrite or _is_empty(current)):
+            if current != value and (overwrite or _is_empty(key, current)):
                 changes["custom." + key] = value
     if row.tags:
         added = {k: v for k, v in row.tags.items() if k not in rec.tags and k not in rec.new_tags}
@@ -612,6 +639,7 @@ class _Resolver:
         self.index.clear()
         self.by_id.clear()
         self.new = []
+        self.company_names.clear()
 
     def add_stored(self, data: dict[str, Any]) -> _Rec:
         rec = _Rec({k: data[k] for k in _SCALAR_FIELDS}, data["id"])
@@ -686,6 +714,7 @@ class _Resolver:
             rec.new_notes.append(row.note)
         if state.get("consent") == Consent.OPTED_OUT.value:
             rec.opted_out_at = dt.datetime.now(dt.UTC)
+        rec.owner_id = self.actor.user_id
         rec.changed = True
         self.new.append(rec)
         for key in rec.identifiers():
@@ -725,7 +754,7 @@ class _Resolver:
 
 
 class _Sql:
-    """Dialect-neutral bulk statements: unnest() arrays on PostgreSQL, executemany elsewhere."""
+    """Bulk statements: COPY and unnest() arrays on PostgreSQL, executemany on SQLite."""
 
     def __init__(self, conn: BaseDBAsyncClient) -> None:
         self.conn = conn
@@ -734,82 +763,107 @@ class _Sql:
     async def insert(
         self,
         table: str,
-        consts: list[tuple[str, Any, str]],
-        columns: list[tuple[str, str]],
+        consts: list[tuple[str, Any]],
+        columns: list[str],
         rows: list[tuple[Any, ...]],
         *,
         returning: str | None = None,
-        ignore_conflicts: bool = False,
     ) -> list[dict[str, Any]]:
         """Insert ``rows`` (values of ``columns``) with ``consts`` on every row."""
         if not rows:
             return []
-        names = ", ".join([c[0] for c in consts] + [c[0] for c in columns])
-        tail = (" ON CONFLICT DO NOTHING" if ignore_conflicts else "") + (
-            f" RETURNING {returning}" if returning else ""
-        )
+        names = [c[0] for c in consts] + columns
+        const_values = tuple(c[1] for c in consts)
         if self.pg:
-            n = len(consts)
-            select = [f"${i + 1}::{c[2]}" for i, c in enumerate(consts)]
-            select += [f"u.c{i}" for i in range(len(columns))]
-            arrays = ", ".join(f"${n + i + 1}::{c[1]}[]" for i, c in enumerate(columns))
-            aliases = ", ".join(f"c{i}" for i in range(len(columns)))
-            sql = (
-                f"INSERT INTO {table} ({names}) SELECT {', '.join(select)} "
-                f"FROM unnest({arrays}) AS u({aliases}){tail}"
-            )
-            params = [c[1] for c in consts] + [list(col) for col in zip(*rows, strict=True)]
-            if returning:
-                return list(await self.conn.execute_query_dict(sql, params))
-            await self.conn.execute_query(sql, params)
+            # COPY: the cheapest way in; ids, where needed, were drawn beforehand.
+            assert returning is None
+            try:
+                async with self.conn.acquire_connection() as raw:
+                    await raw.copy_records_to_table(
+                        table, records=[const_values + tuple(r) for r in rows], columns=names
+                    )
+            except Exception as exc:
+                # The driver's own errors: translate them as tortoise does for its queries.
+                sqlstate = str(getattr(exc, "sqlstate", ""))
+                if sqlstate.startswith("23"):  # integrity constraint violation
+                    raise IntegrityError(exc) from exc
+                if sqlstate.startswith("40"):  # deadlock, serialization failure
+                    raise OperationalError(exc) from exc
+                raise
             return []
-        const_values = [c[1] for c in consts]
-        width = len(consts) + len(columns)
-        one = "(" + ", ".join("?" * width) + ")"
+        one = "(" + ", ".join("?" * len(names)) + ")"
+        sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES "
         if not returning:
-            sql = f"INSERT INTO {table} ({names}) VALUES {one}{tail}"
-            await self.conn.execute_many(sql, [[*const_values, *r] for r in rows])
+            await self.conn.execute_many(sql + one, [[*const_values, *r] for r in rows])
             return []
         out: list[dict[str, Any]] = []
-        chunk = max(1, 30000 // width)
+        chunk = max(1, 30000 // len(names))  # below SQLite's limit of 32766 variables
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
-            sql = f"INSERT INTO {table} ({names}) VALUES {', '.join([one] * len(part))}{tail}"
             params = [v for r in part for v in (*const_values, *r)]
-            out.extend(await self.conn.execute_query_dict(sql, params))
+            out.extend(
+                await self.conn.execute_query_dict(
+                    f"{sql}{', '.join([one] * len(part))} RETURNING {returning}", params
+                )
+            )
         return out
+
+    async def next_ids(self, table: str, count: int) -> list[int]:
+        """``count`` fresh ids from the sequence behind ``table``.id (PostgreSQL)."""
+        rows = await self.conn.execute_query_dict(
+            "SELECT nextval(pg_get_serial_sequence($1, 'id')) AS id FROM generate_series(1, $2)",
+            [table, count],
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def update_contacts(self, tenant_id: int, rows: list[tuple[Any, ...]]) -> None:
+        """Write the contact columns of ``rows`` (values of the write columns, then the id)."""
+        names = [c for c, _ in _CONTACT_WRITE_COLUMNS]
+        if self.pg:
+            # One statement for the batch, joined on the primary key.
+            sets = ", ".join(f"{c} = u.{c}" for c in names)
+            arrays = ", ".join(
+                f"${i + 3}::{t}[]"
+                for i, (_, t) in enumerate([*_CONTACT_WRITE_COLUMNS, ("id", "int")])
+            )
+            await self.conn.execute_query(
+                f"UPDATE contact AS c SET {sets}, updated_at = $2 "
+                f"FROM unnest({arrays}) AS u({', '.join(names)}, id) "
+                "WHERE c.id = u.id AND c.tenant_id = $1",
+                [tenant_id, dt.datetime.now(dt.UTC), *[list(c) for c in zip(*rows, strict=True)]],
+            )
+            return
+        sets = ", ".join(f"{c} = ?" for c in names)
+        await self.conn.execute_many(
+            f"UPDATE contact SET {sets}, updated_at = ? WHERE id = ? AND tenant_id = ?",
+            [[*r[:-1], dt.datetime.now(dt.UTC), r[-1], tenant_id] for r in rows],
+        )
 
     async def find_contacts(
         self, tenant_id: int, wanted: dict[str, set[Any]], *, lock: bool
     ) -> list[dict[str, Any]]:
-        """Stored contacts of the tenant having any of the ``wanted`` identifier values.
-
-        One probe of the (tenant, identifier) unique index per value, never a scan of the
-        tenant: a table filled by a big import has no statistics yet, and given the choice
-        the planner then walks every contact of the tenant for each batch.
-        """
-        columns = ", ".join(f"c.{name}" for name in _FETCHED)
+        """Stored contacts of the tenant having any of the ``wanted`` identifier values."""
+        columns = ", ".join(_FETCHED)
         found: list[dict[str, Any]] = []
         for name, values in wanted.items():
             if not values:
                 continue
             if self.pg:
+                # One probe of the (tenant, identifier) unique index per value: left to itself
+                # the planner prices a thousand probes above a scan of the whole tenant.
                 pg_type = "bigint" if name == "telegram_id" else "text"
-                # Lock what the batch may update, so a concurrent edit is not overwritten.
-                locking = " FOR UPDATE" if lock else ""
+                locking = " FOR UPDATE" if lock else ""  # so a concurrent edit is not lost
                 query = (
-                    f"SELECT {columns} FROM unnest($2::{pg_type}[]) AS k(v) "
-                    "CROSS JOIN LATERAL (SELECT * FROM contact "
-                    f"WHERE tenant_id = $1 AND {name} = k.v{locking}) AS c"
+                    f"SELECT c.* FROM unnest($2::{pg_type}[]) AS k(v) CROSS JOIN LATERAL "
+                    f"(SELECT {columns} FROM contact WHERE tenant_id = $1 AND {name} = k.v "
+                    f"LIMIT 1{locking}) AS c"
                 )
-                found.extend(await self.conn.execute_query_dict(query, [tenant_id, list(values)]))
+                params: list[Any] = [tenant_id, sorted(values)]
             else:
                 marks = ", ".join("?" * len(values))
-                query = (
-                    f"SELECT {columns} FROM contact AS c "
-                    f"WHERE c.tenant_id = ? AND c.{name} IN ({marks})"
-                )
-                found.extend(await self.conn.execute_query_dict(query, [tenant_id, *values]))
+                query = f"SELECT {columns} FROM contact WHERE tenant_id = ? AND {name} IN ({marks})"
+                params = [tenant_id, *values]
+            found.extend(await self.conn.execute_query_dict(query, params))
         return found
 
     def params(self) -> _Params:
@@ -879,7 +933,9 @@ def _contact_values(rec: _Rec, company_ids: dict[str, int]) -> tuple[Any, ...]:
         s.get("consent") or Consent.UNKNOWN.value,
         rec.opted_out_at,
         s.get("timezone"),
-        build_search_text(s.get("name"), s.get("email"), s.get("phone"), s.get("telegram_username")),
+        build_search_text(
+            s.get("name"), s.get("email"), s.get("phone"), s.get("telegram_username")
+        ),
     )
 
 
@@ -902,8 +958,8 @@ def _created_snapshot(rec: _Rec, company_names: dict[str, str]) -> dict[str, Any
     after: dict[str, Any] = {}
     for name in _EVENT_FIELDS:
         value = rec.state.get(name)
-        if not _is_empty(value):
-            after[name] = company_names.get(value, value) if name == "company" else value
+        if not _is_empty(name, value):
+            after[name] = company_names.get(str(value), value) if name == "company" else value
     if rec.custom:
         after["custom_fields"] = rec.custom
     if rec.new_tags:
@@ -950,6 +1006,8 @@ class _Import:
         self.tag_cache: dict[str, int] = {}
         self.result = ImportResult()
         self.unreported_from: int | None = None
+        self.inserted = 0
+        self.inserted_at_analyze = 0
 
     def add_errors(self, errors: list[RowError]) -> None:
         self.result.rejected += 1
@@ -959,51 +1017,86 @@ class _Import:
             elif self.unreported_from is None:
                 self.unreported_from = error.row
 
-    async def run_batch(self, rows: list[_Row]) -> None:
-        if not rows:
-            return
-        if self.dry_run:
-            await self._resolve_and_write(rows, None)
-            return
-        try:
-            async with in_transaction() as conn:
-                await self._resolve_and_write(rows, conn)
-        except (IntegrityError, OperationalError):
-            # Someone saved a clashing contact meanwhile (or the batch swaps identifiers between
-            # contacts): redo the batch row by row so only the rows that really clash fail.
-            self.company_cache.clear()
-            self.tag_cache.clear()
-            for row in rows:
-                try:
-                    async with in_transaction() as conn:
-                        await self._resolve_and_write([row], conn)
-                except IntegrityError as exc:
-                    self.company_cache.clear()
-                    self.tag_cache.clear()
-                    reason = f"clashes with a contact saved at the same time: {exc}"
-                    self.add_errors([RowError(row.row, "row", reason[:300])])
-
-    async def _resolve_and_write(self, rows: list[_Row], conn: BaseDBAsyncClient | None) -> None:
-        resolver = self.resolver
-        if conn is not None:
-            resolver.reset()
-        await self._load(rows, conn)
-        counts = ImportResult()
-        errors: list[RowError] = []
-        for row in rows:
-            before = len(errors)
-            resolver.apply(row, counts, errors)
-            if len(errors) > before:
-                self.add_errors(errors[before:])
-        if conn is not None:
-            await self._write(conn)
+    async def run_batch(self, rows: list[_Row], rejected: list[list[RowError]]) -> None:
+        """Resolve and write one batch; ``rejected`` are its rows that failed to parse."""
+        counts, errors = ImportResult(), list(rejected)
+        if rows:
+            try:
+                async with _batch_transaction() as conn:
+                    counts, resolve_errors = await self._resolve_and_write(rows, conn)
+                errors += resolve_errors
+            except (IntegrityError, OperationalError):
+                if self.dry_run:
+                    raise
+                # Someone saved a clashing contact meanwhile (or the batch swaps identifiers
+                # between contacts): redo the batch row by row so only the clashing rows fail.
+                counts = await self._run_rows_one_by_one(rows, errors)
         self.result.created += counts.created
         self.result.updated += counts.updated
         self.result.skipped += counts.skipped
-        if self.dry_run:
-            resolver.new = []  # keep them only in the index: memory is what a dry run pays
+        for row_errors in sorted(errors, key=lambda e: e[0].row):
+            self.add_errors(row_errors)
+        if not self.dry_run:
+            self.inserted += counts.created
+            await self._refresh_statistics()
 
-    async def _load(self, rows: list[_Row], conn: BaseDBAsyncClient | None) -> None:
+    async def _refresh_statistics(self) -> None:
+        """ANALYZE the contact tables each time this import has doubled the tenant's rows.
+
+        Statistics that predate the import describe the tenant as (nearly) empty; the planner
+        then probes its contacts through any index that starts with tenant_id and walks the
+        whole tenant for every identifier looked up: quadratic in the size of the import.
+        """
+        conn = connections.get("default")
+        if conn.capabilities.dialect != "postgres":
+            return
+        if self.inserted < BATCH_SIZE or self.inserted < 2 * self.inserted_at_analyze:
+            return
+        # Without ownership of the tables PostgreSQL skips this with a warning: harmless.
+        await conn.execute_script("ANALYZE contact, contact_tag")
+        self.inserted_at_analyze = self.inserted
+
+    async def _run_rows_one_by_one(
+        self, rows: list[_Row], errors: list[list[RowError]]
+    ) -> ImportResult:
+        total = ImportResult()
+        for row in rows:
+            self.company_cache.clear()  # it may hold rows of the transaction rolled back
+            self.tag_cache.clear()
+            try:
+                async with _batch_transaction() as conn:
+                    counts, row_errors = await self._resolve_and_write([row], conn)
+            except IntegrityError as exc:
+                reason = f"clashes with a contact saved at the same time: {exc}"
+                errors.append([RowError(row.row, "row", reason[:300])])
+                continue
+            errors += row_errors
+            total.created += counts.created
+            total.updated += counts.updated
+            total.skipped += counts.skipped
+        return total
+
+    async def _resolve_and_write(
+        self, rows: list[_Row], conn: BaseDBAsyncClient
+    ) -> tuple[ImportResult, list[list[RowError]]]:
+        resolver = self.resolver
+        if not self.dry_run:
+            resolver.reset()
+        await self._load(rows, conn)
+        counts = ImportResult()
+        errors: list[list[RowError]] = []
+        for row in rows:
+            row_errors: list[RowError] = []
+            resolver.apply(row, counts, row_errors)
+            if row_errors:
+                errors.append(row_errors)
+        if self.dry_run:
+            resolver.new = []  # they stay in the index only: memory is what a dry run pays
+        else:
+            await self._write(conn)
+        return counts, errors
+
+    async def _load(self, rows: list[_Row], conn: BaseDBAsyncClient) -> None:
         """Fetch the stored contacts any row of the batch may match, with their tags and notes."""
         wanted: dict[str, set[Any]] = {name: set() for name in IDENTIFIER_FIELDS}
         has_company = has_tags = False
@@ -1017,12 +1110,15 @@ class _Import:
             has_tags = has_tags or bool(row.tags)
             if row.note:
                 bodies.add(row.note)
-        db = conn or connections.get("default")
+        db = conn
         sql = _Sql(db)
         resolver = self.resolver
+        for cache in (self.company_cache, self.tag_cache):
+            if len(cache) > _MAX_CACHED_NAMES:
+                cache.clear()  # bounded, so memory stays flat with many distinct companies
         recs: list[_Rec] = []
         seen: set[int] = set()
-        stored = await sql.find_contacts(self.tenant_id, wanted, lock=conn is not None)
+        stored = await sql.find_contacts(self.tenant_id, wanted, lock=not self.dry_run)
         for data in sorted(stored, key=lambda d: int(d["id"])):
             if data["id"] in seen:
                 continue
@@ -1117,59 +1213,55 @@ class _Import:
 
         if updated:
             # Updates first: an overwrite may free an identifier that a new contact then takes.
-            # Matched by id alone: the ids come from the tenant-scoped lookup of this very
-            # transaction (and are locked there); a tenant condition here lets a planner
-            # without statistics pick a tenant-wide index scan per row.
-            names = [c for c, _ in _CONTACT_WRITE_COLUMNS] + ["updated_at"]
-            if sql.pg:
-                sets = ", ".join(f"{c} = ${i + 1}" for i, c in enumerate(names))
-                where = f"id = ${len(names) + 1}"
-            else:
-                sets = ", ".join(f"{c} = ?" for c in names)
-                where = "id = ?"
-            await conn.execute_many(
-                f"UPDATE contact SET {sets} WHERE {where}",
-                [[*_contact_values(rec, self.company_cache), now, rec.id] for rec in updated],
+            await sql.update_contacts(
+                self.tenant_id,
+                [(*_contact_values(rec, self.company_cache), rec.id) for rec in updated],
             )
+        if sql.pg:
+            # Back to cached plans: foreign-key checks of the inserts below run one planned query
+            # per row, and re-planning each of those would double the cost of the batch.
+            await conn.execute_script("SET LOCAL plan_cache_mode = auto")
         if created:
-            returned = await sql.insert(
-                "contact",
-                [
-                    ("tenant_id", self.tenant_id, "int"),
-                    ("score", 0, "int"),
-                    ("created_at", now, "timestamptz"),
-                    ("updated_at", now, "timestamptz"),
-                ],
-                _CONTACT_WRITE_COLUMNS,
-                [_contact_values(rec, self.company_cache) for rec in created],
-                returning="id, " + ", ".join(IDENTIFIER_FIELDS),
-            )
-            for data in returned:
-                for name in IDENTIFIER_FIELDS:
-                    if data[name] is not None:
-                        resolver.index[(name, data[name])].id = data["id"]
-                        break
+            consts = [
+                ("tenant_id", self.tenant_id),
+                ("score", 0),
+                # Like a contact created by hand: the member who imports it owns it.
+                ("owner_id", self.actor.user_id),
+                ("created_at", now),
+                ("updated_at", now),
+            ]
+            columns = [c for c, _ in _CONTACT_WRITE_COLUMNS]
+            values = [_contact_values(rec, self.company_cache) for rec in created]
+            if sql.pg:
+                # Ids drawn from the sequence up front let the rows go in by COPY.
+                ids = await sql.next_ids("contact", len(created))
+                for rec, contact_id in zip(created, ids, strict=True):
+                    rec.id = contact_id
+                rows = [(rec.id, *v) for rec, v in zip(created, values, strict=True)]
+                await sql.insert("contact", consts, ["id", *columns], rows)
+            else:
+                returning = "id, " + ", ".join(IDENTIFIER_FIELDS)
+                for data in await sql.insert(
+                    "contact", consts, columns, values, returning=returning
+                ):
+                    # RETURNING order is not promised: match rows back by an identifier.
+                    for name in IDENTIFIER_FIELDS:
+                        if data[name] is not None:
+                            resolver.index[(name, data[name])].id = data["id"]
+                            break
 
-        links = [
-            (rec.id, self.tag_cache[k]) for rec in touched for k in rec.new_tags if rec.id
-        ]
-        await sql.insert(
-            "contact_tag",
-            [],
-            [("contact_id", "int"), ("tag_id", "int")],
-            links,
-            ignore_conflicts=True,
-        )
+        links = [(rec.id, self.tag_cache[k]) for rec in touched for k in rec.new_tags]
+        await sql.insert("contact_tag", [], ["contact_id", "tag_id"], links)
         notes = [(rec.id, body) for rec in touched for body in rec.new_notes]
         await sql.insert(
             "note",
             [
-                ("tenant_id", self.tenant_id, "int"),
-                ("author_id", self.actor.user_id, "int"),
-                ("created_at", now, "timestamptz"),
-                ("updated_at", now, "timestamptz"),
+                ("tenant_id", self.tenant_id),
+                ("author_id", self.actor.user_id),
+                ("created_at", now),
+                ("updated_at", now),
             ],
-            [("contact_id", "int"), ("body", "text")],
+            ["contact_id", "body"],
             notes,
         )
         events: list[tuple[Any, ...]] = []
@@ -1179,19 +1271,39 @@ class _Import:
         for rec in updated:
             before, after = _update_snapshots(rec, names)
             events.append(("contact.updated", rec.id, _json(before), _json(after)))
+        # Per-contact audit rows only: the one summary event below goes through the outbox.
         await sql.insert(
             "event",
             [
-                ("tenant_id", self.tenant_id, "int"),
-                ("entity_type", "contact", "text"),
-                ("actor_type", self.actor.actor_type.value, "text"),
-                ("actor_user_id", self.actor.user_id, "int"),
-                ("actor_api_key_id", self.actor.api_key_id, "int"),
-                ("created_at", now, "timestamptz"),
+                ("tenant_id", self.tenant_id),
+                ("entity_type", "contact"),
+                ("actor_type", self.actor.actor_type.value),
+                ("actor_user_id", self.actor.user_id),
+                ("actor_api_key_id", self.actor.api_key_id),
+                ("created_at", now),
             ],
-            [("type", "text"), ("entity_id", "bigint"), ("before", "jsonb"), ("after", "jsonb")],
+            ["type", "entity_id", "before", "after"],
             events,
         )
+
+
+@dataclass
+class _Batch:
+    """Parsed rows on their way from the reader to the writer."""
+
+    rows: list[_Row] = field(default_factory=list)
+    rejected: list[list[RowError]] = field(default_factory=list)
+    done: int = 0
+
+
+@asynccontextmanager
+async def _batch_transaction() -> AsyncIterator[BaseDBAsyncClient]:
+    async with in_transaction() as conn:
+        if conn.capabilities.dialect == "postgres":
+            # Plan each statement for the table as it is now: a generic plan cached while an
+            # import fills an empty table assumes it tiny and scans a whole tenant per lookup.
+            await conn.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
+        yield conn
 
 
 def _read_records(text: io.TextIOBase, delimiter: str) -> Iterator[list[str] | csv.Error]:
@@ -1231,7 +1343,7 @@ async def do_import_contacts(
     text = io.TextIOWrapper(
         io.BufferedReader(_PrefixedReader(head, source)),
         encoding=encoding,
-        errors="surrogateescape",
+        errors="crm-import-undecodable",
         newline="",
     )
     records = _read_records(text, delimiter)
@@ -1269,28 +1381,51 @@ async def do_import_contacts(
 
     parser = _RowParser(columns, len(header), tenant.default_region, ascii_head)
     job = _Import(actor, tenant, dry_run=dry_run, overwrite=overwrite)
-    done = 0
-    batch: list[_Row] = []
-    for record in records:
-        row_no += 1
-        done += 1
-        if isinstance(record, csv.Error):
-            job.add_errors([RowError(row_no, "row", f"is not valid CSV: {record}")])
-        else:
-            parsed = parser.parse(row_no, record)
-            if isinstance(parsed, list):
-                job.add_errors(parsed)
-            elif parsed is not None:
-                batch.append(parsed)
-        if done % batch_size == 0:
-            await job.run_batch(batch)
-            batch = []
+    # Parsing (CPU in this process) runs one batch ahead of writing (mostly the database's CPU),
+    # so the two overlap; the queue of one batch keeps memory flat.
+    queue: asyncio.Queue[_Batch | BaseException | None] = asyncio.Queue(maxsize=1)
+
+    async def produce(row_no: int) -> None:
+        try:
+            done = 0
+            batch = _Batch()
+            for record in records:
+                row_no += 1
+                done += 1
+                if isinstance(record, csv.Error):
+                    batch.rejected.append([RowError(row_no, "row", f"is not valid CSV: {record}")])
+                else:
+                    parsed = parser.parse(row_no, record)
+                    if isinstance(parsed, list):
+                        batch.rejected.append(parsed)
+                    elif parsed is not None:
+                        batch.rows.append(parsed)
+                if done % batch_size == 0:
+                    batch.done = done
+                    await queue.put(batch)
+                    batch = _Batch()
+                elif done % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the writer (and other requests) move on
+            batch.done = done
+            await queue.put(batch)
+            await queue.put(None)
+        except BaseException as exc:
+            await queue.put(exc)
+            raise
+
+    producer = asyncio.create_task(produce(row_no))
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            await job.run_batch(item.rows, item.rejected)
             if progress is not None:
-                progress(done)
-            await asyncio.sleep(0)  # let other requests run between batches
-    await job.run_batch(batch)
-    if progress is not None:
-        progress(done)
+                progress(item.done)
+    finally:
+        if not producer.done():
+            producer.cancel()
+        with suppress(BaseException):
+            await producer
 
     result = job.result
     if job.unreported_from is not None:
