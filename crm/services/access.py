@@ -1,4 +1,20 @@
-"""Who is acting (the Actor) and what their role and scopes allow."""
+"""Who is acting (the Actor) and what their role and scopes allow.
+
+Role rules of the record services (companies, deals, notes, tags, pipelines, audit log):
+
+- viewer reads only; bidi reads everything in the tenant, creates companies, deals, notes and
+  tags, and changes or deletes only records it owns or that nobody owns; admin and owner do
+  everything; pipelines and stages change only with ``require_admin``.
+- A new company or deal is owned by its creator unless ``owner_id`` says otherwise, and a bidi
+  may set ``owner_id`` only to itself or to nobody (403 naming ``owner_id``): handing a record
+  to a colleague is an admin's call.
+- Notes: a bidi writes notes on any record of the tenant; only the author or an admin/owner
+  edits or deletes one (a note without an author: admins only).
+- Tags: a bidi creates tags and tags or untags the contacts it may change; renaming or deleting
+  a tag is for admins and owners, because it changes contacts of every member. This departs
+  from "bidi may change unowned records" on purpose.
+- The audit log (GET /events) is for admins and owners, with any key that may read.
+"""
 
 from __future__ import annotations
 

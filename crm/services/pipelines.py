@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from crm.models import Deal, Pipeline, Stage, StageKind
@@ -249,7 +250,11 @@ async def do_delete_pipeline(actor: Actor, pipeline_id: int) -> None:
                 "pipeline_id", f"{_plural_deals(deals)} in this pipeline; move or delete them first"
             )
         before = _pipeline_snapshot(PipelineView(pipeline, await _stages_of(pipeline.id, conn)))
-        await pipeline.delete(using_db=conn)
+        try:
+            await pipeline.delete(using_db=conn)
+        except IntegrityError:
+            # A deal was created in it after the count (the foreign key restricts the delete).
+            raise Conflict("pipeline_id", "a deal was just added to this pipeline") from None
         await record_event(
             actor, "pipeline.deleted", "pipeline", pipeline_id, before=before, using_db=conn
         )
@@ -361,7 +366,11 @@ async def do_delete_stage(actor: Actor, pipeline_id: int, stage_id: int) -> None
         if stage.kind is StageKind.OPEN and not any(s.kind is StageKind.OPEN for s in remaining):
             raise Conflict("stage_id", "the last open stage of a pipeline cannot be deleted")
         before = snapshot(stage)
-        await stage.delete(using_db=conn)
+        try:
+            await stage.delete(using_db=conn)
+        except IntegrityError:
+            # A deal entered it after the count (the foreign key restricts the delete).
+            raise Conflict("stage_id", "a deal was just moved into this stage") from None
         await _renumber(remaining, conn)
         await record_event(actor, "stage.deleted", "stage", stage_id, before=before, using_db=conn)
 

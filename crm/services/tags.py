@@ -25,6 +25,7 @@ from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page
 
 MAX_TAGS_PER_REQUEST = 100
+MAX_IDS_IN_EVENT = 1000
 TAG_SORTS = {"name": SortSpec("name_key", "str")}
 
 
@@ -186,12 +187,13 @@ async def do_delete_tag(actor: Actor, tag_id: int) -> None:
     async with in_transaction() as conn:
         tag = await _lock_tag(actor, tag_id, conn)
         _require_tag_admin(actor)
-        contact_ids = sorted(
-            await Contact.filter(tenant_id=actor.tenant_id, tags__id=tag.id)
-            .using_db(conn)
-            .values_list("id", flat=True)
+        tagged = Contact.filter(tenant_id=actor.tenant_id, tags__id=tag.id).using_db(conn)
+        count = await tagged.count()
+        # The ids of the contacts it came off, capped so one event stays a reasonable size.
+        contact_ids = (
+            await tagged.order_by("id").limit(MAX_IDS_IN_EVENT).values_list("id", flat=True)
         )
-        before = {**snapshot(tag), "contact_ids": contact_ids}
+        before = {**snapshot(tag), "contact_count": count, "contact_ids": list(contact_ids)}
         # contact_tag rows go with the tag (ON DELETE CASCADE).
         await tag.delete(using_db=conn)
         await record_event(actor, "tag.deleted", "tag", tag_id, before=before, using_db=conn)

@@ -39,6 +39,9 @@ ALIASES = {
     "author_id": "user_id",
     "stage_ids": "stage_id",
 }
+# Request bodies for routes whose schema-generated sample is refused before the id is looked up
+# (a pattern, a cross-field rule); keyed by (method, path). None needed so far.
+BODIES: dict[tuple[str, str], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ async def test_no_route_reaches_another_tenant(
         for route in routes:
             body_schema = _json_body_schema(route, spec)
             body = _sample(body_schema, spec) if body_schema else None
+            body = BODIES.get((route.method, route.path), body)
             query_params = [p for p in route.operation.get("parameters", []) if p["in"] == "query"]
             query = {
                 p["name"]: _sample(p.get("schema", {}), spec)
@@ -241,7 +245,7 @@ async def test_no_route_reaches_another_tenant(
                 where = f"{route.method} {route.path} with foreign {sorted(foreign)}"
                 assert control.status_code == 404, (
                     f"{where}: a missing id answered {control.status_code} {control.text}; "
-                    "give this route a body it accepts"
+                    "give this route a body it accepts in BODIES"
                 )
                 blanked = {victim[p] for p in foreign} | {MISSING_ID}
                 assert _normalize(r, blanked) == _normalize(control, blanked), (

@@ -7,11 +7,12 @@ import pytest
 from crm.models import Pipeline, Role, Stage, StageKind
 from crm.services.access import Actor, Scope
 from crm.services.deals import do_create_deal
-from crm.services.errors import NotFound, PermissionDenied
+from crm.services.errors import Conflict, NotFound, PermissionDenied
 from crm.services.pipelines import (
     access_pipeline,
     do_create_pipeline,
     do_create_stage,
+    do_delete_pipeline,
     do_delete_stage,
     do_reorder_stages,
     first_open_stage,
@@ -73,3 +74,23 @@ async def test_admin_scope_and_role_are_both_needed(workspace: Workspace) -> Non
         with pytest.raises(PermissionDenied):
             await do_create_stage(actor, pipeline.id, "New")
     assert len((await access_pipeline(bidi, pipeline.id)).stages) == 6
+
+
+async def test_a_deal_added_after_the_count_still_blocks_the_delete(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    actor = workspace.actor
+    other = await do_create_pipeline(actor, "Other")
+    deal = await do_create_deal(actor, "d", stage_id=other.stages[1].id)
+
+    async def no_deals(*args: object, **kwargs: object) -> int:
+        return 0  # as if the deal arrived between the count and the delete
+
+    monkeypatch.setattr("crm.services.pipelines._deal_count", no_deals)
+    with pytest.raises(Conflict) as exc:
+        await do_delete_stage(actor, other.pipeline.id, deal.stage_id)
+    assert exc.value.errors[0].field == "stage_id"
+    with pytest.raises(Conflict) as exc:
+        await do_delete_pipeline(actor, other.pipeline.id)
+    assert exc.value.errors[0].field == "pipeline_id"
+    assert len((await access_pipeline(actor, other.pipeline.id)).stages) == 6
