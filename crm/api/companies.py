@@ -6,30 +6,17 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import ListOut, StrictModel
+from crm.api.schemas import MAX_ID, ListOut, StrictModel, not_null
 from crm.models import Company
 from crm.services import companies
 
 router = APIRouter(tags=["companies"])
 
 # Ids are 32-bit in the database: a larger one is bad input, not a database error.
-MAX_ID = 2**31 - 1
 CompanyId = Annotated[int, Path(ge=1, le=MAX_ID)]
-
-
-def _reject_null(cls: type[BaseModel], value: Any) -> Any:
-    if value is None:
-        raise ValueError("must not be null (leave the field out to keep its value)")
-    return value
-
-
-def not_null(*fields: str) -> Any:
-    """A validator for PATCH bodies: these fields may be left out but not set to null."""
-    # Defaults are not validated, so only an explicit null reaches the check.
-    return field_validator(*fields)(classmethod(_reject_null))
 
 
 class CompanyOut(BaseModel):

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import ListOut, StrictModel
+from crm.api.schemas import MAX_ID, ListOut, StrictModel
 from crm.models import Consent
 from crm.services import contacts
 from crm.services.contacts import ContactFilters, ContactRecord
 
 router = APIRouter(tags=["contacts"])
+ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class ContactOut(BaseModel):
@@ -133,19 +134,19 @@ async def post_contact(body: ContactIn, actor: ActorDep) -> ContactOut:
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactOut)
-async def get_contact(contact_id: int, actor: ActorDep) -> ContactOut:
+async def get_contact(contact_id: ContactId, actor: ActorDep) -> ContactOut:
     """One contact."""
     return contact_out(await contacts.access_contact(actor, contact_id))
 
 
 @router.patch("/contacts/{contact_id}", response_model=ContactOut)
-async def patch_contact(contact_id: int, body: ContactPatch, actor: ActorDep) -> ContactOut:
+async def patch_contact(contact_id: ContactId, body: ContactPatch, actor: ActorDep) -> ContactOut:
     """Change some fields of a contact; fields sent as null are cleared."""
     values = body.model_dump(exclude_unset=True)
     return contact_out(await contacts.do_update_contact(actor, contact_id, values))
 
 
 @router.delete("/contacts/{contact_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_contact(contact_id: int, actor: ActorDep) -> None:
+async def delete_contact(contact_id: ContactId, actor: ActorDep) -> None:
     """Delete a contact."""
     await contacts.do_delete_contact(actor, contact_id)

@@ -9,9 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 
-from crm.api.companies import MAX_ID, not_null
 from crm.api.deps import ActorDep
-from crm.api.schemas import ListOut, StrictModel
+from crm.api.schemas import MAX_ID, ListOut, StrictModel, not_null
 from crm.models import Deal, DealStageChange, StageKind
 from crm.services import deals
 

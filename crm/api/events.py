@@ -8,9 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from crm.api.companies import MAX_ID
 from crm.api.deps import ActorDep
-from crm.api.schemas import ListOut
+from crm.api.schemas import MAX_ID, ListOut
 from crm.models import Event
 from crm.services import audit
 

@@ -8,9 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 
-from crm.api.companies import MAX_ID
 from crm.api.deps import ActorDep
-from crm.api.schemas import ListOut, StrictModel
+from crm.api.schemas import MAX_ID, ListOut, StrictModel
 from crm.models import Note
 from crm.services import notes
 from crm.services.notes import MAX_BODY

@@ -8,9 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, Field
 
-from crm.api.companies import MAX_ID, not_null
 from crm.api.deps import ActorDep
-from crm.api.schemas import ListOut, StrictModel
+from crm.api.schemas import MAX_ID, ListOut, StrictModel, not_null
 from crm.models import Stage, StageKind
 from crm.services import pipelines
 from crm.services.pipelines import MAX_STAGES, PipelineView

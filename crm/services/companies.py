@@ -1,4 +1,4 @@
-"""Companies, plus the helpers the other record services share (sorted keyset pages, owners).
+"""Companies: CRUD, search by name, counts of linked contacts and deals.
 
 Role rules: every member reads; a bidi creates companies and changes or deletes only companies
 they own or that nobody owns; admins and owners change any. A new company is owned by its
@@ -8,169 +8,24 @@ creator unless ``owner_id`` says otherwise, and a bidi may assign only themselve
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import enum
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q, RawSQL
-from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from crm.models import Company, Contact, Deal, Membership
+from crm.models import Company, Contact, Deal
 from crm.services.access import Actor
 from crm.services.errors import (
     Conflict,
-    FieldError,
     NotFound,
-    PermissionDenied,
     ValidationFailed,
 )
 from crm.services.events import record_event, snapshot
-from crm.services.pagination import Page, check_limit, decode_cursor, encode_cursor
-
-
-class Unset(enum.Enum):
-    """Marks an update argument that was not given (``None`` means "set to null")."""
-
-    UNSET = "unset"
-
-
-UNSET = Unset.UNSET
-
-# ---------------------------------------------------------------------------------------------
-# Sorted keyset pagination (shared by companies, deals, tags, notes)
-
-
-@dataclass(frozen=True)
-class SortSpec:
-    """One sortable column: ``field`` is what SQL orders by, ``attr`` what the cursor keeps."""
-
-    attr: str
-    kind: Literal["str", "datetime", "decimal", "int"]
-    # SQL expression to order by instead of the column (decimals are text on SQLite).
-    expression: str | None = None
-
-    @property
-    def field(self) -> str:
-        return f"_sort_{self.attr}" if self.expression else self.attr
-
-
-def numeric_sort(table: str, column: str) -> SortSpec:
-    """Sort a DecimalField numerically on every database (SQLite stores it as text)."""
-    return SortSpec(column, "decimal", expression=f'CAST("{table}"."{column}" AS NUMERIC)')
-
-
-def _cursor_value(spec: SortSpec, raw: Any) -> Any:
-    try:
-        if spec.kind == "datetime":
-            return dt.datetime.fromisoformat(str(raw))
-        if spec.kind == "decimal":
-            value = decimal.Decimal(str(raw))
-            # On SQLite the CAST must meet a number: a Decimal would bind as text.
-            sqlite = connections.get("default").capabilities.dialect == "sqlite"
-            return float(value) if sqlite else value
-        if spec.kind == "int":
-            return int(raw)
-        return str(raw)
-    except (ValueError, TypeError, decimal.InvalidOperation):
-        raise ValidationFailed("cursor", "is not a cursor this API returned") from None
-
-
-def parse_sort(sort: str, allowed: dict[str, SortSpec]) -> tuple[SortSpec, bool]:
-    """Validate ``sort`` (a column name, ``-`` first for descending) against ``allowed``."""
-    descending = sort.startswith("-")
-    spec = allowed.get(sort.removeprefix("-"))
-    if spec is None:
-        options = ", ".join(f"{name}, -{name}" for name in allowed)
-        raise ValidationFailed("sort", f"'{sort}' is not one of: {options}")
-    return spec, descending
-
-
-async def paginate_sorted(
-    query: Any, sort: str, allowed: dict[str, SortSpec], cursor: str | None, limit: int
-) -> Page[Any]:
-    """Page a queryset by a sort column with ``id`` breaking ties (keyset: stable under inserts)."""
-    check_limit(limit)
-    spec, descending = parse_sort(sort, allowed)
-    if spec.expression:
-        query = query.annotate(**{spec.field: RawSQL(spec.expression)})
-    op = "lt" if descending else "gt"
-    if cursor:
-        cursor_sort, raw_value, last_id = decode_cursor(cursor, 3)
-        if cursor_sort != sort or not isinstance(last_id, int):
-            raise ValidationFailed("cursor", "does not belong to this listing or sort order")
-        value = _cursor_value(spec, raw_value)
-        query = query.filter(
-            Q(**{f"{spec.field}__{op}": value}) | Q(**{spec.field: value, f"id__{op}": last_id})
-        )
-    prefix = "-" if descending else ""
-    rows = await query.order_by(f"{prefix}{spec.field}", f"{prefix}id").limit(limit + 1)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = None
-    if has_more and rows:
-        last = rows[-1]
-        raw = getattr(last, spec.attr)
-        encoded = raw.isoformat() if isinstance(raw, dt.datetime) else str(raw)
-        next_cursor = encode_cursor([sort, encoded, last.id])
-    return Page(rows, next_cursor)
-
-
-# ---------------------------------------------------------------------------------------------
-# References and owners (shared by companies, deals, notes)
-
-
-async def require_in_tenant(
-    actor: Actor,
-    model: type[Model],
-    record_id: int,
-    field: str,
-    using_db: BaseDBAsyncClient | None = None,
-) -> None:
-    """A referenced id must exist in the actor's tenant, else 422 naming ``field``.
-
-    The reason is the same for missing ids and ids of another tenant, so nothing leaks.
-    """
-    exists = await model.filter(id=record_id, tenant_id=actor.tenant_id).using_db(using_db).exists()
-    if not exists:
-        raise ValidationFailed(field, f"{record_id} does not exist in this organization")
-
-
-async def check_owner_assignable(
-    actor: Actor, owner_id: int | None, using_db: BaseDBAsyncClient | None = None
-) -> None:
-    """An owner must be a member; a bidi may assign only themselves or nobody."""
-    if owner_id is None:
-        return
-    exists = (
-        await Membership.filter(tenant_id=actor.tenant_id, user_id=owner_id)
-        .using_db(using_db)
-        .exists()
-    )
-    if not exists:
-        raise ValidationFailed("owner_id", f"{owner_id} is not a member of this organization")
-    try:
-        actor.require_owner_or_admin_of(owner_id)
-    except PermissionDenied as exc:
-        raise PermissionDenied(
-            "a bidi may assign records only to themselves or to nobody",
-            [FieldError("owner_id", exc.detail)],
-        ) from None
-
-
-def default_owner(actor: Actor, owner_id: int | Unset | None) -> int | None:
-    """The owner of a new record: the one given, else the acting member."""
-    return actor.user_id if owner_id is UNSET else owner_id
-
-
-# ---------------------------------------------------------------------------------------------
-# Companies
+from crm.services.pagination import Page, SortSpec, paginate_sorted
+from crm.services.references import UNSET, Unset, check_owner_assignable, default_owner
 
 COMPANY_SORTS = {
     "name": SortSpec("name_key", "str"),

@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from crm.models import Company, Consent, Contact, Deal, Membership, Tag, Tenant
+from crm.models import Company, Consent, Contact, Deal, Tag, Tenant
 from crm.services.access import Actor
 from crm.services.contact_fields import (
     build_search_text,
@@ -23,10 +23,15 @@ from crm.services.contact_fields import (
 )
 from crm.services.errors import Conflict, NotFound, ValidationFailed
 from crm.services.events import changed_fields, record_event, snapshot
-from crm.services.pagination import Page, check_limit, decode_cursor, encode_cursor
+from crm.services.pagination import Page, SortSpec, paginate_sorted
+from crm.services.references import check_owner_assignable, require_in_tenant
 
 IDENTIFIER_FIELDS = ("email", "phone", "telegram_username", "telegram_id", "whatsapp_id")
-SORTABLE_FIELDS = ("created_at", "updated_at", "name")
+CONTACT_SORTS = {
+    "created_at": SortSpec("created_at", "datetime"),
+    "updated_at": SortSpec("updated_at", "datetime"),
+    "name": SortSpec("name", "str"),
+}
 EDITABLE_FIELDS = frozenset(
     {
         "name",
@@ -135,22 +140,9 @@ def _check_timezone(name: str) -> None:
 
 
 async def _check_references(actor: Actor, values: dict[str, Any], conn: BaseDBAsyncClient) -> None:
-    company_id = values.get("company_id")
-    if (
-        company_id is not None
-        and not await Company.filter(id=company_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .exists()
-    ):
-        raise ValidationFailed("company_id", f"company {company_id} does not exist")
-    owner_id = values.get("owner_id")
-    if (
-        owner_id is not None
-        and not await Membership.filter(user_id=owner_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .exists()
-    ):
-        raise ValidationFailed("owner_id", f"user {owner_id} is not a member of this organization")
+    if values.get("company_id") is not None:
+        await require_in_tenant(actor, Company, values["company_id"], "company_id", conn)
+    await check_owner_assignable(actor, values.get("owner_id"), conn)
 
 
 async def _check_identifiers_free(
@@ -265,10 +257,6 @@ async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any
         if contact is None:
             raise NotFound("contact", contact_id)
         actor.require_owner_or_admin_of(contact.owner_id)
-        new_owner = values.get("owner_id", contact.owner_id)
-        if new_owner != contact.owner_id and new_owner != actor.user_id:
-            # A bidi may claim a contact; handing one to someone else is for admins.
-            actor.require_admin()
         await _check_references(actor, values, conn)
         await _check_identifiers_free(actor, values, conn, exclude_id=contact.id)
         old_tags = [t.name for t in await contact.tags.all().using_db(conn)]
@@ -319,15 +307,6 @@ async def do_delete_contact(actor: Actor, contact_id: int) -> None:
         )
 
 
-def _parse_sort(sort: str) -> tuple[str, bool]:
-    descending = sort.startswith("-")
-    field = sort.lstrip("-")
-    if field not in SORTABLE_FIELDS:
-        allowed = ", ".join(SORTABLE_FIELDS)
-        raise ValidationFailed("sort", f"must be one of {allowed}, optionally prefixed with '-'")
-    return field, descending
-
-
 def _search_condition(q: str) -> Q:
     needle = q.strip().lower().lstrip("@")
     digits = "".join(ch for ch in needle if ch.isdigit())
@@ -335,11 +314,6 @@ def _search_condition(q: str) -> Q:
     if digits and len(digits) >= 3 and all(ch.isdigit() or ch in " +-()" for ch in needle):
         needle = digits
     return Q(search_text__contains=needle)
-
-
-def _cursor_value(contact: Contact, field: str) -> Any:
-    value = getattr(contact, field)
-    return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
 async def list_contacts(
@@ -352,8 +326,6 @@ async def list_contacts(
 ) -> Page[ContactRecord]:
     """A page of the tenant's contacts, filtered and sorted, with a keyset cursor."""
     actor.require_read()
-    check_limit(limit)
-    field, descending = _parse_sort(sort)
     filters = filters or ContactFilters()
     query = Contact.filter(tenant_id=actor.tenant_id)
     if filters.q and filters.q.strip():
@@ -373,25 +345,7 @@ async def list_contacts(
                 ).values("contact_id")
             )
         )
-    if cursor:
-        last_value, last_id = decode_cursor(cursor, 2)
-        if not isinstance(last_id, int):
-            raise ValidationFailed("cursor", "is not a cursor this API returned")
-        if field != "name":
-            try:
-                last_value = dt.datetime.fromisoformat(last_value)
-            except (TypeError, ValueError):
-                raise ValidationFailed("cursor", "does not match the sort order") from None
-        op = "lt" if descending else "gt"
-        query = query.filter(
-            Q(**{f"{field}__{op}": last_value}) | Q(**{field: last_value, f"id__{op}": last_id})
-        )
-    order = (f"-{field}", "-id") if descending else (field, "id")
-    rows = await query.order_by(*order).limit(limit + 1)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = (
-        encode_cursor([_cursor_value(rows[-1], field), rows[-1].id]) if has_more and rows else None
-    )
+    page = await paginate_sorted(query, sort, CONTACT_SORTS, cursor, limit)
+    rows = page.items
     tags = await tag_names_of([c.id for c in rows])
-    return Page([ContactRecord(c, tags[c.id]) for c in rows], next_cursor)
+    return Page([ContactRecord(c, tags[c.id]) for c in rows], page.next_cursor)

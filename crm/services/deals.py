@@ -23,20 +23,17 @@ from tortoise.transactions import in_transaction
 
 from crm.models import Company, Contact, Deal, DealStageChange, Pipeline, Stage, StageKind, Tenant
 from crm.services.access import Actor
-from crm.services.companies import (
+from crm.services.errors import NotFound, ValidationFailed
+from crm.services.events import record_event, snapshot
+from crm.services.pagination import Page, SortSpec, numeric_sort, paginate_by_id, paginate_sorted
+from crm.services.pipelines import first_open_stage
+from crm.services.references import (
     UNSET,
-    SortSpec,
     Unset,
     check_owner_assignable,
     default_owner,
-    numeric_sort,
-    paginate_sorted,
     require_in_tenant,
 )
-from crm.services.errors import NotFound, ValidationFailed
-from crm.services.events import record_event, snapshot
-from crm.services.pagination import Page, paginate_by_id
-from crm.services.pipelines import first_open_stage
 
 DEAL_SORTS: dict[str, SortSpec] = {
     "created_at": SortSpec("created_at", "datetime"),

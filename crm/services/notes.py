@@ -14,10 +14,10 @@ from tortoise.transactions import in_transaction
 
 from crm.models import Company, Contact, Deal, Note, Role
 from crm.services.access import Actor
-from crm.services.companies import SortSpec, paginate_sorted, require_in_tenant
 from crm.services.errors import NotFound, PermissionDenied, ValidationFailed
 from crm.services.events import record_event, snapshot
-from crm.services.pagination import Page
+from crm.services.pagination import Page, SortSpec, paginate_sorted
+from crm.services.references import require_in_tenant
 
 MAX_BODY = 20_000
 TARGETS: dict[str, type[Model]] = {"contact_id": Contact, "company_id": Company, "deal_id": Deal}

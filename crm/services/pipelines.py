@@ -26,10 +26,10 @@ from tortoise.transactions import in_transaction
 
 from crm.models import Deal, Pipeline, Stage, StageKind
 from crm.services.access import Actor
-from crm.services.companies import UNSET, Unset
 from crm.services.errors import Conflict, NotFound, ValidationFailed
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, paginate_by_id
+from crm.services.references import UNSET, Unset
 from crm.services.tenants import DEFAULT_STAGES
 
 MAX_STAGES = 50

@@ -19,10 +19,9 @@ from tortoise.transactions import in_transaction
 
 from crm.models import Contact, Role, Tag
 from crm.services.access import Actor
-from crm.services.companies import SortSpec, paginate_sorted
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crm.services.events import record_event, snapshot
-from crm.services.pagination import Page
+from crm.services.pagination import Page, SortSpec, paginate_sorted
 
 MAX_TAGS_PER_REQUEST = 100
 MAX_IDS_IN_EVENT = 1000

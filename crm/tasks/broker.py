@@ -25,6 +25,7 @@ from taskiq.exceptions import UnknownTaskError
 from taskiq_redis import RedisStreamBroker
 
 from crm.tasks import handlers  # noqa: F401  (registers dispatch_event with every broker)
+from crm.tasks.relay import harden_tortoise_transactions
 from crm.tasks.schedule import InMemoryScheduleSource, RedisScheduleSource
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,8 @@ class LocalBroker(InMemoryBroker):
         for task, _ in leftovers:
             task.cancel()
         if leftovers:
-            await asyncio.gather(*(t for t, _ in leftovers), return_exceptions=True)
+            # Bounded: a task cancelled inside a call to a dead database may never finish.
+            await asyncio.wait([t for t, _ in leftovers], timeout=grace)
         return [self.formatter.loads(m.message) for _, m in leftovers]
 
 
@@ -237,7 +239,12 @@ class Backbone:
 
 
 def build_backbone(redis_url: str | None, config: BackboneConfig | None = None) -> Backbone:
-    """The in-process backbone when ``redis_url`` is None, else the Redis stream backbone."""
+    """The in-process backbone when ``redis_url`` is None, else the Redis stream backbone.
+
+    Also installs harden_tortoise_transactions (process-wide, once), which every process
+    running the backbone needs to survive database restarts and cancelled transactions.
+    """
+    harden_tortoise_transactions()
     config = config or BackboneConfig()
     source: ScheduleSource
     broker: AsyncBroker

@@ -3,15 +3,75 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from taskiq import AsyncBroker
+from tortoise.backends.base.client import TransactionContextPooled
+from tortoise.backends.sqlite.client import SqliteTransactionContext
+from tortoise.connection import get_connections
 from tortoise.transactions import in_transaction
 
 from crm.models import OutboxEntry
 from crm.tasks.handlers import dispatch_event
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def harden_tortoise_transactions() -> None:
+    """Make a tortoise transaction that fails to start give back what it took (process-wide).
+
+    tortoise 1.1.9 takes the connection (a pool connection on PostgreSQL, the single
+    connection's lock on SQLite) and points the task's connection contextvar at the new
+    transaction before BEGIN, and undoes neither when BEGIN raises. On PostgreSQL a BEGIN on a
+    connection the server just killed then leaks a pool connection each time: after a few
+    restarts the pool (5) is exhausted and every query waits forever. On SQLite a task
+    cancelled during BEGIN (a loop stopped at shutdown) keeps the lock, and every later query
+    waits forever. Both were reproduced; these wrappers release and reset on failure.
+    Idempotent.
+    """
+    pooled = TransactionContextPooled.__aenter__
+    if getattr(pooled, "_crm_hardened", False):
+        return
+
+    async def pooled_aenter(self: TransactionContextPooled) -> Any:
+        try:
+            return await pooled(self)
+        except BaseException:
+            _reset_token(self)
+            connection = getattr(self.client, "_connection", None)
+            pool = getattr(self.client._parent, "_pool", None)
+            if connection is not None and pool is not None:
+                with contextlib.suppress(Exception):
+                    await pool.release(connection)
+            raise
+
+    async def sqlite_aenter(self: SqliteTransactionContext) -> Any:
+        # tortoise's own body, with the lock released when anything after acquiring it fails.
+        await self._trxlock.acquire()
+        try:
+            await self.ensure_connection()
+            self.token = get_connections().set(self.connection_name, self.connection)
+            await self.connection.begin()
+        except BaseException:
+            _reset_token(self)
+            self._trxlock.release()
+            raise
+        return self.connection
+
+    pooled_aenter._crm_hardened = True  # type: ignore[attr-defined]
+    TransactionContextPooled.__aenter__ = pooled_aenter  # type: ignore[method-assign]
+    SqliteTransactionContext.__aenter__ = sqlite_aenter  # type: ignore[method-assign]
+
+
+def _reset_token(context: Any) -> None:
+    token = getattr(context, "token", None)
+    if token is not None and not token._used:
+        get_connections().reset(token)
 
 
 async def relay_once(broker: AsyncBroker, *, batch_size: int = 100) -> int:
@@ -38,22 +98,60 @@ async def relay_once(broker: AsyncBroker, *, batch_size: int = 100) -> int:
     return len(entries)
 
 
-async def run_relay(
-    broker: AsyncBroker, interval: float, *, batch_size: int = 100, max_backoff: float = 30.0
-) -> None:
-    """Relay forever: drain the outbox, sleep ``interval``; log and back off on errors.
+async def pause(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
-    Each iteration runs as its own asyncio task. A transaction whose connection died (a
-    PostgreSQL restart) can leave tortoise's connection contextvar pointing at the dead
-    transaction in the coroutine that ran it; inline iterations in one long-lived coroutine
-    then failed forever, while a fresh task per iteration starts from a clean context.
+
+async def run_iteration(coro: Coroutine[Any, Any, T], limit: float, name: str) -> T:
+    """Run one loop iteration as its own asyncio task; abandon it after ``limit`` seconds.
+
+    A fresh task starts from a clean context (see run_relay). The limit covers a database or
+    Redis call that never answers (a half-open TCP connection after a host dies): the stuck
+    task is cancelled and not waited for, so the loop goes on with new connections.
     """
+    task = asyncio.create_task(coro, name=name)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise TimeoutError(f"{name} still running after {limit:.0f}s; abandoned")
+    return task.result()
+
+
+async def run_relay(
+    broker: AsyncBroker,
+    interval: float,
+    *,
+    batch_size: int = 100,
+    max_backoff: float = 30.0,
+    iteration_timeout: float = 60.0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Relay until ``stop`` is set: drain the outbox, sleep ``interval``; back off on errors.
+
+    Stop it with ``stop`` rather than by cancelling it: the current iteration then finishes
+    its transaction instead of being cut inside it.
+
+    Each iteration runs as its own asyncio task. When BEGIN fails on a connection the server
+    has dropped (a PostgreSQL restart), tortoise leaves the coroutine's connection contextvar
+    pointing at the dead transaction: inline iterations in one long-lived coroutine then
+    failed forever (InterfaceError), while a fresh task per iteration starts clean.
+    harden_tortoise_transactions removes that cause; the fresh task stays as a second guard.
+    """
+    stop = stop or asyncio.Event()
     delay = interval
     failing = False
-    while True:
+    while not stop.is_set():
         try:
-            sent = await asyncio.create_task(
-                relay_once(broker, batch_size=batch_size), name="crm-relay-iteration"
+            sent = await run_iteration(
+                relay_once(broker, batch_size=batch_size),
+                iteration_timeout,
+                "crm-relay-iteration",
             )
         except asyncio.CancelledError:
             raise
@@ -61,14 +159,14 @@ async def run_relay(
             delay = min(max(delay * 2, interval), max_backoff)
             # The traceback once per outage; after that one line per attempt.
             logger.warning(
-                "outbox relay failed (%r); retrying in %.1fs", exc, delay, exc_info=not failing
+                "outbox relay failed (%r); retrying in %.2fs", exc, delay, exc_info=not failing
             )
             failing = True
-            await asyncio.sleep(delay)
+            await pause(stop, delay)
             continue
         if failing:
             logger.info("outbox relay recovered")
         failing = False
         delay = interval
         if sent < batch_size:
-            await asyncio.sleep(interval)
+            await pause(stop, interval)

@@ -16,7 +16,7 @@ from crm.db import close_db, dialect, init_db
 from crm.models import Event, OutboxEntry
 from crm.tasks.broker import Backbone, BackboneConfig, LocalBroker, build_backbone
 from crm.tasks.handlers import DISPATCH_TASK
-from crm.tasks.relay import run_relay
+from crm.tasks.relay import pause, run_relay
 from crm.tasks.schedule import SchedulePoller
 
 logger = logging.getLogger(__name__)
@@ -26,11 +26,6 @@ NO_REDIS_MESSAGE = (
     "`crm up` process and cannot be shared with a separate {command}; run `crm up` alone, or "
     "set CRM_REDIS_URL (for example redis://127.0.0.1:6379/0) for it and every {command}."
 )
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def serve_worker(backbone: Backbone, concurrency: int, stop: asyncio.Event) -> None:
@@ -52,8 +47,19 @@ async def serve_worker(backbone: Backbone, concurrency: int, stop: asyncio.Event
                 backoff = 1.0
             except Exception as exc:
                 logger.warning("task worker lost the broker (%r); retrying in %.0fs", exc, backoff)
-                await _sleep_unless(stop, backoff)
+                await pause(stop, backoff)
                 backoff = min(backoff * 2, 30.0)
+
+
+async def _settle(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Wait up to ``grace`` seconds for ``tasks`` to end, then cancel what is left and go on.
+
+    Stopping must not hang: a task stuck in a call to a dead database may never finish.
+    """
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        logger.warning("task %s did not stop within %.0fs; abandoned", task.get_name(), grace)
+        task.cancel()
 
 
 async def _park_unfinished_dispatches(backbone: Backbone) -> None:
@@ -95,11 +101,14 @@ async def embedded_backbone(
     stop = asyncio.Event()
     loops = [
         asyncio.create_task(
-            run_relay(backbone.broker, cfg.relay_interval, batch_size=cfg.relay_batch_size),
+            run_relay(
+                backbone.broker, cfg.relay_interval, batch_size=cfg.relay_batch_size, stop=stop
+            ),
             name="crm-relay",
         ),
         asyncio.create_task(
-            SchedulePoller(backbone.scheduler()).run(cfg.scheduler_interval), name="crm-scheduler"
+            SchedulePoller(backbone.scheduler()).run(cfg.scheduler_interval, stop=stop),
+            name="crm-scheduler",
         ),
     ]
     worker = None
@@ -111,11 +120,9 @@ async def embedded_backbone(
         yield backbone
     finally:
         stop.set()
-        for loop in loops:
-            loop.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await _settle(loops, cfg.shutdown_timeout)
         if worker is not None:
-            await asyncio.gather(worker, return_exceptions=True)
+            await _settle([worker], cfg.shutdown_timeout * 2)
         await _park_unfinished_dispatches(backbone)
         await backbone.shutdown()
 
@@ -162,16 +169,18 @@ async def run_worker(
                 if relays:
                     relay = asyncio.create_task(
                         run_relay(
-                            backbone.broker, cfg.relay_interval, batch_size=cfg.relay_batch_size
+                            backbone.broker,
+                            cfg.relay_interval,
+                            batch_size=cfg.relay_batch_size,
+                            stop=stop,
                         )
                     )
                 logger.info("crm worker: consuming %s (relay: %s)", cfg.stream_name, relays)
                 await stop.wait()
                 logger.info("crm worker: stopping")
                 if relay is not None:
-                    relay.cancel()
-                    await asyncio.gather(relay, return_exceptions=True)
-                await asyncio.gather(worker, return_exceptions=True)
+                    await _settle([relay], cfg.shutdown_timeout)
+                await _settle([worker], cfg.shutdown_timeout * 2)
         finally:
             await backbone.shutdown()
     finally:
@@ -200,13 +209,14 @@ async def run_scheduler(
     await backbone.startup()
     try:
         async with _stop_on_signals() as stop:
-            poller = asyncio.create_task(SchedulePoller(backbone.scheduler()).run(interval))
+            poller = asyncio.create_task(
+                SchedulePoller(backbone.scheduler()).run(interval, stop=stop)
+            )
             logger.info(
                 "crm scheduler: polling %s every %.1fs", backbone.config.schedule_prefix, interval
             )
             await stop.wait()
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+            await _settle([poller], backbone.config.shutdown_timeout)
     finally:
         await backbone.shutdown()
     return 0

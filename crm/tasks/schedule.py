@@ -15,9 +15,12 @@ from taskiq.kicker import AsyncKicker
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import ListRedisScheduleSource
 
+from crm.tasks.relay import pause, run_iteration
+
 if TYPE_CHECKING:
     from taskiq import AsyncBroker
 
+    from crm.tasks import TaskQueue
     from crm.tasks.broker import Backbone
 
 logger = logging.getLogger(__name__)
@@ -169,16 +172,19 @@ class SchedulePoller:
                 del fired[schedule_id]
         return sent
 
-    async def run(self, interval: float) -> None:
-        """Tick every ``interval`` seconds until cancelled; errors are logged, never fatal."""
-        while True:
+    async def run(
+        self, interval: float, *, tick_timeout: float = 60.0, stop: asyncio.Event | None = None
+    ) -> None:
+        """Tick every ``interval`` seconds until ``stop`` is set; errors are logged, never fatal."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
             try:
-                await asyncio.create_task(self.tick(), name="crm-schedule-tick")
+                await run_iteration(self.tick(), tick_timeout, "crm-schedule-tick")
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("schedule tick failed")
-            await asyncio.sleep(interval)
+            await pause(stop, interval)
 
 
 def task_kicker(
@@ -230,3 +236,8 @@ class TaskiqTaskQueue:
     async def cancel(self, schedule_id: str) -> None:
         """Forget a schedule that has not fired yet."""
         await cancel_schedule(self.backbone, schedule_id)
+
+
+if TYPE_CHECKING:
+    # mypy checks that the adapter satisfies the protocol the domain is typed against.
+    _queue_protocol: type[TaskQueue] = TaskiqTaskQueue

@@ -7,17 +7,16 @@ import pytest
 from crm.models import Company, Deal, Role
 from crm.services.access import Actor
 from crm.services.companies import (
-    UNSET,
     access_company,
     do_create_company,
     do_update_company,
     list_companies,
     name_key,
-    paginate_sorted,
 )
 from crm.services.deals import DEAL_SORTS, do_create_deal
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from crm.services.pagination import encode_cursor
+from crm.services.pagination import encode_cursor, paginate_sorted
+from crm.services.references import UNSET
 from tests.conftest import Workspace
 
 

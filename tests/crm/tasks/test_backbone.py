@@ -10,15 +10,21 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from taskiq import TaskiqMessage, TaskiqMiddleware, async_shared_broker
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise import connections
+from tortoise.backends.asyncpg.client import TransactionWrapper as AsyncpgTransactionWrapper
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
+from tortoise.backends.sqlite.client import SqliteTransactionWrapper
 from tortoise.transactions import in_transaction
 
+from crm.db import dialect
 from crm.models import Event, HandledEvent, OutboxEntry
 from crm.services.access import Actor
 from crm.services.events import record_event
+from crm.tasks import relay
 from crm.tasks.broker import Backbone, BackboneConfig, LocalBroker, build_backbone
 from crm.tasks.handlers import (
     DISPATCH_TASK,
@@ -39,6 +45,7 @@ from crm.tasks.schedule import (
 from tests.conftest import Workspace
 
 ROOT = Path(__file__).resolve().parents[3]
+POOL_SIZE = 5  # tortoise's default maxsize for asyncpg
 UTC = dt.UTC
 
 FAST = BackboneConfig(
@@ -284,6 +291,101 @@ async def test_relay_sends_in_id_order_in_batches(workspace: Workspace, local: B
     assert sent.event_ids == list(expected)
     assert all(b == 2 for b in batches[:-1]) and sum(batches) == len(expected)
     assert await OutboxEntry.all().count() == 0
+
+
+async def test_concurrent_relays_send_each_entry_once(
+    workspace: Workspace, local: Backbone
+) -> None:
+    for _ in range(30):
+        await record(workspace, "test.ping")
+    expected = await OutboxEntry.all().order_by("id").values_list("event_id", flat=True)
+    sent = SentEvents()
+    local.broker.add_middlewares(sent)
+
+    async def drain() -> None:
+        while await relay_once(local.broker, batch_size=3):
+            pass
+
+    # On PostgreSQL the relays lock disjoint rows (SKIP LOCKED); on SQLite they take turns.
+    await asyncio.gather(drain(), drain(), drain())
+    assert sorted(sent.event_ids) == sorted(expected)
+    assert await OutboxEntry.all().count() == 0
+
+
+async def test_relay_abandons_an_iteration_that_hangs_and_goes_on(
+    workspace: Workspace,
+    handlers: HandlerRegistry,
+    local: Backbone,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    handlers.add("test.ping", pong_writer(calls), name="test.pong-writer")
+    real = relay.relay_once
+    attempts: list[int] = []
+
+    async def first_hangs(broker: Any, *, batch_size: int = 100) -> int:
+        attempts.append(1)
+        if len(attempts) == 1:
+            await asyncio.Event().wait()  # a database that never answers
+        return await real(broker, batch_size=batch_size)
+
+    monkeypatch.setattr(relay, "relay_once", first_hangs)
+    event = await record(workspace, "test.ping")
+    stop = asyncio.Event()
+    loop = asyncio.create_task(
+        relay.run_relay(local.broker, 0.01, iteration_timeout=0.2, stop=stop)
+    )
+    try:
+        await eventually(
+            lambda: HandledEvent.filter(event_id=event.id, handler="test.pong-writer").exists()
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+    assert len(attempts) >= 2
+    assert calls == [event.id]
+
+
+async def test_a_transaction_that_fails_to_begin_gives_its_connection_back(
+    local: Backbone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tortoise fix build_backbone installs: no leaked pool connection or SQLite lock."""
+    wrapper: Any = SqliteTransactionWrapper if dialect() == "sqlite" else AsyncpgTransactionWrapper
+    entered = asyncio.Event()
+
+    async def stuck_begin(self: Any) -> None:
+        entered.set()
+        await asyncio.sleep(3600)
+
+    async def empty_transaction() -> None:
+        async with in_transaction():
+            pass
+
+    monkeypatch.setattr(wrapper, "begin", stuck_begin)
+    for _ in range(POOL_SIZE + 1):  # more than the pool holds: a leak would exhaust it
+        entered.clear()
+        task = asyncio.create_task(empty_transaction())
+        await entered.wait()
+        task.cancel()  # as at shutdown: cancelled inside BEGIN
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def dead_begin(self: Any) -> None:
+        raise ConnectionError("the server closed the connection")
+
+    monkeypatch.setattr(wrapper, "begin", dead_begin)
+    with pytest.raises(ConnectionError):
+        await empty_transaction()
+    monkeypatch.undo()
+
+    async def hold() -> None:
+        async with in_transaction() as conn:
+            await conn.execute_query("SELECT 1")
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(POOL_SIZE))), timeout=10)
+    async with in_transaction():  # this task's connection contextvar was reset, too
+        pass
+    assert not isinstance(connections.get("default"), TransactionalDBClient)
 
 
 async def test_one_off_schedule_fires_once_and_is_deleted(local: Backbone) -> None:
