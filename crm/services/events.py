@@ -48,9 +48,13 @@ async def record_event(
     *,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
-    using_db: BaseDBAsyncClient | None = None,
+    using_db: BaseDBAsyncClient,
 ) -> Event:
-    """Append an event and its outbox entry in the caller's transaction."""
+    """Append an event and its outbox entry in the caller's transaction.
+
+    ``using_db`` is required: written outside a transaction, a cut connection between the two
+    inserts would leave an event that the relay never hands on.
+    """
     event = await Event.create(
         tenant_id=actor.tenant_id,
         type=event_type,

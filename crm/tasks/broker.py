@@ -24,8 +24,8 @@ from taskiq import (
 from taskiq.exceptions import UnknownTaskError
 from taskiq_redis import RedisStreamBroker
 
+from crm.db import harden_tortoise_transactions
 from crm.tasks import handlers  # noqa: F401  (registers dispatch_event with every broker)
-from crm.tasks.relay import harden_tortoise_transactions
 from crm.tasks.schedule import InMemoryScheduleSource, RedisScheduleSource
 
 logger = logging.getLogger(__name__)

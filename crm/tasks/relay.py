@@ -9,9 +9,6 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from taskiq import AsyncBroker
-from tortoise.backends.base.client import TransactionContextPooled
-from tortoise.backends.sqlite.client import SqliteTransactionContext
-from tortoise.connection import get_connections
 from tortoise.transactions import in_transaction
 
 from crm.models import OutboxEntry
@@ -20,58 +17,6 @@ from crm.tasks.handlers import dispatch_event
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def harden_tortoise_transactions() -> None:
-    """Make a tortoise transaction that fails to start give back what it took (process-wide).
-
-    tortoise 1.1.9 takes the connection (a pool connection on PostgreSQL, the single
-    connection's lock on SQLite) and points the task's connection contextvar at the new
-    transaction before BEGIN, and undoes neither when BEGIN raises. On PostgreSQL a BEGIN on a
-    connection the server just killed then leaks a pool connection each time: after a few
-    restarts the pool (5) is exhausted and every query waits forever. On SQLite a task
-    cancelled during BEGIN (a loop stopped at shutdown) keeps the lock, and every later query
-    waits forever. Both were reproduced; these wrappers release and reset on failure.
-    Idempotent.
-    """
-    pooled = TransactionContextPooled.__aenter__
-    if getattr(pooled, "_crm_hardened", False):
-        return
-
-    async def pooled_aenter(self: TransactionContextPooled) -> Any:
-        try:
-            return await pooled(self)
-        except BaseException:
-            _reset_token(self)
-            connection = getattr(self.client, "_connection", None)
-            pool = getattr(self.client._parent, "_pool", None)
-            if connection is not None and pool is not None:
-                with contextlib.suppress(Exception):
-                    await pool.release(connection)
-            raise
-
-    async def sqlite_aenter(self: SqliteTransactionContext) -> Any:
-        # tortoise's own body, with the lock released when anything after acquiring it fails.
-        await self._trxlock.acquire()
-        try:
-            await self.ensure_connection()
-            self.token = get_connections().set(self.connection_name, self.connection)
-            await self.connection.begin()
-        except BaseException:
-            _reset_token(self)
-            self._trxlock.release()
-            raise
-        return self.connection
-
-    pooled_aenter._crm_hardened = True  # type: ignore[attr-defined]
-    TransactionContextPooled.__aenter__ = pooled_aenter  # type: ignore[method-assign]
-    SqliteTransactionContext.__aenter__ = sqlite_aenter  # type: ignore[method-assign]
-
-
-def _reset_token(context: Any) -> None:
-    token = getattr(context, "token", None)
-    if token is not None and not token._used:
-        get_connections().reset(token)
 
 
 async def relay_once(broker: AsyncBroker, *, batch_size: int = 100) -> int:
@@ -141,7 +86,7 @@ async def run_relay(
     has dropped (a PostgreSQL restart), tortoise leaves the coroutine's connection contextvar
     pointing at the dead transaction: inline iterations in one long-lived coroutine then
     failed forever (InterfaceError), while a fresh task per iteration starts clean.
-    harden_tortoise_transactions removes that cause; the fresh task stays as a second guard.
+    crm.db.harden_tortoise_transactions removes that cause; the fresh task stays as a second guard.
     """
     stop = stop or asyncio.Event()
     delay = interval

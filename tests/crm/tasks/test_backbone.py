@@ -97,10 +97,15 @@ async def local() -> AsyncIterator[Backbone]:
 async def record(
     workspace: Workspace, event_type: str, conn: BaseDBAsyncClient | None = None
 ) -> Event:
-    """Record an event of ``event_type`` as the system actor."""
-    return await record_event(
-        Actor.system(workspace.tenant_id), event_type, "contact", None, using_db=conn
-    )
+    """Record an event of ``event_type`` as the system actor, in ``conn`` or its own transaction."""
+    if conn is not None:
+        return await record_event(
+            Actor.system(workspace.tenant_id), event_type, "contact", None, using_db=conn
+        )
+    async with in_transaction() as own:
+        return await record_event(
+            Actor.system(workspace.tenant_id), event_type, "contact", None, using_db=own
+        )
 
 
 def pong_writer(calls: list[int]) -> Callable[[Event, BaseDBAsyncClient], Awaitable[None]]:

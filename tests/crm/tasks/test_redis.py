@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
 from crm.models import Event, HandledEvent
 from crm.services.access import Actor
@@ -79,7 +80,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0)
 
 async def record(workspace: Workspace, event_type: str) -> Event:
     """Record a committed event of ``event_type`` as the system actor."""
-    return await record_event(Actor.system(workspace.tenant_id), event_type, "contact", None)
+    async with in_transaction() as conn:
+        return await record_event(
+            Actor.system(workspace.tenant_id), event_type, "contact", None, using_db=conn
+        )
 
 
 async def stream_state(config: BackboneConfig) -> tuple[int, int]:
