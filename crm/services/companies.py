@@ -25,7 +25,13 @@ from crm.services.errors import (
 )
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
-from crm.services.references import UNSET, Unset, check_owner_assignable, default_owner
+from crm.services.references import (
+    UNSET,
+    Unset,
+    check_owner_assignable,
+    default_owner,
+    lock_in_tenant,
+)
 
 COMPANY_SORTS = {
     "name": SortSpec("name_key", "str"),
@@ -157,14 +163,7 @@ async def do_update_company(
     """Change a company (its owner, an unowned company's bidi, or an admin)."""
     actor.require_read()
     async with in_transaction() as conn:
-        company = (
-            await Company.filter(id=company_id, tenant_id=actor.tenant_id)
-            .using_db(conn)
-            .select_for_update()
-            .first()
-        )
-        if company is None:
-            raise NotFound("company", company_id)
+        company = await lock_in_tenant(actor, Company, company_id, "company", conn)
         actor.require_owner_or_admin_of(company.owner_id)
         before = snapshot(company)
         if not isinstance(name, Unset):
@@ -201,14 +200,7 @@ async def do_delete_company(actor: Actor, company_id: int) -> None:
     """Delete a company; its contacts and deals stay, without a company (its notes go)."""
     actor.require_read()
     async with in_transaction() as conn:
-        company = (
-            await Company.filter(id=company_id, tenant_id=actor.tenant_id)
-            .using_db(conn)
-            .select_for_update()
-            .first()
-        )
-        if company is None:
-            raise NotFound("company", company_id)
+        company = await lock_in_tenant(actor, Company, company_id, "company", conn)
         actor.require_owner_or_admin_of(company.owner_id)
         before = snapshot(company)
         await company.delete(using_db=conn)

@@ -24,7 +24,7 @@ from crm.services.contact_fields import (
 from crm.services.errors import Conflict, NotFound, ValidationFailed
 from crm.services.events import changed_fields, record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
-from crm.services.references import check_owner_assignable, require_in_tenant
+from crm.services.references import check_owner_assignable, lock_in_tenant, require_in_tenant
 
 IDENTIFIER_FIELDS = ("email", "phone", "telegram_username", "telegram_id", "whatsapp_id")
 CONTACT_SORTS = {
@@ -248,14 +248,7 @@ async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any
         raise ValidationFailed(sorted(unknown)[0], "unknown field")
     values = _normalize(values, await _tenant_region(actor.tenant_id))
     async with in_transaction() as conn:
-        contact = (
-            await Contact.filter(id=contact_id, tenant_id=actor.tenant_id)
-            .using_db(conn)
-            .select_for_update()
-            .first()
-        )
-        if contact is None:
-            raise NotFound("contact", contact_id)
+        contact = await lock_in_tenant(actor, Contact, contact_id, "contact", conn)
         actor.require_owner_or_admin_of(contact.owner_id)
         await _check_references(actor, values, conn)
         await _check_identifiers_free(actor, values, conn, exclude_id=contact.id)
@@ -290,14 +283,7 @@ async def do_delete_contact(actor: Actor, contact_id: int) -> None:
     """Delete a contact with its notes and tag links; its deals stay, without a contact."""
     actor.require_write()
     async with in_transaction() as conn:
-        contact = (
-            await Contact.filter(id=contact_id, tenant_id=actor.tenant_id)
-            .using_db(conn)
-            .select_for_update()
-            .first()
-        )
-        if contact is None:
-            raise NotFound("contact", contact_id)
+        contact = await lock_in_tenant(actor, Contact, contact_id, "contact", conn)
         actor.require_owner_or_admin_of(contact.owner_id)
         tags = [t.name for t in await contact.tags.all().using_db(conn)]
         before = _contact_snapshot(contact, tags)

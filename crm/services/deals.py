@@ -32,6 +32,7 @@ from crm.services.references import (
     Unset,
     check_owner_assignable,
     default_owner,
+    lock_in_tenant,
     require_in_tenant,
 )
 
@@ -115,14 +116,7 @@ async def _load(deal_id: int, conn: BaseDBAsyncClient | None = None) -> Deal:
 
 
 async def _lock_deal(actor: Actor, deal_id: int, conn: BaseDBAsyncClient) -> Deal:
-    deal = (
-        await Deal.filter(id=deal_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .select_for_update()
-        .first()
-    )
-    if deal is None:
-        raise NotFound("deal", deal_id)
+    deal = await lock_in_tenant(actor, Deal, deal_id, "deal", conn)
     return deal
 
 

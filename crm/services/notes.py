@@ -17,7 +17,7 @@ from crm.services.access import Actor
 from crm.services.errors import NotFound, PermissionDenied, ValidationFailed
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
-from crm.services.references import require_in_tenant
+from crm.services.references import lock_in_tenant, require_in_tenant
 
 MAX_BODY = 20_000
 TARGETS: dict[str, type[Model]] = {"contact_id": Contact, "company_id": Company, "deal_id": Deal}
@@ -42,14 +42,7 @@ def _check_may_change(actor: Actor, note: Note) -> None:
 
 
 async def _lock_note(actor: Actor, note_id: int, conn: BaseDBAsyncClient) -> Note:
-    note = (
-        await Note.filter(id=note_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .select_for_update()
-        .first()
-    )
-    if note is None:
-        raise NotFound("note", note_id)
+    note = await lock_in_tenant(actor, Note, note_id, "note", conn)
     return note
 
 

@@ -29,7 +29,7 @@ from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, ValidationFailed
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, paginate_by_id
-from crm.services.references import UNSET, Unset
+from crm.services.references import UNSET, Unset, lock_in_tenant
 from crm.services.tenants import DEFAULT_STAGES
 
 MAX_STAGES = 50
@@ -70,14 +70,7 @@ async def _renumber(stages: Sequence[Stage], conn: BaseDBAsyncClient) -> None:
 
 async def _lock_pipeline(actor: Actor, pipeline_id: int, conn: BaseDBAsyncClient) -> Pipeline:
     # Locking the pipeline row serializes every change to its stages (positions stay 0..n-1).
-    pipeline = (
-        await Pipeline.filter(id=pipeline_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .select_for_update()
-        .first()
-    )
-    if pipeline is None:
-        raise NotFound("pipeline", pipeline_id)
+    pipeline = await lock_in_tenant(actor, Pipeline, pipeline_id, "pipeline", conn)
     return pipeline
 
 

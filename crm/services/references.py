@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
 from crm.models import Membership
 from crm.services.access import Actor
-from crm.services.errors import FieldError, PermissionDenied, ValidationFailed
+from crm.services.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
+
+M = TypeVar("M", bound=Model)
 
 
 class Unset(enum.Enum):
@@ -62,3 +65,18 @@ async def check_owner_assignable(
 def default_owner(actor: Actor, owner_id: int | Unset | None) -> int | None:
     """The owner of a new record: the one given, else the acting member."""
     return actor.user_id if owner_id is UNSET else owner_id
+
+
+async def lock_in_tenant(
+    actor: Actor, model: type[M], record_id: int, entity: str, conn: BaseDBAsyncClient
+) -> M:
+    """Fetch a record of the actor's tenant FOR UPDATE; NotFound for missing or foreign ids."""
+    record = (
+        await model.filter(id=record_id, tenant_id=actor.tenant_id)
+        .using_db(conn)
+        .select_for_update()
+        .first()
+    )
+    if record is None:
+        raise NotFound(entity, record_id)
+    return record

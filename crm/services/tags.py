@@ -22,6 +22,7 @@ from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
+from crm.services.references import lock_in_tenant
 
 MAX_TAGS_PER_REQUEST = 100
 MAX_IDS_IN_EVENT = 1000
@@ -70,26 +71,12 @@ async def _counts(tag_ids: Sequence[int], conn: BaseDBAsyncClient | None = None)
 
 
 async def _lock_tag(actor: Actor, tag_id: int, conn: BaseDBAsyncClient) -> Tag:
-    tag = (
-        await Tag.filter(id=tag_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .select_for_update()
-        .first()
-    )
-    if tag is None:
-        raise NotFound("tag", tag_id)
+    tag = await lock_in_tenant(actor, Tag, tag_id, "tag", conn)
     return tag
 
 
 async def _lock_contact(actor: Actor, contact_id: int, conn: BaseDBAsyncClient) -> Contact:
-    contact = (
-        await Contact.filter(id=contact_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .select_for_update()
-        .first()
-    )
-    if contact is None:
-        raise NotFound("contact", contact_id)
+    contact = await lock_in_tenant(actor, Contact, contact_id, "contact", conn)
     return contact
 
 

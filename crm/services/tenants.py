@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from crm.models import Membership, Pipeline, Role, Stage, StageKind, Tenant, User
@@ -29,6 +30,25 @@ class CreatedTenant:
     owner: User
 
 
+async def _find_or_create_user(
+    telegram_id: int | None, email: str | None, name: str, conn: BaseDBAsyncClient
+) -> User:
+    """The user with this Telegram id (or else email), created when there is none."""
+    user = None
+    if telegram_id is not None:
+        user = await User.filter(telegram_id=telegram_id).using_db(conn).first()
+    if user is None and email:
+        user = await User.filter(email=email.lower()).using_db(conn).first()
+    if user is None:
+        user = await User.create(
+            telegram_id=telegram_id,
+            email=email.lower() if email else None,
+            name=name,
+            using_db=conn,
+        )
+    return user
+
+
 async def do_create_tenant(
     name: str,
     *,
@@ -47,18 +67,7 @@ async def do_create_tenant(
         tenant = await Tenant.create(
             name=name, default_region=default_region.upper(), using_db=conn
         )
-        owner = None
-        if owner_telegram_id is not None:
-            owner = await User.filter(telegram_id=owner_telegram_id).using_db(conn).first()
-        if owner is None and owner_email:
-            owner = await User.filter(email=owner_email.lower()).using_db(conn).first()
-        if owner is None:
-            owner = await User.create(
-                telegram_id=owner_telegram_id,
-                email=owner_email.lower() if owner_email else None,
-                name=owner_name,
-                using_db=conn,
-            )
+        owner = await _find_or_create_user(owner_telegram_id, owner_email, owner_name, conn)
         await Membership.create(tenant=tenant, user=owner, role=Role.OWNER, using_db=conn)
         pipeline = await Pipeline.create(
             tenant=tenant, name="Sales", is_default=True, using_db=conn
@@ -161,18 +170,7 @@ async def do_add_member(
         raise ValidationFailed("telegram_id", "a member needs a telegram_id or an email")
     _check_role_change_allowed(actor, None, role)
     async with in_transaction() as conn:
-        user = None
-        if telegram_id is not None:
-            user = await User.filter(telegram_id=telegram_id).using_db(conn).first()
-        if user is None and email:
-            user = await User.filter(email=email.lower()).using_db(conn).first()
-        if user is None:
-            user = await User.create(
-                telegram_id=telegram_id,
-                email=email.lower() if email else None,
-                name=name,
-                using_db=conn,
-            )
+        user = await _find_or_create_user(telegram_id, email, name, conn)
         if (
             await Membership.filter(tenant_id=actor.tenant_id, user_id=user.id)
             .using_db(conn)
