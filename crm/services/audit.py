@@ -12,7 +12,7 @@ import datetime as dt
 from crm.models import Event, Role
 from crm.services.access import Actor
 from crm.services.errors import PermissionDenied, ValidationFailed
-from crm.services.pagination import Page, check_limit, decode_cursor, encode_cursor
+from crm.services.pagination import Page, check_limit, paginate_by_id
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:
@@ -61,13 +61,5 @@ async def list_events(
         query = query.filter(created_at__gte=_as_utc(since))
     if until is not None:
         query = query.filter(created_at__lt=_as_utc(until))
-    if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
-        if not isinstance(last_id, int):
-            raise ValidationFailed("cursor", "is not a cursor this API returned")
-        query = query.filter(id__lt=last_id)
     # Ids grow with time, so the id order is the time order and a stable keyset.
-    rows = await query.order_by("-id").limit(limit + 1)
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor([rows[-1].id]) if has_more and rows else None)
+    return await paginate_by_id(query, cursor, limit, descending=True)

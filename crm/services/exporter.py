@@ -7,8 +7,9 @@ import io
 from collections.abc import AsyncIterator
 from typing import Any
 
-from crm.models import Company, Contact, Tag
+from crm.models import Company, Contact
 from crm.services.access import Actor
+from crm.services.contacts import tag_names_of
 
 EXPORT_COLUMNS = (
     "id",
@@ -82,13 +83,7 @@ async def export_contacts_csv(actor: Actor) -> AsyncIterator[str]:
                 companies.clear()  # a bounded cache: memory stays flat however many companies
             for c in await Company.filter(tenant_id=tenant_id, id__in=wanted).values("id", "name"):
                 companies[c["id"]] = c["name"]
-        tags: dict[int, list[str]] = {}
-        for t in (
-            await Tag.filter(tenant_id=tenant_id, contacts__id__in=ids)
-            .order_by("name_key")
-            .values("contacts__id", "name")
-        ):
-            tags.setdefault(t["contacts__id"], []).append(t["name"])
+        tags = await tag_names_of(ids)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         for r in rows:

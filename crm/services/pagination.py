@@ -53,15 +53,17 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-async def paginate_by_id(query: Any, cursor: str | None, limit: int) -> Page[Any]:
-    """Page a queryset by ascending id: the simple case shared by most lists."""
+async def paginate_by_id(
+    query: Any, cursor: str | None, limit: int, *, descending: bool = False
+) -> Page[Any]:
+    """Page a queryset by id (ascending, or newest first): the simple case of most lists."""
     check_limit(limit)
     if cursor:
         (last_id,) = decode_cursor(cursor, 1)
         if not isinstance(last_id, int):
             raise ValidationFailed("cursor", "is not a cursor this API returned")
-        query = query.filter(id__gt=last_id)
-    rows = await query.order_by("id").limit(limit + 1)
+        query = query.filter(id__lt=last_id) if descending else query.filter(id__gt=last_id)
+    rows = await query.order_by("-id" if descending else "id").limit(limit + 1)
     has_more = len(rows) > limit
     rows = rows[:limit]
     return Page(rows, encode_cursor([rows[-1].id]) if has_more and rows else None)
