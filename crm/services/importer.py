@@ -867,7 +867,7 @@ class _Sql:
         return found
 
     def params(self) -> _Params:
-        """A builder of placeholders and their values for one statement."""
+        """A builder of bind parameters ($n or ?) and their values for one statement."""
         return _Params(self.pg)
 
 
@@ -939,19 +939,8 @@ def _contact_values(rec: _Rec, company_ids: dict[str, int]) -> tuple[Any, ...]:
     )
 
 
-_EVENT_FIELDS = (
-    "name",
-    "title",
-    "company",
-    "phone",
-    "email",
-    "telegram_username",
-    "telegram_id",
-    "whatsapp_id",
-    "source",
-    "timezone",
-    "consent",
-)
+# What an audit event of an imported contact records: its scalar fields and its company.
+_EVENT_FIELDS = ("company", *_SCALAR_FIELDS)
 
 
 def _created_snapshot(rec: _Rec, company_names: dict[str, str]) -> dict[str, Any]:
