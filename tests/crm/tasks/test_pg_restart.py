@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -149,3 +150,36 @@ async def test_relay_keeps_delivering_after_postgres_drops_every_connection(
         return True
 
     await eventually(pool_whole)
+
+
+async def test_relay_recovers_from_a_real_postgres_restart(
+    workspace: Workspace, handlers: HandlerRegistry, database_url: str
+) -> None:
+    """With CRM_TEST_PG_RESTART_CMD set (CI sets it), restart the server itself mid-flow."""
+    command = os.environ.get("CRM_TEST_PG_RESTART_CMD")
+    if not database_url.startswith("postgres") or not command:
+        pytest.skip("needs PostgreSQL and CRM_TEST_PG_RESTART_CMD (a command that restarts it)")
+
+    async def note(event: Event, conn: BaseDBAsyncClient) -> None:
+        return None
+
+    handlers.add("test.ping", note, name=HANDLER)
+    config = BackboneConfig(
+        relay_interval=0.01, scheduler_interval=0.02, retry_delay=0.05, retry_jitter=False
+    )
+    async with embedded_backbone(None, config):
+        before = await record_until_stored(workspace)
+        await eventually(lambda: HandledEvent.filter(event_id=before, handler=HANDLER).exists())
+        restart = await asyncio.create_subprocess_shell(
+            command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await restart.communicate()
+        assert restart.returncode == 0, err.decode()
+        # Events written after the restart still reach their handler, through the same pool.
+        after = [await record_until_stored(workspace) for _ in range(5)]
+
+        async def all_after_handled() -> bool:
+            done = await HandledEvent.filter(event_id__in=after, handler=HANDLER).count()
+            return done == len(after)
+
+        await eventually(all_after_handled, within=60)
