@@ -302,6 +302,18 @@ def _search_condition(q: str) -> Q:
     return Q(search_text__contains=needle)
 
 
+async def _search_page(query: Any, sort: str, cursor: str | None, limit: int) -> Page[Contact]:
+    """A page of a search, planned for its own term on PostgreSQL."""
+    async with in_transaction() as conn:
+        if conn.capabilities.dialect == "postgres":
+            # A common term is fastest by walking the date index, a rare one through the trigram
+            # index. A prepared statement settles on one generic plan for every term after a
+            # few runs (raw SQL p95 11 ms against 3.6 ms here), so each search is planned for
+            # its own term. Only searches: other lists run best on their cached plans.
+            await conn.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
+        return await paginate_sorted(query.using_db(conn), sort, CONTACT_SORTS, cursor, limit)
+
+
 async def list_contacts(
     actor: Actor,
     filters: ContactFilters | None = None,
@@ -331,7 +343,10 @@ async def list_contacts(
                 ).values("contact_id")
             )
         )
-    page = await paginate_sorted(query, sort, CONTACT_SORTS, cursor, limit)
+    if filters.q and filters.q.strip():
+        page = await _search_page(query, sort, cursor, limit)
+    else:
+        page = await paginate_sorted(query, sort, CONTACT_SORTS, cursor, limit)
     rows = page.items
     tags = await tag_names_of([c.id for c in rows])
     return Page([ContactRecord(c, tags[c.id]) for c in rows], page.next_cursor)
