@@ -23,7 +23,7 @@ from crm.services.errors import (
     NotFound,
     ValidationFailed,
 )
-from crm.services.events import record_event, snapshot
+from crm.services.events import record_event, save_if_changed, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
 from crm.services.references import (
     UNSET,
@@ -178,21 +178,12 @@ async def do_update_company(
             company.owner_id = owner_id
         if not isinstance(custom_fields, Unset):
             company.custom_fields = custom_fields
-        if snapshot(company) == before:
-            return company
         try:
-            await company.save(using_db=conn)
+            await save_if_changed(
+                actor, company, before, "company.updated", "company", using_db=conn
+            )
         except IntegrityError:
             raise Conflict("name", "another company already has this name") from None
-        await record_event(
-            actor,
-            "company.updated",
-            "company",
-            company.id,
-            before=before,
-            after=snapshot(company),
-            using_db=conn,
-        )
     return company
 
 

@@ -24,7 +24,7 @@ from tortoise.transactions import in_transaction
 from crm.models import Company, Contact, Deal, DealStageChange, Pipeline, Stage, StageKind, Tenant
 from crm.services.access import Actor
 from crm.services.errors import NotFound, ValidationFailed
-from crm.services.events import record_event, snapshot
+from crm.services.events import record_event, save_if_changed, snapshot
 from crm.services.pagination import Page, SortSpec, numeric_sort, paginate_by_id, paginate_sorted
 from crm.services.pipelines import first_open_stage
 from crm.services.references import (
@@ -255,17 +255,7 @@ async def do_update_deal(
         if not isinstance(owner_id, Unset) and owner_id != deal.owner_id:
             await check_owner_assignable(actor, owner_id, conn)
             deal.owner_id = owner_id
-        if snapshot(deal) != before:
-            await deal.save(using_db=conn)
-            await record_event(
-                actor,
-                "deal.updated",
-                "deal",
-                deal.id,
-                before=before,
-                after=snapshot(deal),
-                using_db=conn,
-            )
+        await save_if_changed(actor, deal, before, "deal.updated", "deal", using_db=conn)
         return await _load(deal.id, conn)
 
 

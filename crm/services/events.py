@@ -74,3 +74,28 @@ async def record_event(
 def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``before`` whose values differ in ``after`` (for compact update events)."""
     return {k: v for k, v in before.items() if after.get(k) != v and k != "updated_at"}
+
+
+async def save_if_changed(
+    actor: Actor,
+    record: Model,
+    before: dict[str, Any],
+    event_type: str,
+    entity_type: str,
+    *,
+    using_db: BaseDBAsyncClient,
+) -> bool:
+    """Save ``record`` and append ``event_type`` with before/after, if a column changed."""
+    if snapshot(record) == before:
+        return False
+    await record.save(using_db=using_db)
+    await record_event(
+        actor,
+        event_type,
+        entity_type,
+        record.pk,
+        before=before,
+        after=snapshot(record),
+        using_db=using_db,
+    )
+    return True

@@ -27,7 +27,7 @@ from tortoise.transactions import in_transaction
 from crm.models import Deal, Pipeline, Stage, StageKind
 from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, ValidationFailed
-from crm.services.events import record_event, snapshot
+from crm.services.events import record_event, save_if_changed, snapshot
 from crm.services.pagination import Page, paginate_by_id
 from crm.services.references import UNSET, Unset, lock_in_tenant
 from crm.services.tenants import DEFAULT_STAGES
@@ -214,17 +214,9 @@ async def do_update_pipeline(
                 "is_default", "a tenant always has a default pipeline; make another one default"
             )
         view = PipelineView(pipeline, await _stages_of(pipeline.id, conn))
-        if snapshot(pipeline) != before:
-            await pipeline.save(using_db=conn)
-            await record_event(
-                actor,
-                "pipeline.updated",
-                "pipeline",
-                pipeline.id,
-                before=before,
-                after=snapshot(pipeline),
-                using_db=conn,
-            )
+        await save_if_changed(
+            actor, pipeline, before, "pipeline.updated", "pipeline", using_db=conn
+        )
     return view
 
 
@@ -329,17 +321,7 @@ async def do_update_stage(
             elif stage.kind is StageKind.OPEN:
                 await deals.update(closed_at=now, updated_at=now)
             stage.kind = kind
-        if snapshot(stage) != before:
-            await stage.save(using_db=conn)
-            await record_event(
-                actor,
-                "stage.updated",
-                "stage",
-                stage.id,
-                before=before,
-                after=snapshot(stage),
-                using_db=conn,
-            )
+        await save_if_changed(actor, stage, before, "stage.updated", "stage", using_db=conn)
     return stage
 
 
