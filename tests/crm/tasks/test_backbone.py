@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from crm.tasks.handlers import (
     HandlerRegistry,
     dispatch,
     dispatch_event,
-    registry,
 )
 from crm.tasks.relay import relay_once
 from crm.tasks.runtime import embedded_backbone, run_scheduler, run_worker
@@ -43,6 +42,7 @@ from crm.tasks.schedule import (
     schedule_at,
 )
 from tests.conftest import Workspace
+from tests.crm.tasks.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 POOL_SIZE = 5  # tortoise's default maxsize for asyncpg
@@ -63,24 +63,6 @@ pinged: list[str] = []
 async def ping(word: str) -> None:
     """A task that only records that it ran."""
     pinged.append(word)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
-    """Poll ``check`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def handlers() -> Iterator[HandlerRegistry]:
-    """The global registry; handlers added by the test are removed after it."""
-    before = set(registry._handlers)
-    yield registry
-    for name in set(registry._handlers) - before:
-        registry.remove(name)
 
 
 @pytest.fixture

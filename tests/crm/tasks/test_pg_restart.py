@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -18,39 +18,21 @@ from crm.models import Event, HandledEvent
 from crm.services.access import Actor
 from crm.services.events import record_event
 from crm.tasks.broker import BackboneConfig
-from crm.tasks.handlers import HandlerRegistry, registry
+from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.runtime import embedded_backbone
 from tests.conftest import Workspace
+from tests.crm.tasks.polling import eventually
+
+
+async def eventually_despite_errors(
+    check: Callable[[], Awaitable[bool]], within: float = 30.0
+) -> None:
+    """Poll while the database drops connections: errors count as not yet."""
+    await eventually(check, within, tolerate_errors=True, interval=0.05)
+
 
 HANDLER = "test.pg-survivor"
 POOL_SIZE = 5  # tortoise's default maxsize for asyncpg
-
-
-@pytest.fixture
-def handlers() -> Iterator[HandlerRegistry]:
-    """The global registry; handlers added by the test are removed after it."""
-    before = set(registry._handlers)
-    yield registry
-    for name in set(registry._handlers) - before:
-        registry.remove(name)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    """Poll ``check`` (a fresh task each time; errors count as not yet) until it holds."""
-    deadline = time.monotonic() + within
-
-    async def attempt() -> bool:
-        return bool(await check())
-
-    while True:
-        try:
-            if await asyncio.create_task(attempt()):
-                return
-        except Exception:
-            pass  # the test's own connection may be one of those just killed
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def _record(actor: Actor) -> int:
@@ -110,7 +92,7 @@ async def test_relay_keeps_delivering_after_postgres_drops_every_connection(
                 for _ in range(8):
                     event_id = await record_until_stored(workspace)
                     stored.append(event_id)
-                    await eventually(
+                    await eventually_despite_errors(
                         lambda event_id=event_id: HandledEvent.filter(
                             event_id=event_id, handler=HANDLER
                         ).exists()
@@ -136,7 +118,7 @@ async def test_relay_keeps_delivering_after_postgres_drops_every_connection(
                 )
                 return set(stored) <= set(events) and set(handled) == set(events)
 
-            await eventually(all_handled)
+            await eventually_despite_errors(all_handled)
     finally:
         await admin.close()
 
@@ -149,7 +131,7 @@ async def test_relay_keeps_delivering_after_postgres_drops_every_connection(
         await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(POOL_SIZE))), timeout=10)
         return True
 
-    await eventually(pool_whole)
+    await eventually_despite_errors(pool_whole)
 
 
 async def test_relay_recovers_from_a_real_postgres_restart(
@@ -169,7 +151,9 @@ async def test_relay_recovers_from_a_real_postgres_restart(
     )
     async with embedded_backbone(None, config):
         before = await record_until_stored(workspace)
-        await eventually(lambda: HandledEvent.filter(event_id=before, handler=HANDLER).exists())
+        await eventually_despite_errors(
+            lambda: HandledEvent.filter(event_id=before, handler=HANDLER).exists()
+        )
         restart = await asyncio.create_subprocess_shell(
             command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
@@ -182,4 +166,4 @@ async def test_relay_recovers_from_a_real_postgres_restart(
             done = await HandledEvent.filter(event_id__in=after, handler=HANDLER).count()
             return done == len(after)
 
-        await eventually(all_after_handled, within=60)
+        await eventually_despite_errors(all_after_handled, within=60)

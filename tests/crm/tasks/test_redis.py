@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,12 @@ from crm.models import Event, HandledEvent
 from crm.services.access import Actor
 from crm.services.events import record_event
 from crm.tasks.broker import BackboneConfig, build_backbone
-from crm.tasks.handlers import HandlerRegistry, registry
+from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.relay import relay_once
 from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import SchedulePoller, schedule_at
 from tests.conftest import Workspace
+from tests.crm.tasks.polling import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
 REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -58,24 +59,6 @@ async def namespace() -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
-
-
-@pytest.fixture
-def handlers() -> Iterator[HandlerRegistry]:
-    """The global registry; handlers added by the test are removed after it."""
-    before = set(registry._handlers)
-    yield registry
-    for name in set(registry._handlers) - before:
-        registry.remove(name)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    """Poll ``check`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 async def record(workspace: Workspace, event_type: str) -> Event:

@@ -1,0 +1,18 @@
+"""Fixtures shared by the task backbone tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from crm.tasks.handlers import HandlerRegistry, registry
+
+
+@pytest.fixture
+def handlers() -> Iterator[HandlerRegistry]:
+    """The global registry; handlers added by the test are removed after it."""
+    before = set(registry._handlers)
+    yield registry
+    for name in set(registry._handlers) - before:
+        registry.remove(name)
