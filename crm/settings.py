@@ -19,6 +19,14 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class SandboxMode(StrEnum):
+    """Whether the built-in messenger emulators run: ``auto`` means outside production."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
 class InsecureSettingsError(RuntimeError):
     """Raised when production mode is started with development defaults."""
 
@@ -47,6 +55,18 @@ class Settings(BaseSettings):
     default_region: str = Field(
         default="US", description="region for phone numbers written without a country code"
     )
+    public_base_url: str | None = Field(
+        default=None,
+        description="the URL providers reach this service at; default http://host:port",
+    )
+    media_dir: Path = Field(
+        default=Path("data") / "media", description="where message attachments are stored"
+    )
+    sandbox: SandboxMode = Field(
+        default=SandboxMode.AUTO,
+        description="serve the WhatsApp and Telegram emulators and give new tenants sandbox "
+        "connections (auto: outside production)",
+    )
     relay_interval_seconds: float = 0.2
     scheduler_interval_seconds: float = 1.0
 
@@ -63,6 +83,18 @@ class Settings(BaseSettings):
                     "CRM_SECRET_KEY: must be at least 32 characters in production"
                 )
         return self
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        """True when the emulators run in this service."""
+        if self.sandbox is SandboxMode.AUTO:
+            return self.environment is not Environment.PRODUCTION
+        return self.sandbox is SandboxMode.ON
+
+    @property
+    def base_url(self) -> str:
+        """The public URL of this service, without a trailing slash."""
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def uses_sqlite(self) -> bool:

@@ -22,7 +22,7 @@ SDKS = (
     "uvicorn",
     "pydantic_settings",
 )
-COMPOSITION_ROOTS = {"crm/app.py", "crm/cli.py", "crm/settings.py"}
+COMPOSITION_ROOTS = {"crm/app.py", "crm/cli.py", "crm/settings.py", "crm/wiring.py"}
 
 
 def _imports(path: Path, root: Path = ROOT) -> list[str]:

@@ -22,14 +22,17 @@ def problem(
     detail: str,
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
+    code: str | None = None,
 ) -> JSONResponse:
-    """A problem+json response; ``errors`` lists each bad field and why."""
+    """A problem+json response; ``errors`` lists each bad field and why, ``code`` the case."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
         "status": status,
         "detail": detail,
     }
+    if code:
+        body["code"] = code
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
@@ -75,6 +78,7 @@ async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
         exc.detail,
         [{"field": e.field, "reason": e.reason} for e in exc.errors],
         headers=headers,
+        code=exc.code,
     )
 
 

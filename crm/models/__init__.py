@@ -2,23 +2,43 @@
 
 from crm.models.contacts import Company, Consent, Contact, Note, Tag
 from crm.models.events import Event, HandledEvent, OutboxEntry
+from crm.models.inbox import (
+    AuthorType,
+    BusinessLink,
+    ChannelConnection,
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Message,
+    PendingStatus,
+    ProcessedUpdate,
+)
 from crm.models.pipelines import Deal, DealStageChange, Pipeline, Stage, StageKind
 from crm.models.tenancy import ROLE_RANK, ApiKey, Membership, Role, Tenant, User
 
 __all__ = [
     "ROLE_RANK",
     "ApiKey",
+    "AuthorType",
+    "BusinessLink",
+    "ChannelConnection",
     "Company",
     "Consent",
     "Contact",
+    "Conversation",
+    "ConversationStatus",
     "Deal",
     "DealStageChange",
+    "Direction",
     "Event",
     "HandledEvent",
     "Membership",
+    "Message",
     "Note",
     "OutboxEntry",
+    "PendingStatus",
     "Pipeline",
+    "ProcessedUpdate",
     "Role",
     "Stage",
     "StageKind",

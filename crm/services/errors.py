@@ -18,6 +18,7 @@ class ServiceError(Exception):
 
     status = 400
     title = "Bad request"
+    code: str | None = None  # a stable machine-readable name for cases clients branch on
 
     def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
         super().__init__(detail)
