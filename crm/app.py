@@ -5,13 +5,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 
+from channels.base import INGEST_TASK, WebhookRuntime
+from channels.runtime import process_webhook
+from channels.sandbox import page as sandbox_page
+from channels.telegram import build_router as telegram_webhooks
+from channels.whatsapp import build_router as whatsapp_webhooks
 from crm.api import (
+    channels,
     companies,
     contacts,
     contacts_io,
+    conversations,
     deals,
     events,
     health,
@@ -27,6 +35,7 @@ from crm.settings import Settings
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import TaskiqTaskQueue
+from crm.wiring import ChannelWiring, build_channels, connection_setup, sync_sandbox
 
 API_PREFIX = "/api/v1"
 
@@ -43,7 +52,21 @@ def build_api_router() -> APIRouter:
     api.include_router(notes.router)
     api.include_router(tags.router)
     api.include_router(events.router)
+    api.include_router(channels.router)
+    api.include_router(conversations.router)
     return api
+
+
+def _webhook_runtime(app: FastAPI, wiring: ChannelWiring) -> WebhookRuntime:
+    async def enqueue_ingest(connection_id: int, body: bytes) -> None:
+        queue = getattr(app.state, "task_queue", None)
+        if queue is None:
+            # No backbone (an app embedded in tests without one): process in the request.
+            await process_webhook(wiring.runtime, connection_id, body)
+            return
+        await queue.enqueue(INGEST_TASK, connection_id, body.decode("utf-8", "replace"))
+
+    return WebhookRuntime(load_connection=wiring.connections.load, enqueue_ingest=enqueue_ingest)
 
 
 def create_app(
@@ -51,22 +74,25 @@ def create_app(
 ) -> FastAPI:
     """Build the app; with ``manage_db`` it opens and closes the database itself.
 
-    With ``manage_db`` and ``run_backbone`` it also runs the event backbone (outbox relay,
-    scheduler, in-process or Redis workers) for as long as it serves.
+    With ``run_backbone`` it also runs the event backbone (outbox relay, scheduler, in-process
+    or Redis workers) for as long as it serves.
     """
     settings = settings or Settings()
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    wiring = build_channels(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_db:
             await init_db(settings.database_url)
         try:
+            await sync_sandbox(wiring)
             async with AsyncExitStack() as stack:
-                if manage_db and run_backbone:
+                if run_backbone:
                     config = BackboneConfig(
                         relay_interval=settings.relay_interval_seconds,
                         scheduler_interval=settings.scheduler_interval_seconds,
+                        embedded_worker=settings.embedded_worker,
                     )
                     backbone = await stack.enter_async_context(
                         embedded_backbone(settings.redis_url, config)
@@ -75,6 +101,7 @@ def create_app(
                     app.state.task_queue = TaskiqTaskQueue(backbone)
                 yield
         finally:
+            await wiring.close()
             if manage_db:
                 await close_db()
 
@@ -85,8 +112,28 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.channels = wiring
+    app.state.cipher = wiring.cipher
+    app.state.media_store = wiring.media_store
+    app.state.public_base_url = settings.base_url
+    app.state.sandbox_base_url = settings.base_url
+    app.state.connection_setup = connection_setup(wiring)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(build_api_router())
+    webhooks = _webhook_runtime(app, wiring)
+    app.include_router(whatsapp_webhooks(webhooks))
+    app.include_router(telegram_webhooks(webhooks))
+    if wiring.whatsapp_emulator is not None and wiring.telegram_emulator is not None:
+        app.include_router(wiring.whatsapp_emulator.router)
+        app.include_router(wiring.telegram_emulator.router)
+        app.include_router(sandbox_page.router)
+
+        @app.middleware("http")
+        async def sandbox_sync(request: Request, call_next: Any) -> Any:
+            if request.url.path.startswith("/sandbox/"):
+                await sync_sandbox(wiring)
+            return await call_next(request)
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     return app

@@ -57,6 +57,9 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """A task worker on the Redis broker."""
     from crm.tasks.runtime import run_worker
+    from crm.wiring import build_channels
+
+    build_channels(settings)  # the ingest task and the delivery handler find it installed
 
     return asyncio.run(run_worker(settings.database_url, settings.redis_url, args.concurrency)) or 0
 
@@ -92,12 +95,83 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
         issued = await do_create_api_key(
             actor, "owner (cli)", [s.value for s in Scope], for_user_id=created.owner.id
         )
+        sandbox = await _sandbox_connections_for(settings, created.tenant.id)
         if args.json:
             _print_json({"tenant_id": created.tenant.id, "api_key": issued.token})
+            for item in sandbox:  # stdout stays the documented JSON; the rest is a note
+                print(f"sandbox {item['kind']} connection {item['connection_id']}", file=sys.stderr)
         else:
             print(f"tenant {created.tenant.id} '{created.tenant.name}' created")
             print(f"owner user id: {created.owner.id}")
             print(f"API key (shown once, store it now): {issued.token}")
+            for item in sandbox:
+                print(f"sandbox {item['kind']} connection {item['connection_id']}")
+        return 0
+
+    return await _with_db(settings, work)
+
+
+async def _sandbox_connections_for(settings: Settings, tenant_id: int) -> list[dict[str, Any]]:
+    """In sandbox mode every new tenant gets a WhatsApp number and a Telegram lead bot."""
+    if not settings.sandbox_enabled:
+        return []
+    from crm.wiring import add_sandbox_connections, build_channels, describe
+
+    wiring = build_channels(settings)
+    try:
+        infos = await add_sandbox_connections(wiring, tenant_id)
+    finally:
+        await wiring.close()
+    return [{**describe(info, wiring), "kind": info.kind.value} for info in infos]
+
+
+async def _channels_add(settings: Settings, args: argparse.Namespace) -> int:
+    from crm.messaging import ChannelKind
+    from crm.services.channels import NewConnection, connection_info, do_add_connection
+    from crm.services.channels import sandbox_connection as sandbox_new
+    from crm.wiring import build_channels, connection_setup, describe
+
+    async def work() -> int:
+        actor = await _owner_actor(args.tenant)
+        wiring = build_channels(settings)
+        kind = ChannelKind(args.kind)
+        if args.sandbox:
+            new = sandbox_new(kind, args.tenant, settings.base_url)
+        elif kind is ChannelKind.WHATSAPP:
+            new = NewConnection(
+                kind=kind,
+                credentials={
+                    "token": args.token or "",
+                    "app_secret": args.app_secret or "",
+                    "verify_token": args.verify_token or "",
+                },
+                settings={
+                    "phone_id": args.phone_id or "",
+                    **({"waba_id": args.waba_id} if args.waba_id else {}),
+                },
+                display_name=args.name or "",
+            )
+        else:
+            new = NewConnection(
+                kind=kind,
+                credentials={"token": args.token or ""},
+                settings={},
+                display_name=args.name or "",
+            )
+        try:
+            row = await do_add_connection(actor, wiring.cipher, new, sandbox=args.sandbox)
+            # In sandbox mode the running service registers it with its emulator on first use.
+            error = None if args.sandbox else await connection_setup(wiring)(row)
+        finally:
+            await wiring.close()
+        info = connection_info(row, wiring.cipher)
+        if args.json:
+            _print_json(describe(info, wiring))
+        else:
+            print(f"connection {info.id} ({info.kind.value}) added")
+            print(f"webhook URL: {wiring.webhook_url(info)}")
+        if error:
+            print(f"crm: warning: {error}", file=sys.stderr)
         return 0
 
     return await _with_db(settings, work)
@@ -258,6 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id", type=int)
     kr.add_argument("--tenant", type=int, required=True)
     kr.set_defaults(run=_async(_apikeys_revoke))
+
+    chan = sub.add_parser("channels", help="manage lead channels").add_subparsers(
+        dest="action", required=True
+    )
+    add = chan.add_parser("add", help="connect a WhatsApp number or a Telegram lead bot")
+    add.add_argument("kind", choices=["whatsapp", "telegram"])
+    add.add_argument("--tenant", type=int, required=True)
+    add.add_argument("--sandbox", action="store_true", help="wire to the built-in emulator")
+    add.add_argument("--phone-id", default=None, help="WhatsApp phone number id")
+    add.add_argument("--waba-id", default=None, help="WhatsApp business account id")
+    add.add_argument("--token", default=None, help="access token or bot token")
+    add.add_argument("--app-secret", default=None, help="WhatsApp app secret")
+    add.add_argument("--verify-token", default=None, help="WhatsApp webhook verify token")
+    add.add_argument("--name", default=None, help="display name")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(run=_async(_channels_add))
 
     imp = sub.add_parser("import", help="import data").add_subparsers(dest="what", required=True)
     ic = imp.add_parser("contacts", help="import contacts from a CSV file")

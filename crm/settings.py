@@ -67,6 +67,10 @@ class Settings(BaseSettings):
         description="serve the WhatsApp and Telegram emulators and give new tenants sandbox "
         "connections (auto: outside production)",
     )
+    embedded_worker: bool = Field(
+        default=True,
+        description="with Redis, `crm up` runs tasks too; off leaves them to `crm worker`",
+    )
     relay_interval_seconds: float = 0.2
     scheduler_interval_seconds: float = 1.0
 

@@ -110,7 +110,7 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the ASGI app in-process."""
-    app = create_app(settings, manage_db=False)
+    app = create_app(settings, manage_db=False, run_backbone=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as http:
         yield http

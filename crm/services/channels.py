@@ -232,3 +232,9 @@ async def sandbox_connections(cipher: CredentialCipher) -> list[ConnectionInfo]:
     """Every active sandbox connection, to register with the emulators at start-up."""
     rows = await ChannelConnection.filter(sandbox=True, active=True).order_by("id")
     return [connection_info(row, cipher) for row in rows]
+
+
+async def sandbox_connection_ids() -> list[int]:
+    """Ids of the active sandbox connections (a cheap check for the emulators)."""
+    rows = await ChannelConnection.filter(sandbox=True, active=True).only("id")
+    return [row.id for row in rows]

@@ -51,6 +51,8 @@ class BackboneConfig:
     # None: standalone workers relay the outbox only on PostgreSQL (SKIP LOCKED makes many
     # relays safe there); with SQLite the `crm up` process is the single relay.
     relay_in_worker: bool | None = None
+    # With Redis, `crm up` also consumes tasks unless this is off (then only `crm worker` does).
+    embedded_worker: bool = True
 
     @property
     def stream_name(self) -> str:

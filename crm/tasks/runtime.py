@@ -112,7 +112,7 @@ async def embedded_backbone(
         ),
     ]
     worker = None
-    if not backbone.in_process:
+    if not backbone.in_process and cfg.embedded_worker:
         worker = asyncio.create_task(
             serve_worker(backbone, cfg.worker_concurrency, stop), name="crm-worker"
         )

@@ -78,3 +78,55 @@ def test_errors_are_clear_and_exit_non_zero(run, tmp_path: Path) -> None:  # typ
     assert no_file.returncode != 0 and "is not a file" in no_file.stderr
     worker = run("worker", check=False)
     assert worker.returncode != 0 and "CRM_REDIS_URL" in worker.stderr
+
+
+def test_channels_add_prints_the_connection_and_its_webhook_url(run) -> None:  # type: ignore[no-untyped-def]
+    run("migrate")
+    created = run("tenants", "create", "Acme", "--json")
+    tenant = str(json.loads(created.stdout)["tenant_id"])
+    assert "sandbox whatsapp connection" in created.stderr  # sandbox mode: ready to try
+    added = json.loads(
+        run(
+            "channels",
+            "add",
+            "whatsapp",
+            "--tenant",
+            tenant,
+            "--phone-id",
+            "106540352242922",
+            "--token",
+            "EAAG-secret-token",
+            "--app-secret",
+            "app-secret-1",
+            "--verify-token",
+            "verify-1",
+            "--json",
+        ).stdout
+    )
+    assert set(added) == {"connection_id", "webhook_url"}
+    assert added["webhook_url"].endswith(f"/webhooks/whatsapp/{added['connection_id']}")
+    again = run(
+        "channels",
+        "add",
+        "whatsapp",
+        "--tenant",
+        tenant,
+        "--phone-id",
+        "106540352242922",
+        "--token",
+        "x",
+        "--app-secret",
+        "y",
+        "--verify-token",
+        "z",
+        check=False,
+    )
+    assert again.returncode == 2 and "phone_id" in again.stderr
+    missing = run(
+        "channels", "add", "whatsapp", "--tenant", tenant, "--phone-id", "1065403522", check=False
+    )
+    assert missing.returncode == 2 and "token" in missing.stderr
+    sandbox = json.loads(
+        run("channels", "add", "telegram", "--tenant", tenant, "--sandbox", "--json").stdout
+    )
+    assert sandbox["webhook_url"].endswith(f"/webhooks/telegram/{sandbox['connection_id']}")

@@ -13,6 +13,7 @@ fill. For every such route it checks that:
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import re
@@ -25,7 +26,9 @@ from fastapi import FastAPI
 from tortoise import Tortoise, connections
 
 from crm.app import create_app
+from crm.messaging import ChannelKind, ConnectionInfo, InboundMessage
 from crm.models import Contact, Role
+from crm.services.inbox import receive_message
 from crm.settings import Settings
 from tests.conftest import Workspace
 
@@ -38,10 +41,17 @@ ALIASES = {
     "actor_user_id": "user_id",
     "author_id": "user_id",
     "stage_ids": "stage_id",
+    "assignee_id": "user_id",
+    "reply_to_message_id": "message_id",
 }
 # Request bodies for routes whose schema-generated sample is refused before the id is looked up
-# (a pattern, a cross-field rule); keyed by (method, path). None needed so far.
-BODIES: dict[tuple[str, str], Any] = {}
+# (a pattern, a cross-field rule); keyed by (method, path).
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", f"{API}/conversations/{{conversation_id}}/messages"): {"text": "leak?"},
+    ("POST", f"{API}/conversations/{{conversation_id}}/snooze"): {
+        "until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,21 @@ async def _seed(client: httpx.AsyncClient, ws: Workspace) -> dict[str, int]:
     tags = await post(f"/contacts/{contact.id}/tags", {"tags": ["isolated"]})
     member_id, _ = await ws.member(Role.BIDI)
     api_key = await post("/api-keys", {"name": "isolated"})
+    channel = await post("/channels", {"kind": "whatsapp", "sandbox": True})
+    lead = InboundMessage(
+        external_id=f"wamid.iso{ws.tenant_id}",
+        sender_id=f"49151000{ws.tenant_id:04d}",
+        sent_at=dt.datetime.now(dt.UTC),
+        text="isolated",
+    )
+    connection = ConnectionInfo(
+        id=channel["id"],
+        tenant_id=ws.tenant_id,
+        kind=ChannelKind.WHATSAPP,
+        settings={},
+        credentials={},
+    )
+    received = await receive_message(connection, lead)
     return {
         "contact_id": contact.id,
         "company_id": company["id"],
@@ -90,6 +115,9 @@ async def _seed(client: httpx.AsyncClient, ws: Workspace) -> dict[str, int]:
         "tag_id": tags["items"][0]["id"],
         "user_id": member_id,
         "api_key_id": api_key["id"],
+        "connection_id": channel["id"],
+        "conversation_id": received.conversation_id,
+        "message_id": received.message.id,
     }
 
 

@@ -1,0 +1,1 @@
+"""Local emulators of the messenger APIs the product uses (DESIGN section 6)."""

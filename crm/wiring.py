@@ -1,0 +1,210 @@
+"""The composition root of the channels: settings in, adapters, emulators and runtime out.
+
+``crm up`` (crm.app) and ``crm worker`` / ``crm channels`` (crm.cli) build the same wiring here,
+so a webhook accepted by one process is processed identically by any worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.runtime import ChannelRuntime, install
+from channels.sandbox.telegram import TelegramEmulator
+from channels.sandbox.whatsapp import WhatsAppEmulator
+from channels.telegram import TelegramAdapter, redact_tokens_in_logs
+from channels.telegram.logs import redact
+from channels.whatsapp import WhatsAppAdapter
+from crm.messaging import ChannelAdapter, ChannelKind, ConnectionInfo
+from crm.models import ChannelConnection
+from crm.services import channels as channel_service
+from crm.services.access import Actor
+from crm.services.cipher import CredentialCipher
+from crm.services.media import LocalMediaStore
+from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter
+from crm.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CONNECTION_CACHE_SECONDS = 5.0
+
+
+@dataclass
+class ConnectionCache:
+    """Connections by id for a few seconds: every webhook needs its secret, decrypted."""
+
+    cipher: CredentialCipher
+    ttl: float = CONNECTION_CACHE_SECONDS
+    _entries: dict[int, tuple[float, ConnectionInfo | None]] = field(default_factory=dict)
+
+    async def load(self, connection_id: int) -> ConnectionInfo | None:
+        """The active connection, from the cache or the database."""
+        now = time.monotonic()
+        cached = self._entries.get(connection_id)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        info = await channel_service.load_connection(self.cipher, connection_id)
+        self._entries[connection_id] = (now, info)
+        return info
+
+    def forget(self, connection_id: int) -> None:
+        """Drop one entry (after a connection changed in this process)."""
+        self._entries.pop(connection_id, None)
+
+
+@dataclass
+class ChannelWiring:
+    """Everything the channel edges need in one process."""
+
+    settings: Settings
+    cipher: CredentialCipher
+    media_store: LocalMediaStore
+    connections: ConnectionCache
+    whatsapp: WhatsAppAdapter
+    telegram: TelegramAdapter
+    runtime: ChannelRuntime
+    whatsapp_emulator: WhatsAppEmulator | None = None
+    telegram_emulator: TelegramEmulator | None = None
+    # Sandbox connections the in-process emulators know (they keep nothing on disk).
+    registered: set[int] = field(default_factory=set)
+
+    def webhook_url(self, connection: ChannelConnection | ConnectionInfo) -> str:
+        """Where the provider must post this connection's webhooks."""
+        return f"{self.settings.base_url}/webhooks/{connection.kind.value}/{connection.id}"
+
+    async def close(self) -> None:
+        """Close SDK sessions and emulator clients."""
+        await self.whatsapp.close()
+        await self.telegram.close()
+        if self.whatsapp_emulator is not None:
+            await self.whatsapp_emulator.aclose()
+        if self.telegram_emulator is not None:
+            await self.telegram_emulator.aclose()
+
+
+def build_channels(settings: Settings, limiter: RateLimiter | None = None) -> ChannelWiring:
+    """Adapters, emulators (sandbox mode) and the ingest/delivery runtime, installed."""
+    redact_tokens_in_logs()
+    cipher = CredentialCipher(settings.secret_key.get_secret_value())
+    media_store = LocalMediaStore(settings.media_dir)
+    connections = ConnectionCache(cipher)
+    whatsapp = WhatsAppAdapter()
+    telegram = TelegramAdapter()
+    adapters: dict[ChannelKind, ChannelAdapter] = {
+        ChannelKind.WHATSAPP: whatsapp,
+        ChannelKind.TELEGRAM: telegram,
+    }
+    delivery = DeliveryDeps(
+        adapter_for=adapters.__getitem__,
+        load_connection=connections.load,
+        limiter=limiter or LocalRateLimiter(),
+        media_path=lambda key: str(media_store.path_of(key)),
+    )
+    runtime = ChannelRuntime(
+        adapters=adapters,
+        load_connection=connections.load,
+        media=media_store,
+        delivery=delivery,
+    )
+    install(runtime)
+    wiring = ChannelWiring(
+        settings=settings,
+        cipher=cipher,
+        media_store=media_store,
+        connections=connections,
+        whatsapp=whatsapp,
+        telegram=telegram,
+        runtime=runtime,
+    )
+    if settings.sandbox_enabled:
+        wiring.whatsapp_emulator = WhatsAppEmulator()
+        wiring.telegram_emulator = TelegramEmulator()
+    return wiring
+
+
+def register_with_emulator(wiring: ChannelWiring, info: ConnectionInfo) -> None:
+    """Tell the in-process emulator about a sandbox connection (they keep no state on disk)."""
+    url = wiring.webhook_url(info)
+    if info.kind is ChannelKind.WHATSAPP and wiring.whatsapp_emulator is not None:
+        wiring.whatsapp_emulator.register_connection(
+            str(info.id),
+            phone_id=str(info.settings["phone_id"]),
+            token=info.credentials["token"],
+            app_secret=info.credentials["app_secret"],
+            webhook_url=url,
+            waba_id=str(info.settings.get("waba_id") or "") or None,
+            display_phone_number=str(info.settings.get("display_phone_number") or "") or None,
+        )
+    elif info.kind is ChannelKind.TELEGRAM and wiring.telegram_emulator is not None:
+        wiring.telegram_emulator.register_bot(
+            str(info.id), info.credentials["token"], str(info.settings.get("username") or "")
+        )
+        wiring.telegram_emulator.set_webhook(
+            info.credentials["token"], url, info.credentials["webhook_secret"]
+        )
+    else:
+        return
+    wiring.registered.add(info.id)
+
+
+async def sync_sandbox(wiring: ChannelWiring) -> int:
+    """Register stored sandbox connections the emulators do not know yet; returns how many.
+
+    Called at start-up and before each sandbox request, so a connection added by another
+    process (``crm tenants create``, ``crm channels add --sandbox``) works at once.
+    """
+    if wiring.whatsapp_emulator is None:
+        return 0
+    stored = set(await channel_service.sandbox_connection_ids())
+    if stored <= wiring.registered:
+        return 0
+    infos = await channel_service.sandbox_connections(wiring.cipher)
+    fresh = [info for info in infos if info.id not in wiring.registered]
+    for info in fresh:
+        register_with_emulator(wiring, info)
+    return len(fresh)
+
+
+def connection_setup(wiring: ChannelWiring) -> Callable[[ChannelConnection], Awaitable[str | None]]:
+    """What runs after a connection is stored: sandbox registration, Telegram's webhook."""
+
+    async def setup(connection: ChannelConnection) -> str | None:
+        info = channel_service.connection_info(connection, wiring.cipher)
+        wiring.connections.forget(connection.id)
+        if info.sandbox:
+            if wiring.whatsapp_emulator is None:
+                return "sandbox mode is off in this service (CRM_SANDBOX=off)"
+            register_with_emulator(wiring, info)
+            return None
+        if info.kind is ChannelKind.TELEGRAM:
+            try:
+                await wiring.telegram.register_webhook(info, wiring.webhook_url(info))
+            except Exception as exc:  # the connection stays; the admin retries the setup
+                reason = redact(str(exc))  # an aiohttp error may carry the URL with the token
+                logger.warning("setWebhook for connection %s failed: %s", info.id, reason)
+                return f"Telegram setWebhook failed: {reason}"
+        return None
+
+    return setup
+
+
+async def add_sandbox_connections(wiring: ChannelWiring, tenant_id: int) -> list[ConnectionInfo]:
+    """Give a new tenant a WhatsApp number and a Telegram lead bot on the emulators."""
+    actor = Actor.system(tenant_id)
+    added = []
+    for kind in (ChannelKind.WHATSAPP, ChannelKind.TELEGRAM):
+        new = channel_service.sandbox_connection(kind, tenant_id, wiring.settings.base_url)
+        row = await channel_service.do_add_connection(actor, wiring.cipher, new, sandbox=True)
+        info = channel_service.connection_info(row, wiring.cipher)
+        if wiring.whatsapp_emulator is not None:
+            register_with_emulator(wiring, info)
+        added.append(info)
+    return added
+
+
+def describe(info: ConnectionInfo, wiring: ChannelWiring) -> dict[str, Any]:
+    """The CLI's JSON for a connection."""
+    return {"connection_id": info.id, "webhook_url": wiring.webhook_url(info)}
