@@ -100,12 +100,16 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
             _print_json({"tenant_id": created.tenant.id, "api_key": issued.token})
             for item in sandbox:  # stdout stays the documented JSON; the rest is a note
                 print(f"sandbox {item['kind']} connection {item['connection_id']}", file=sys.stderr)
+            if sandbox:
+                print(f"try it: {settings.base_url}/sandbox#key={issued.token}", file=sys.stderr)
         else:
             print(f"tenant {created.tenant.id} '{created.tenant.name}' created")
             print(f"owner user id: {created.owner.id}")
             print(f"API key (shown once, store it now): {issued.token}")
             for item in sandbox:
                 print(f"sandbox {item['kind']} connection {item['connection_id']}")
+            if sandbox:
+                print(f"try it: {settings.base_url}/sandbox#key={issued.token}")
         return 0
 
     return await _with_db(settings, work)

@@ -75,6 +75,11 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
+const fromLink = location.hash.startsWith("#key=") ? location.hash.slice(5) : "";
+if (fromLink) {
+  localStorage.setItem("crm-sandbox-key", fromLink);
+  history.replaceState(null, "", "/sandbox");
+}
 const state = { key: localStorage.getItem("crm-sandbox-key") || "", channels: [], conv: null };
 $("key").value = state.key;
 $("lead").value = localStorage.getItem("crm-sandbox-lead") || "4915112345678";
