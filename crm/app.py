@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -35,7 +36,13 @@ from crm.settings import Settings
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import TaskiqTaskQueue
-from crm.wiring import ChannelWiring, build_channels, connection_setup, sync_sandbox
+from crm.wiring import (
+    ChannelWiring,
+    build_channels,
+    connection_setup,
+    run_housekeeping,
+    sync_sandbox,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -99,6 +106,14 @@ def create_app(
                     )
                     app.state.backbone = backbone
                     app.state.task_queue = TaskiqTaskQueue(backbone)
+                    stop = asyncio.Event()
+                    housekeeping = asyncio.create_task(run_housekeeping(stop))
+
+                    async def stop_housekeeping() -> None:
+                        stop.set()
+                        await housekeeping
+
+                    stack.push_async_callback(stop_housekeeping)
                 yield
         finally:
             await wiring.close()

@@ -6,6 +6,8 @@ so a webhook accepted by one process is processed identically by any worker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,8 +26,9 @@ from crm.services import channels as channel_service
 from crm.services.access import Actor
 from crm.services.cipher import CredentialCipher
 from crm.services.media import LocalMediaStore
-from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter
+from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter, fail_stale_sends
 from crm.settings import Settings
+from crm.tasks.ratelimit import RedisRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class ChannelWiring:
     whatsapp: WhatsAppAdapter
     telegram: TelegramAdapter
     runtime: ChannelRuntime
+    limiter: RateLimiter
     whatsapp_emulator: WhatsAppEmulator | None = None
     telegram_emulator: TelegramEmulator | None = None
     # Sandbox connections the in-process emulators know (they keep nothing on disk).
@@ -79,6 +83,8 @@ class ChannelWiring:
         """Close SDK sessions and emulator clients."""
         await self.whatsapp.close()
         await self.telegram.close()
+        if isinstance(self.limiter, RedisRateLimiter):
+            await self.limiter.aclose()
         if self.whatsapp_emulator is not None:
             await self.whatsapp_emulator.aclose()
         if self.telegram_emulator is not None:
@@ -91,6 +97,9 @@ def build_channels(settings: Settings, limiter: RateLimiter | None = None) -> Ch
     cipher = CredentialCipher(settings.secret_key.get_secret_value())
     media_store = LocalMediaStore(settings.media_dir)
     connections = ConnectionCache(cipher)
+    if limiter is None:
+        # With Redis every worker shares one pace per connection; alone, this process paces it.
+        limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else LocalRateLimiter()
     whatsapp = WhatsAppAdapter()
     telegram = TelegramAdapter()
     adapters: dict[ChannelKind, ChannelAdapter] = {
@@ -100,7 +109,7 @@ def build_channels(settings: Settings, limiter: RateLimiter | None = None) -> Ch
     delivery = DeliveryDeps(
         adapter_for=adapters.__getitem__,
         load_connection=connections.load,
-        limiter=limiter or LocalRateLimiter(),
+        limiter=limiter,
         media_path=lambda key: str(media_store.path_of(key)),
     )
     runtime = ChannelRuntime(
@@ -118,6 +127,7 @@ def build_channels(settings: Settings, limiter: RateLimiter | None = None) -> Ch
         whatsapp=whatsapp,
         telegram=telegram,
         runtime=runtime,
+        limiter=limiter,
     )
     if settings.sandbox_enabled:
         wiring.whatsapp_emulator = WhatsAppEmulator()
@@ -208,3 +218,19 @@ async def add_sandbox_connections(wiring: ChannelWiring, tenant_id: int) -> list
 def describe(info: ConnectionInfo, wiring: ChannelWiring) -> dict[str, Any]:
     """The CLI's JSON for a connection."""
     return {"connection_id": info.id, "webhook_url": wiring.webhook_url(info)}
+
+
+async def run_housekeeping(stop: asyncio.Event, interval: float = 60.0) -> None:
+    """Fail the sends a killed worker left claimed, every ``interval`` seconds.
+
+    Each round runs as its own task, so a database restart costs one round, not the loop.
+    """
+    while not stop.is_set():
+        try:
+            failed = await asyncio.create_task(fail_stale_sends())
+            if failed:
+                logger.warning("%s message(s) left mid-send by a dead worker: failed", failed)
+        except Exception:
+            logger.exception("channel housekeeping failed; trying again later")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)

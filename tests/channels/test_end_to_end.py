@@ -326,3 +326,34 @@ async def test_telegram_webhook_without_the_secret_stores_nothing(
     )
     assert (missing.status_code, wrong.status_code) in {(401, 403), (403, 403)}
     assert not await Message.exists(text="forged")
+
+
+async def test_a_receipt_pushed_before_the_send_call_returns_is_not_lost(
+    service: RunningService, workspace: Workspace
+) -> None:
+    connection_id = await add_sandbox_channel(service, workspace, "whatsapp")
+    reply = await service.http.post(
+        "/sandbox/whatsapp/delivery", json={"status_before_response": True, "auto_read": False}
+    )
+    assert reply.status_code == 200, reply.text
+    await lead_writes(service, connection_id, "hello")
+
+    async def arrived() -> bool:
+        return len(await conversations(service, workspace)) == 1
+
+    await eventually(arrived)
+    (conversation,) = await conversations(service, workspace)
+    sent = await service.http.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"text": "fast receipts"},
+        headers=workspace.headers,
+    )
+
+    async def delivered() -> bool:
+        stored = await Message.get(id=sent.json()["id"])
+        return stored.status.value == "delivered"
+
+    await eventually(delivered)
+    from crm.models import PendingStatus
+
+    assert not await PendingStatus.exists()

@@ -1,0 +1,30 @@
+"""The Redis rate limiter keeps one pace for a connection across independent limiters."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from crm.tasks.ratelimit import RedisRateLimiter
+from tests.crm.tasks.test_redis import REDIS_URL, _redis_reachable
+
+
+async def test_two_workers_share_one_pace() -> None:
+    reason = await _redis_reachable()
+    if reason:
+        pytest.skip(reason)
+    namespace = f"crm-test-rate:{uuid.uuid4().hex[:8]}"
+    first, second = RedisRateLimiter(REDIS_URL, namespace), RedisRateLimiter(REDIS_URL, namespace)
+    try:
+        # 20 sends at 50/s reserved by two "workers" in turn: one slot every 20 ms between them,
+        # so the last waits about 380 ms (alone, each would have reserved only 10 slots).
+        waits = [await limiter.reserve("connection:1", 50) for limiter in [first, second] * 10]
+        assert waits[0] == 0
+        assert waits[-1] >= 0.3
+        assert waits == sorted(waits)
+        # Another connection keeps its own pace.
+        assert await first.reserve("connection:2", 50) == 0
+    finally:
+        await first.aclose()
+        await second.aclose()
