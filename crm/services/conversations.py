@@ -30,6 +30,7 @@ from crm.services.events import record_event, snapshot
 from crm.services.inbox import EVENT_TEXT_CHARS
 from crm.services.outbound import MAX_TEXT, check_may_work_on
 from crm.services.pagination import Page, SortSpec, check_limit, paginate_by_id, paginate_sorted
+from crm.services.references import lock_in_tenant
 
 CONVERSATION_SORTS = {
     "last_message_at": SortSpec("last_message_at", "datetime"),
@@ -116,15 +117,7 @@ async def list_messages(
 
 
 async def _lock(actor: Actor, conversation_id: int, conn: BaseDBAsyncClient) -> Conversation:
-    conversation = (
-        await Conversation.filter(id=conversation_id, tenant_id=actor.tenant_id)
-        .using_db(conn)
-        .select_for_update()
-        .first()
-    )
-    if conversation is None:
-        raise NotFound("conversation", conversation_id)
-    return conversation
+    return await lock_in_tenant(actor, Conversation, conversation_id, "conversation", conn)
 
 
 async def _save_with_event(

@@ -418,14 +418,16 @@ async def apply_status(connection: ConnectionInfo, receipt: InboundStatus) -> Me
     return message
 
 
+async def _lock_message(
+    connection_id: int, external_id: str, conn: BaseDBAsyncClient
+) -> Message | None:
+    query = Message.filter(connection_id=connection_id, external_id=external_id)
+    return await query.using_db(conn).select_for_update().first()
+
+
 async def _apply_status_to_stored(connection_id: int, receipt: InboundStatus) -> Message | None:
     async with in_transaction() as conn:
-        message = (
-            await Message.filter(connection_id=connection_id, external_id=receipt.external_id)
-            .using_db(conn)
-            .select_for_update()
-            .first()
-        )
+        message = await _lock_message(connection_id, receipt.external_id, conn)
         if message is None:
             return None
         await _advance(message, receipt, conn)
@@ -495,12 +497,7 @@ async def apply_pending_statuses(message: Message) -> None:
 async def apply_edit(connection: ConnectionInfo, edit: InboundEdit) -> Message | None:
     """A lead edited or deleted a message: keep the latest text, mark it, tell the team."""
     async with in_transaction() as conn:
-        message = (
-            await Message.filter(connection_id=connection.id, external_id=edit.external_id)
-            .using_db(conn)
-            .select_for_update()
-            .first()
-        )
+        message = await _lock_message(connection.id, edit.external_id, conn)
         if message is None or message.direction is not Direction.IN:
             return None
         before = {"text": message.text, "deleted": message.deleted}

@@ -53,6 +53,7 @@ from crm.services.inbox import (
     preview_of,
     status_event,
 )
+from crm.services.references import lock_in_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +181,15 @@ async def _check_rules(
             raise WindowClosed(last, now)
 
 
+async def _already_queued(actor: Actor, outgoing: Outgoing) -> Message | None:
+    """The message an earlier call with the same idempotency key queued."""
+    if not outgoing.idempotency_key:
+        return None
+    return await Message.filter(
+        tenant_id=actor.tenant_id, idempotency_key=outgoing.idempotency_key
+    ).first()
+
+
 async def do_send_message(actor: Actor, conversation_id: int, outgoing: Outgoing) -> Message:
     """Queue a message to the lead of a conversation; a worker delivers it.
 
@@ -188,23 +198,15 @@ async def do_send_message(actor: Actor, conversation_id: int, outgoing: Outgoing
     """
     actor.require_write()
     _validate(outgoing)
-    if outgoing.idempotency_key:
-        existing = await Message.filter(
-            tenant_id=actor.tenant_id, idempotency_key=outgoing.idempotency_key
-        ).first()
-        if existing is not None:
-            return existing
+    existing = await _already_queued(actor, outgoing)
+    if existing is not None:
+        return existing
     now = dt.datetime.now(dt.UTC)
     try:
         async with in_transaction() as conn:
-            conversation = (
-                await Conversation.filter(id=conversation_id, tenant_id=actor.tenant_id)
-                .using_db(conn)
-                .select_for_update()
-                .first()
+            conversation = await lock_in_tenant(
+                actor, Conversation, conversation_id, "conversation", conn
             )
-            if conversation is None:
-                raise NotFound("conversation", conversation_id)
             check_may_work_on(actor, conversation)
             contact = await Contact.filter(id=conversation.contact_id).using_db(conn).first()
             if contact is None:
@@ -273,12 +275,9 @@ async def do_send_message(actor: Actor, conversation_id: int, outgoing: Outgoing
             )
     except IntegrityError:
         # Two calls with one idempotency key raced; the other one's message stands.
-        if outgoing.idempotency_key:
-            existing = await Message.filter(
-                tenant_id=actor.tenant_id, idempotency_key=outgoing.idempotency_key
-            ).first()
-            if existing is not None:
-                return existing
+        existing = await _already_queued(actor, outgoing)
+        if existing is not None:
+            return existing
         raise
     return message
 

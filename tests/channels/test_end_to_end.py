@@ -66,6 +66,17 @@ async def messages(
     return list(reply.json()["items"])
 
 
+async def the_conversation(service: RunningService, workspace: Workspace) -> dict[str, Any]:
+    """Wait until the workspace's one conversation shows in the inbox, and return it."""
+
+    async def arrived() -> bool:
+        return len(await conversations(service, workspace)) == 1
+
+    await eventually(arrived)
+    (conversation,) = await conversations(service, workspace)
+    return conversation
+
+
 async def outbox(service: RunningService) -> list[dict[str, Any]]:
     reply = await service.http.get("/sandbox/whatsapp/outbox", params={"to": LEAD})
     assert reply.status_code == 200
@@ -78,11 +89,7 @@ async def test_whatsapp_lead_and_operator_round_trip(
     connection_id = await add_sandbox_channel(service, workspace, "whatsapp")
     await lead_writes(service, connection_id, "Hi! How much is the Pro plan?")
 
-    async def arrived() -> bool:
-        return len(await conversations(service, workspace)) == 1
-
-    await eventually(arrived)
-    (conversation,) = await conversations(service, workspace)
+    conversation = await the_conversation(service, workspace)
     assert conversation["channel"] == "whatsapp" and conversation["unread_count"] == 1
     (inbound,) = await messages(service, workspace, conversation["id"])
     assert (inbound["direction"], inbound["text"]) == ("in", "Hi! How much is the Pro plan?")
@@ -132,11 +139,7 @@ async def test_rate_limits_and_server_errors_still_deliver_each_reply_once(
     connection_id = await add_sandbox_channel(service, workspace, "whatsapp")
     await lead_writes(service, connection_id, "hello")
 
-    async def arrived() -> bool:
-        return len(await conversations(service, workspace)) == 1
-
-    await eventually(arrived)
-    (conversation,) = await conversations(service, workspace)
+    conversation = await the_conversation(service, workspace)
     for kind in ("rate_limit", "server_error", "pair_rate_limit"):
         reply = await service.http.post("/sandbox/whatsapp/faults", json={"kind": kind, "count": 1})
         assert reply.status_code == 200, reply.text
@@ -203,11 +206,7 @@ async def test_a_reply_outside_the_window_is_refused_with_the_reason(
     connection_id = await add_sandbox_channel(service, workspace, "whatsapp")
     await lead_writes(service, connection_id, "hello")
 
-    async def arrived() -> bool:
-        return len(await conversations(service, workspace)) == 1
-
-    await eventually(arrived)
-    (conversation,) = await conversations(service, workspace)
+    conversation = await the_conversation(service, workspace)
     import datetime as dt
 
     from crm.models import Conversation
@@ -338,11 +337,7 @@ async def test_a_receipt_pushed_before_the_send_call_returns_is_not_lost(
     assert reply.status_code == 200, reply.text
     await lead_writes(service, connection_id, "hello")
 
-    async def arrived() -> bool:
-        return len(await conversations(service, workspace)) == 1
-
-    await eventually(arrived)
-    (conversation,) = await conversations(service, workspace)
+    conversation = await the_conversation(service, workspace)
     sent = await service.http.post(
         f"/api/v1/conversations/{conversation['id']}/messages",
         json={"text": "fast receipts"},
