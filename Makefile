@@ -37,9 +37,10 @@ test: lint test-sqlite ## lint, type-check and run the whole suite (also on Post
 		$(MAKE) --no-print-directory test-pg; \
 	else echo "PostgreSQL is not running on 127.0.0.1:5432: skipped the PostgreSQL run"; fi
 
-bench: install ## benchmarks on PostgreSQL, with baselines measured in the same run
+bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in the same run
 	$(BIN)/python -m bench.bench_search
 	$(BIN)/python -m bench.bench_import
+	$(BIN)/python -m bench.bench_webhooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -118,10 +118,12 @@ async def _apply(
     update: InboundUpdate,
 ) -> None:
     if isinstance(update, InboundMessage):
-        existing = await inbox.find_message(connection.id, update.external_id)
-        if existing is not None:
-            return
-        media = await _store_media(runtime, adapter, connection, update)
+        media = None
+        if update.media is not None:
+            # A redelivered webhook must not download (and store) the attachment again.
+            if await inbox.find_message(connection.id, update.external_id) is not None:
+                return
+            media = await _store_media(runtime, adapter, connection, update)
         await inbox.receive_message(connection, update, media)
     elif isinstance(update, InboundStatus):
         await inbox.apply_status(connection, update)

@@ -134,11 +134,12 @@ def create_app(
     app.state.sandbox_base_url = settings.base_url
     app.state.connection_setup = connection_setup(wiring)
     install_problem_handlers(app)
-    app.include_router(health.router)
-    app.include_router(build_api_router())
+    # Webhooks first: routes match in order, and they are the hottest path.
     webhooks = _webhook_runtime(app, wiring)
     app.include_router(whatsapp_webhooks(webhooks))
     app.include_router(telegram_webhooks(webhooks))
+    app.include_router(health.router)
+    app.include_router(build_api_router())
     if wiring.whatsapp_emulator is not None and wiring.telegram_emulator is not None:
         app.include_router(wiring.whatsapp_emulator.router)
         app.include_router(wiring.telegram_emulator.router)

@@ -6,7 +6,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
+from tortoise.backends.asyncpg.client import AsyncpgDBClient
 from tortoise.backends.base.client import TransactionContextPooled
 from tortoise.backends.sqlite.client import SqliteTransactionContext
 from tortoise.connection import get_connections
@@ -42,9 +44,23 @@ def _ensure_sqlite_directory(database_url: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+class _NoResetConnection(asyncpg.connection.Connection):
+    """An asyncpg connection that skips the reset query when it goes back to the pool.
+
+    The default (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) costs a round trip on every
+    release, a fifth of the statements of a stored webhook (measured). Nothing here leaves that
+    state behind: no advisory locks, cursors or LISTEN, and settings are SET LOCAL only. An
+    open transaction is still rolled back on release.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def init_db(database_url: str) -> None:
     """Open the connections of the process; every task and request shares them."""
     harden_tortoise_transactions()
+    AsyncpgDBClient.connection_class = _NoResetConnection
     _ensure_sqlite_directory(database_url)
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 

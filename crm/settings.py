@@ -71,7 +71,10 @@ class Settings(BaseSettings):
         default=True,
         description="with Redis, `crm up` runs tasks too; off leaves them to `crm worker`",
     )
-    relay_interval_seconds: float = 0.2
+    # How often the outbox relay looks for new events. Short on purpose: a longer pause hands
+    # events on in bursts that delay the webhooks processed meanwhile (bench_webhooks: stored
+    # p95 at 200 msg/s was 31 ms at 0.2 s and 10 ms at 0.05 s).
+    relay_interval_seconds: float = 0.05
     scheduler_interval_seconds: float = 1.0
 
     @model_validator(mode="after")

@@ -253,10 +253,6 @@ async def receive_message(
     ``media`` is the stored attachment (key, mime type, ...) when the worker downloaded one.
     """
     for attempt in range(CREATE_ATTEMPTS):
-        existing = await find_message(connection.id, inbound.external_id)
-        if existing is not None:
-            conversation = await Conversation.get(id=existing.conversation_id)
-            return Received(existing, conversation.id, conversation.contact_id, created=False)
         try:
             return await _store_inbound(connection, inbound, media)
         except IntegrityError:
@@ -274,6 +270,20 @@ async def _store_inbound(
     received_at = inbound.sent_at
     business_id = inbound.business_connection_id or ""
     async with in_transaction() as conn:
+        existing = (
+            await Message.filter(connection_id=connection.id, external_id=inbound.external_id)
+            .using_db(conn)
+            .first()
+        )
+        if existing is not None:
+            owner = (
+                await Conversation.filter(id=existing.conversation_id)
+                .using_db(conn)
+                .only("id", "contact_id")
+                .first()
+            )
+            contact_id = owner.contact_id if owner is not None else 0
+            return Received(existing, existing.conversation_id, contact_id, created=False)
         contact = await _find_or_create_contact(actor, connection, inbound, conn)
         conversation = await _conversation_for(
             connection, contact, inbound.sender_id, business_id, received_at, conn
