@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from crm.messaging import ChannelKind, DeliveryStatus, MessageKind
@@ -80,9 +81,11 @@ async def list_conversations(
     if status is not None:
         now = dt.datetime.now(dt.UTC)
         if status is ConversationStatus.OPEN:
+            # A snooze whose time has come counts as open again.
             query = query.filter(
-                status__in=[ConversationStatus.OPEN, ConversationStatus.SNOOZED]
-            ).exclude(status=ConversationStatus.SNOOZED, snoozed_until__gt=now)
+                Q(status=ConversationStatus.OPEN)
+                | Q(status=ConversationStatus.SNOOZED, snoozed_until__lte=now)
+            )
         elif status is ConversationStatus.SNOOZED:
             query = query.filter(status=status, snoozed_until__gt=now)
         else:
