@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from crm.models import Message
+from crm.models import Message, Role
 from crm.settings import Settings
 from tests.channels.service import RunningService, running_service
 from tests.conftest import Workspace
@@ -352,3 +352,82 @@ async def test_a_receipt_pushed_before_the_send_call_returns_is_not_lost(
     from crm.models import PendingStatus
 
     assert not await PendingStatus.exists()
+
+
+async def test_telegram_business_chats_land_with_the_rep_and_replies_go_through_them(
+    service: RunningService, workspace: Workspace
+) -> None:
+    from crm.models import BusinessLink, Conversation
+
+    rep_id, _ = await workspace.member(Role.BIDI, telegram_id=880001)
+    connection_id = await add_sandbox_channel(service, workspace, "telegram")
+    linked = await service.http.post(
+        "/sandbox/telegram/business_connections",
+        json={"connection_id": str(connection_id), "user_id": 880001, "first_name": "Rita"},
+    )
+    assert linked.status_code == 200, linked.text
+    business_id = linked.json()["business_connection_id"]
+
+    async def link_stored() -> bool:
+        return await BusinessLink.exists(business_connection_id=business_id, user_id=rep_id)
+
+    await eventually(link_stored)
+    await service.http.post(
+        "/sandbox/telegram/updates",
+        json={
+            "connection_id": str(connection_id),
+            "from_user_id": 990001,
+            "first_name": "Lead",
+            "text": "Hi Rita, about your offer",
+            "business_connection_id": business_id,
+        },
+    )
+    conversation = await the_conversation(service, workspace)
+    assert conversation["assignee_id"] == rep_id
+    assert conversation["business_connection_id"] == business_id
+    sent = await service.http.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"text": "Hello! Rita here."},
+        headers=workspace.headers,
+    )
+    assert sent.status_code == 202, sent.text
+
+    async def sent_as_rep() -> bool:
+        reply = await service.http.get(
+            "/sandbox/telegram/sent",
+            params={"connection_id": str(connection_id), "chat_id": "990001"},
+        )
+        return any(
+            m.get("text") == "Hello! Rita here." and m.get("business_connection_id") == business_id
+            for m in reply.json()
+        )
+
+    await eventually(sent_as_rep)
+    assert (await Conversation.get(id=conversation["id"])).assignee_id == rep_id
+
+
+async def test_a_lead_photo_is_downloaded_and_kept(
+    service: RunningService, workspace: Workspace, tmp_path: Path
+) -> None:
+    import base64
+
+    connection_id = await add_sandbox_channel(service, workspace, "whatsapp")
+    picture = b"\x89PNG\r\n\x1a\n" + b"pixels" * 100
+    await lead_writes(
+        service,
+        connection_id,
+        "our office",
+        type="image",
+        media_base64=base64.b64encode(picture).decode(),
+        mime_type="image/png",
+    )
+
+    async def stored() -> bool:
+        return await Message.filter(kind="image").exists()
+
+    await eventually(stored)
+    message = await Message.get(kind="image")
+    assert message.media is not None and message.media["mime_type"] == "image/png"
+    key = str(message.media["key"])
+    assert (tmp_path / "media" / key).read_bytes() == picture
+    assert message.text == "our office"
