@@ -289,8 +289,17 @@ class TelegramAdapter:
             raise SendError(code, _describe(exc)) from exc
         except TelegramServerError as exc:
             raise SendError(500, _describe(exc), retryable=True) from exc
-        except (TelegramNetworkError, ClientDecodeError) as exc:
-            # A timeout may hide a message Telegram did accept; the caller decides on retrying.
+        except TelegramNetworkError as exc:
+            if _never_sent(exc):
+                raise SendError(
+                    None, "Telegram unreachable: no connection", retryable=True
+                ) from exc
+            # A timeout or a dropped connection may hide a message Telegram did accept: a retry
+            # could deliver it twice, so the operator decides instead.
+            raise SendError(
+                None, "delivery state unknown (network error); check before resending"
+            ) from exc
+        except ClientDecodeError as exc:
             raise SendError(
                 None, f"Telegram unreachable: {type(exc).__name__}", retryable=True
             ) from exc
@@ -301,6 +310,12 @@ class TelegramAdapter:
             ) from None
         except TelegramAPIError as exc:
             raise SendError(None, _describe(exc)) from exc
+
+
+def _never_sent(exc: TelegramNetworkError) -> bool:
+    """True when aiohttp could not even connect, so Telegram never saw the request."""
+    # aiogram folds aiohttp's error into the message as "<ErrorType>: <text>".
+    return exc.message.startswith(("ClientConnectorError", "ClientConnectorDNSError"))
 
 
 def _describe(exc: TelegramAPIError) -> str:

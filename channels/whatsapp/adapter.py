@@ -91,8 +91,15 @@ def send_error_from(error: Exception) -> SendError:
     if isinstance(error, httpx.HTTPStatusError):
         status = error.response.status_code
         return SendError(status, f"HTTP {status}", retryable=status >= 500 or status == 429)
-    if isinstance(error, httpx.TransportError):
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        # The request never left: trying again cannot send the message twice.
         return SendError(None, f"transport error: {type(error).__name__}", retryable=True)
+    if isinstance(error, httpx.TransportError):
+        # A timeout or a cut connection after the request went out: Meta may have accepted it,
+        # and a retry could deliver it twice. The operator decides instead.
+        return SendError(
+            None, f"delivery state unknown ({type(error).__name__}); check before resending"
+        )
     return SendError(None, str(error) or type(error).__name__)
 
 

@@ -188,7 +188,7 @@ async def test_injected_faults_are_retryable_and_not_retried(
     assert len(sandbox.emulator.outbox()) == 1
 
 
-async def test_transport_errors_are_retryable(sandbox: Sandbox) -> None:
+async def test_a_connection_that_never_opened_is_retryable(sandbox: Sandbox) -> None:
     dead = whatsapp_connection("http://127.0.0.1:9/sandbox/graph")
     adapter = WhatsAppAdapter(timeout=2)
     try:
@@ -289,3 +289,17 @@ async def test_marketing_stop_and_resume(sandbox: Sandbox) -> None:
         (LEAD, True),
         (LEAD, False),
     ]
+
+
+async def test_a_timeout_after_the_request_left_is_not_retried(sandbox: Sandbox) -> None:
+    await sandbox.lead_writes()
+    sandbox.emulator.add_fault("slow", 1, delay=1.0)
+    impatient = WhatsAppAdapter(timeout=0.2)
+    try:
+        with pytest.raises(SendError) as caught:
+            await impatient.send(sandbox.connection, OutboundMessage(to=LEAD, text="maybe sent"))
+    finally:
+        await impatient.close()
+    # The emulator may still accept it: retrying could deliver it twice.
+    assert not caught.value.retryable
+    assert "delivery state unknown" in caught.value.title
