@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+# Compiled catalogs are build output (not committed): one per .po, rebuilt when the .po changes.
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
 
-.PHONY: install up test test-sqlite test-pg lint bench clean
+.PHONY: install locales up test test-sqlite test-pg lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +18,14 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
 
-install: $(INSTALLED) ## create the venv and install the project with its dev tools
+locales/%/LC_MESSAGES/messages.mo: locales/%/LC_MESSAGES/messages.po | $(INSTALLED)
+	$(BIN)/pybabel compile -d locales -D messages -l $*
+
+install: $(INSTALLED) $(MO_FILES) ## create the venv, install the project with its dev tools, compile the catalogs
+
+locales: install ## extract the bot's messages into locales/messages.pot and merge them into the catalogs
+	$(BIN)/pybabel extract -F babel.cfg -o locales/messages.pot bot
+	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages
 
 up: install ## migrate and start API, workers and scheduler on 127.0.0.1:8000 (SQLite, in-process queue)
 	$(BIN)/crm up

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from bot import webhook as operator_webhook
 from channels.base import INGEST_TASK, WebhookRuntime
 from channels.runtime import process_webhook
 from channels.sandbox import page as sandbox_page
@@ -39,6 +40,7 @@ from crm.tasks.schedule import TaskiqTaskQueue
 from crm.wiring import (
     ChannelWiring,
     build_channels,
+    build_operator_bot,
     connection_setup,
     run_housekeeping,
     sync_sandbox,
@@ -87,6 +89,7 @@ def create_app(
     settings = settings or Settings()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     wiring = build_channels(settings)
+    operator = build_operator_bot(wiring)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,6 +98,10 @@ def create_app(
         try:
             await sync_sandbox(wiring)
             async with AsyncExitStack() as stack:
+                if operator is not None:
+                    # Entered first, left last: workers stop before its session closes.
+                    await operator.start()
+                    stack.push_async_callback(operator.stop)
                 if run_backbone:
                     config = BackboneConfig(
                         relay_interval=settings.relay_interval_seconds,
@@ -133,11 +140,14 @@ def create_app(
     app.state.public_base_url = settings.base_url
     app.state.sandbox_base_url = settings.base_url
     app.state.connection_setup = connection_setup(wiring)
+    app.state.operator_bot = operator
     install_problem_handlers(app)
     # Webhooks first: routes match in order, and they are the hottest path.
     webhooks = _webhook_runtime(app, wiring)
     app.include_router(whatsapp_webhooks(webhooks))
     app.include_router(telegram_webhooks(webhooks))
+    if operator is not None and operator.config.mode == "webhook":
+        app.include_router(operator_webhook.build_router(operator))
     app.include_router(health.router)
     app.include_router(build_api_router())
     if wiring.whatsapp_emulator is not None and wiring.telegram_emulator is not None:

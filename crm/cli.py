@@ -56,10 +56,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """A task worker on the Redis broker."""
+    from crm.tasks.handlers import registry
     from crm.tasks.runtime import run_worker
-    from crm.wiring import build_channels
+    from crm.wiring import build_channels, build_operator_bot
 
-    build_channels(settings)  # the ingest task and the delivery handler find it installed
+    wiring = build_channels(settings)  # the ingest task and the delivery handler find it
+    operator = build_operator_bot(wiring)
+    if operator is not None:
+        # Any worker may take a message.received dispatch: each must be able to notify.
+        operator.notifier.install(registry)
 
     return asyncio.run(run_worker(settings.database_url, settings.redis_url, args.concurrency)) or 0
 

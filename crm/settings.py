@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,15 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(
         default=True,
         description="with Redis, `crm up` runs tasks too; off leaves them to `crm worker`",
+    )
+    operator_bot_token: SecretStr | None = Field(
+        default=None,
+        description="the operator bot's token from @BotFather; unset in sandbox mode runs a "
+        "sandbox operator bot on the Telegram emulator",
+    )
+    operator_bot_mode: Literal["webhook", "polling"] = Field(
+        default="webhook",
+        description="webhook (served at /webhooks/operator) or polling (development)",
     )
     # How often the outbox relay looks for new events. Short on purpose: a longer pause hands
     # events on in bursts that delay the webhooks processed meanwhile (bench_webhooks: stored

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot import webhook as operator_webhook
+from bot.routers import lang as lang_router
+from bot.runtime import OperatorBot, OperatorBotConfig, fallback_i18n
+from bot.services import BotServices
 from channels.runtime import ChannelRuntime, install
 from channels.sandbox.telegram import TelegramEmulator
 from channels.sandbox.whatsapp import WhatsAppEmulator
@@ -234,3 +240,79 @@ async def run_housekeeping(stop: asyncio.Event, interval: float = 60.0) -> None:
             logger.exception("channel housekeeping failed; trying again later")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+OPERATOR_CONNECTION = "operator"  # the operator bot's connection_id in the Telegram emulator
+OPERATOR_SANDBOX_BOT_ID = 7000000001
+OPERATOR_SANDBOX_USERNAME = "crm_operator_bot"
+
+
+def _derived(settings: Settings, purpose: str, length: int) -> str:
+    """A stable secret for ``purpose`` derived from the secret key (survives restarts)."""
+    key = settings.secret_key.get_secret_value().encode()
+    return hmac.new(key, purpose.encode(), hashlib.sha256).hexdigest()[:length]
+
+
+def sandbox_operator_token(settings: Settings) -> str:
+    """The sandbox operator bot's token: fixed bot id, secret derived from the secret key."""
+    return f"{OPERATOR_SANDBOX_BOT_ID}:{_derived(settings, 'operator-bot-token', 40)}"
+
+
+def _operator_i18n() -> Any:
+    """The catalogs under locales/, or English-only when they cannot be loaded yet."""
+    from bot import i18n as bot_i18n
+
+    try:
+        return bot_i18n.build_i18n()
+    except Exception as exc:  # a catalog being written: run in English rather than not at all
+        logger.warning("operator bot catalogs not loaded (%s); English only", exc)
+        return fallback_i18n()
+
+
+def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
+    """The operator bot: the configured token, or a sandbox bot on the emulator, or none."""
+    from bot.i18n import OperatorI18nMiddleware
+
+    settings = wiring.settings
+    base = settings.base_url
+    sandbox = wiring.telegram_emulator is not None
+    if settings.operator_bot_token is not None:
+        token = settings.operator_bot_token.get_secret_value()
+        api_base = None
+        mode = settings.operator_bot_mode
+    elif sandbox:
+        token = sandbox_operator_token(settings)
+        api_base = f"{base}/sandbox/telegram"
+        mode = "webhook"
+    else:
+        return None
+    secret = _derived(settings, f"operator-webhook:{token}", 48)
+    webhook_url = f"{base}{operator_webhook.PATH}"
+    if api_base is not None and wiring.telegram_emulator is not None:
+        wiring.telegram_emulator.register_bot(OPERATOR_CONNECTION, token, OPERATOR_SANDBOX_USERNAME)
+        wiring.telegram_emulator.set_webhook(
+            token, webhook_url, secret, ["message", "callback_query"]
+        )
+
+    async def on_workspace_created(tenant_id: int) -> object:
+        return await add_sandbox_connections(wiring, tenant_id)
+
+    services = BotServices(
+        on_workspace_created=on_workspace_created if sandbox else None,
+        sandbox_url=f"{base}/sandbox" if sandbox else None,
+    )
+    i18n = _operator_i18n()
+    config = OperatorBotConfig(
+        token=token,
+        webhook_secret=secret,
+        mode=mode,
+        api_base=api_base,
+        webhook_url=webhook_url if api_base is None else None,
+    )
+    return OperatorBot(
+        config,
+        services,
+        i18n=i18n,
+        i18n_middleware=OperatorI18nMiddleware(i18n),
+        extra_routers=(lang_router.router,),
+    )

@@ -13,6 +13,7 @@ from crm.models.inbox import (
     PendingStatus,
     ProcessedUpdate,
 )
+from crm.models.operator import Invite, OperatorNotification
 from crm.models.pipelines import Deal, DealStageChange, Pipeline, Stage, StageKind
 from crm.models.tenancy import ROLE_RANK, ApiKey, Membership, Role, Tenant, User
 
@@ -32,9 +33,11 @@ __all__ = [
     "Direction",
     "Event",
     "HandledEvent",
+    "Invite",
     "Membership",
     "Message",
     "Note",
+    "OperatorNotification",
     "OutboxEntry",
     "PendingStatus",
     "Pipeline",

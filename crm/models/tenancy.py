@@ -41,7 +41,13 @@ class User(Model):
     email = fields.CharField(max_length=254, null=True, unique=True)
     name = fields.CharField(max_length=200, default="")
     language = fields.CharField(max_length=8, default="en")
+    # The workspace the operator bot acts in, for people in several (``/workspace``).
+    current_tenant: fields.ForeignKeyNullableRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
+
+    current_tenant_id: int | None
 
     class Meta:
         table = "app_user"

@@ -1,0 +1,32 @@
+"""The command menu, set with setMyCommands in every language of the bot."""
+
+from __future__ import annotations
+
+from aiogram import Bot
+from aiogram.types import BotCommand
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import lazy_gettext as __
+
+LANGUAGES = ("en", "ru")
+
+COMMANDS = (
+    ("start", __("Your workspace")),
+    ("workspace", __("Switch workspace")),
+    ("invite", __("Invite a colleague")),
+    ("team", __("Members and roles")),
+    ("lang", __("Language")),
+    ("help", __("What this bot does")),
+)
+
+
+def commands_in(i18n: I18n, language: str) -> list[BotCommand]:
+    """The command list rendered in one language."""
+    with i18n.context(), i18n.use_locale(language):
+        return [BotCommand(command=name, description=str(text)) for name, text in COMMANDS]
+
+
+async def set_commands(bot: Bot, i18n: I18n) -> None:
+    """Set the menu for each language, English as the default."""
+    await bot.set_my_commands(commands_in(i18n, "en"))
+    for language in LANGUAGES:
+        await bot.set_my_commands(commands_in(i18n, language), language_code=language)

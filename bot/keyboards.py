@@ -1,0 +1,48 @@
+"""Inline keyboards of the operator bot."""
+
+from __future__ import annotations
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.i18n import gettext as _
+
+from bot.callbacks import ConvAct, ConvAction, WorkspacePick
+from crm.models import Role, Tenant
+
+
+def notification_keyboard(conversation_id: int, *, closed: bool = False) -> InlineKeyboardMarkup:
+    """Reply, Close, Assign to me and Snooze 1h for one conversation."""
+
+    def button(text: str, act: ConvAct) -> InlineKeyboardButton:
+        data = ConvAction(act=act, id=conversation_id).pack()
+        return InlineKeyboardButton(text=text, callback_data=data)
+
+    first = [button(_("↩️ Reply"), ConvAct.REPLY)]
+    if not closed:
+        first.append(button(_("✅ Close"), ConvAct.CLOSE))
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            first,
+            [
+                button(_("🙋 Assign to me"), ConvAct.ASSIGN),
+                button(_("⏰ Snooze 1h"), ConvAct.SNOOZE),
+            ],
+        ]
+    )
+
+
+def workspaces_keyboard(
+    workspaces: list[tuple[Tenant, Role]], current_id: int | None
+) -> InlineKeyboardMarkup:
+    """One button per workspace; the current one is ticked."""
+    rows = []
+    for tenant, _role in workspaces:
+        mark = "✓ " if tenant.id == current_id else ""
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=f"{mark}{tenant.name}"[:64],
+                    callback_data=WorkspacePick(id=tenant.id).pack(),
+                )
+            ]
+        )
+    return InlineKeyboardMarkup(inline_keyboard=rows)

@@ -1,0 +1,73 @@
+"""``/lang``: the operator picks the language the bot speaks to them (English or Russian).
+
+Middleware data this router needs:
+
+- ``set_language``: ``Callable[[int, str], Awaitable[None]]``, called as
+  ``await set_language(telegram_user_id, locale)`` with a locale from ``bot.i18n.SUPPORTED``;
+  it stores the choice on the operator (``User.language``) so later updates use it. The
+  composition root (or the operator middleware) provides it.
+- ``i18n``: aiogram's ``I18n``, put there by ``OperatorI18nMiddleware``.
+
+The buttons show each language in its own name (endonyms), on purpose not translated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+
+from bot.i18n import SUPPORTED
+
+SetLanguage = Callable[[int, str], Awaitable[None]]
+
+router = Router(name="lang")
+
+# Each language as its speakers write it: the buttons.
+ENDONYMS = {"en": "English", "ru": "Русский"}
+# Each language as the current locale names it: the confirmation.
+LANGUAGE_NAMES = {"en": __("English"), "ru": __("Russian")}
+
+
+class LangCallback(CallbackData, prefix="lang"):
+    """A language button: ``lang:<code>``."""
+
+    code: str
+
+
+def language_keyboard() -> InlineKeyboardMarkup:
+    """One button per supported language."""
+    buttons = [
+        InlineKeyboardButton(text=ENDONYMS[code], callback_data=LangCallback(code=code).pack())
+        for code in SUPPORTED
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=[buttons])
+
+
+@router.message(Command("lang"))
+async def choose_language(message: Message) -> None:
+    """Offer the languages."""
+    await message.answer(_("Choose the language of the bot:"), reply_markup=language_keyboard())
+
+
+@router.callback_query(LangCallback.filter())
+async def language_chosen(
+    query: CallbackQuery, callback_data: LangCallback, set_language: SetLanguage, i18n: I18n
+) -> None:
+    """Store the chosen language and confirm in it."""
+    code = callback_data.code
+    if code not in SUPPORTED:
+        await query.answer(_("This language is not available."), show_alert=True)
+        return
+    await set_language(query.from_user.id, code)
+    with i18n.use_locale(code):
+        text = _("Language: {language}").format(language=LANGUAGE_NAMES[code])
+    if isinstance(query.message, Message):
+        await query.message.edit_text(text)
+    await query.answer(text)

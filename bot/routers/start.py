@@ -1,0 +1,126 @@
+"""``/start`` (a new workspace or an invite link) and ``/workspace`` (switch workspaces)."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+
+from bot.callbacks import WorkspacePick
+from bot.keyboards import workspaces_keyboard
+from bot.services import BotServices
+from bot.texts import no_workspace, role_name
+from crm.models import User
+from crm.services import operators
+from crm.services.errors import NotFound
+from crm.services.operators import InviteInvalid
+
+INVITE_PREFIX = "inv_"
+
+
+def _invite_error(exc: InviteInvalid) -> str:
+    messages = {
+        "invite_used": _("This invite link was already used. Ask for a new one."),
+        "invite_expired": _("This invite link has expired. Ask for a new one."),
+        "already_member": _("You are already a member of this workspace."),
+    }
+    return messages.get(exc.code or "", _("This invite link is not valid."))
+
+
+async def start_with_invite(message: Message, command: CommandObject) -> None:
+    """Join the workspace of an invite link."""
+    sender = message.from_user
+    if sender is None or command.args is None:
+        return
+    token = command.args.removeprefix(INVITE_PREFIX)
+    try:
+        membership = await operators.do_accept_invite(token, sender.id, sender.full_name)
+    except InviteInvalid as exc:
+        await message.answer(_invite_error(exc))
+        return
+    await membership.fetch_related("tenant")
+    await message.answer(
+        _("Welcome! You joined “{workspace}” as {role}. Send /help to see what I can do.").format(
+            workspace=membership.tenant.name, role=role_name(membership.role)
+        )
+    )
+
+
+async def start(message: Message, services: BotServices) -> None:
+    """Register the operator; a newcomer gets their own workspace and owns it."""
+    sender = message.from_user
+    if sender is None:
+        return
+    user, tenant = await operators.do_register_operator(
+        sender.id, sender.full_name, sender.language_code
+    )
+    if tenant is not None:
+        actor = await operators.actor_for(user, tenant.id)
+        role = role_name(actor.role) if actor is not None else ""
+        await message.answer(
+            _("Hello again, {name}! You are working in “{workspace}” as {role}.").format(
+                name=sender.first_name, workspace=tenant.name, role=role
+            )
+        )
+        return
+    name = _("{name}'s workspace").format(name=sender.first_name)
+    tenant = await operators.do_create_workspace_for(user, name, services.on_workspace_created)
+    text = _(
+        "Welcome, {name}! I created the workspace “{workspace}” and you are its owner. "
+        "I will notify you here of every lead message; reply to a notification to answer."
+    ).format(name=sender.first_name, workspace=tenant.name)
+    if services.sandbox_url:
+        text += "\n\n" + _(
+            "This is the sandbox: open {url} to write to yourself as a lead on WhatsApp or "
+            "Telegram."
+        ).format(url=services.sandbox_url)
+    await message.answer(text + "\n\n" + _("Send /help to see what I can do."))
+
+
+async def workspace(message: Message, user: User | None) -> None:
+    """List the operator's workspaces as buttons."""
+    if user is None:
+        await message.answer(no_workspace())
+        return
+    workspaces = await operators.workspaces_of(user)
+    if not workspaces:
+        await message.answer(no_workspace())
+        return
+    current = await operators.current_workspace(user)
+    await message.answer(
+        _("Your workspaces: pick the one to work in."),
+        reply_markup=workspaces_keyboard(workspaces, current.id if current else None),
+    )
+
+
+async def pick_workspace(
+    query: CallbackQuery, callback_data: WorkspacePick, user: User | None
+) -> None:
+    """Switch to the pressed workspace."""
+    if user is None:
+        await query.answer(no_workspace(), show_alert=True)
+        return
+    try:
+        tenant = await operators.do_switch_workspace(user, callback_data.id)
+    except NotFound:
+        await query.answer(_("You are not a member of that workspace."), show_alert=True)
+        return
+    await query.answer(_("Now working in “{workspace}”.").format(workspace=tenant.name))
+    if query.message is not None and hasattr(query.message, "edit_reply_markup"):
+        workspaces = await operators.workspaces_of(user)
+        await query.message.edit_reply_markup(
+            reply_markup=workspaces_keyboard(workspaces, tenant.id)
+        )
+
+
+def build_router() -> Router:
+    """A fresh router with this module's handlers (one per Dispatcher)."""
+    router = Router(name="start")
+    router.message.register(
+        start_with_invite, CommandStart(deep_link=True, magic=F.args.startswith(INVITE_PREFIX))
+    )
+    router.message.register(start, CommandStart())
+    router.message.register(workspace, Command("workspace"))
+    router.callback_query.register(pick_workspace, WorkspacePick.filter())
+    return router

@@ -1,0 +1,16 @@
+"""What the composition root hands the bot's handlers (through middleware data, never globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BotServices:
+    """Settings-derived values and hooks the handlers need."""
+
+    # Runs after /start created a workspace (the composition root adds sandbox channels).
+    on_workspace_created: Callable[[int], Awaitable[object]] | None = None
+    # The sandbox page, when the service runs the emulators; None otherwise.
+    sandbox_url: str | None = None

@@ -1,0 +1,41 @@
+"""Shared user-facing wording: role names and the refusals of the crm services."""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import gettext as _
+
+from crm.models import Role
+from crm.services.access import Actor
+from crm.services.errors import PermissionDenied, ServiceError
+
+
+def role_name(role: Role | str) -> str:
+    """The localized name of a role."""
+    names = {
+        Role.OWNER: _("owner"),
+        Role.ADMIN: _("admin"),
+        Role.BIDI: _("member"),
+        Role.VIEWER: _("viewer"),
+    }
+    return names.get(Role(role), str(role))
+
+
+def no_workspace() -> str:
+    """What a user without a workspace is told."""
+    return _("You have no workspace yet: send /start to create one.")
+
+
+def refusal(exc: ServiceError, actor: Actor | None) -> str:
+    """A short localized explanation of why a service refused an action."""
+    if exc.code == "window_closed":
+        return _(
+            "Not sent: WhatsApp allows free-form replies only within 24 hours of the lead's "
+            "last message. Send an approved template instead."
+        )
+    if exc.code == "opted_out":
+        return _("Not sent: the lead opted out of messages.")
+    if isinstance(exc, PermissionDenied):
+        if actor is not None and actor.role is Role.VIEWER:
+            return _("Viewers cannot send messages or change conversations.")
+        return _("You may not do that: the conversation is assigned to another member.")
+    return _("That did not work: {reason}").format(reason=exc.detail)

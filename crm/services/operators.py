@@ -1,0 +1,305 @@
+"""Operators of the Telegram bot: registration, workspaces, invites, who gets notified.
+
+The operator bot (``bot/``) calls these; they know nothing of Telegram beyond numeric ids.
+A person may belong to several workspaces: ``User.current_tenant`` is the one the bot acts in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from crm.models import (
+    Conversation,
+    Deal,
+    Invite,
+    Membership,
+    OperatorNotification,
+    Role,
+    Stage,
+    StageKind,
+    Tenant,
+    User,
+)
+from crm.services.access import Actor
+from crm.services.errors import NotFound, ServiceError, ValidationFailed
+from crm.services.events import record_event
+from crm.services.tenants import do_create_tenant
+
+INVITE_LIFETIME = dt.timedelta(days=7)
+INVITE_ROLES = (Role.ADMIN, Role.BIDI, Role.VIEWER)
+LANGUAGES = ("en", "ru")
+
+# What the composition root runs after a workspace was created (sandbox channels, say).
+WorkspaceHook = Callable[[int], Awaitable[object]]
+
+
+class InviteInvalid(ServiceError):
+    """An invite link that is unknown, already used or expired."""
+
+    status = 410
+    title = "Invite not valid"
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def hash_invite_token(token: str) -> str:
+    """The stored form of an invite token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def language_of(code: str | None) -> str:
+    """A supported language for a Telegram language code (``en`` when unknown)."""
+    short = (code or "").split("-", 1)[0].lower()
+    return short if short in LANGUAGES else "en"
+
+
+async def find_operator(telegram_id: int) -> User | None:
+    """The user with this Telegram id, if any."""
+    return await User.get_or_none(telegram_id=telegram_id)
+
+
+async def do_register_operator(
+    telegram_id: int, name: str, language: str | None
+) -> tuple[User, Tenant | None]:
+    """The user of a Telegram id (created when new) and their current workspace."""
+    user = await User.get_or_none(telegram_id=telegram_id)
+    if user is None:
+        try:
+            user = await User.create(
+                telegram_id=telegram_id, name=name[:200], language=language_of(language)
+            )
+        except IntegrityError:  # a concurrent /start created it
+            user = await User.get(telegram_id=telegram_id)
+    tenant = await current_workspace(user)
+    return user, tenant
+
+
+async def current_workspace(user: User) -> Tenant | None:
+    """The workspace the user acts in: the chosen one, else their oldest membership."""
+    current = user.current_tenant_id
+    if current is not None and await Membership.exists(user_id=user.id, tenant_id=current):
+        return await Tenant.get_or_none(id=current)
+    membership = await Membership.filter(user_id=user.id).order_by("id").first()
+    if membership is None:
+        return None
+    if user.current_tenant_id != membership.tenant_id:
+        user.current_tenant_id = membership.tenant_id
+        await user.save(update_fields=["current_tenant_id"])
+    return await Tenant.get_or_none(id=membership.tenant_id)
+
+
+async def do_create_workspace_for(
+    user: User, name: str, on_created: WorkspaceHook | None = None
+) -> Tenant:
+    """A new workspace owned by ``user``, made current; ``on_created`` runs after it commits."""
+    if user.telegram_id is None:
+        raise ValidationFailed("telegram_id", "the operator has no Telegram id")
+    created = await do_create_tenant(
+        (name.strip() or "My workspace")[:200],
+        owner_telegram_id=user.telegram_id,
+        owner_name=user.name,
+    )
+    user.current_tenant_id = created.tenant.id
+    await user.save(update_fields=["current_tenant_id"])
+    if on_created is not None:
+        await on_created(created.tenant.id)
+    return created.tenant
+
+
+async def workspaces_of(user: User) -> list[tuple[Tenant, Role]]:
+    """Every workspace of the user with their role there, oldest membership first."""
+    memberships = await Membership.filter(user_id=user.id).prefetch_related("tenant").order_by("id")
+    return [(m.tenant, Role(m.role)) for m in memberships]
+
+
+async def do_switch_workspace(user: User, tenant_id: int) -> Tenant:
+    """Make one of the user's workspaces the current one."""
+    membership = (
+        await Membership.filter(user_id=user.id, tenant_id=tenant_id)
+        .prefetch_related("tenant")
+        .first()
+    )
+    if membership is None:
+        raise NotFound("workspace", tenant_id)
+    user.current_tenant_id = tenant_id
+    await user.save(update_fields=["current_tenant_id"])
+    return membership.tenant
+
+
+async def actor_for(user: User, tenant_id: int | None = None) -> Actor | None:
+    """The user acting in ``tenant_id`` (default: their current workspace), or None."""
+    if tenant_id is None:
+        tenant = await current_workspace(user)
+        if tenant is None:
+            return None
+        tenant_id = tenant.id
+    membership = await Membership.filter(user_id=user.id, tenant_id=tenant_id).first()
+    if membership is None:
+        return None
+    return Actor(tenant_id=tenant_id, user_id=user.id, role=Role(membership.role))
+
+
+async def tenant_of_conversation(conversation_id: int) -> int | None:
+    """The workspace a conversation belongs to (callers check membership with actor_for)."""
+    conversation = await Conversation.filter(id=conversation_id).only("id", "tenant_id").first()
+    return conversation.tenant_id if conversation is not None else None
+
+
+async def do_set_language(user: User, language: str) -> User:
+    """Store the language the bot speaks to the user."""
+    user.language = language_of(language)
+    await user.save(update_fields=["language"])
+    return user
+
+
+async def do_create_invite(actor: Actor, role: Role) -> str:
+    """A single-use invite token to join the actor's workspace as ``role`` (admin)."""
+    actor.require_admin()
+    if role not in INVITE_ROLES:
+        raise ValidationFailed("role", "invite as admin, bidi or viewer")
+    if role is Role.ADMIN and actor.role is not Role.OWNER:
+        raise ValidationFailed("role", "only an owner may invite an admin")
+    token = secrets.token_urlsafe(16)
+    now = dt.datetime.now(dt.UTC)
+    async with in_transaction() as conn:
+        invite = await Invite.create(
+            tenant_id=actor.tenant_id,
+            token_hash=hash_invite_token(token),
+            role=role,
+            created_by_id=actor.user_id,
+            expires_at=now + INVITE_LIFETIME,
+            using_db=conn,
+        )
+        await record_event(
+            actor,
+            "invite.created",
+            "invite",
+            invite.id,
+            after={"role": role.value, "expires_at": invite.expires_at.isoformat()},
+            using_db=conn,
+        )
+    return token
+
+
+async def do_accept_invite(token: str, telegram_id: int, name: str) -> Membership:
+    """Join the invite's workspace with its role; the invite is used up."""
+    now = dt.datetime.now(dt.UTC)
+    async with in_transaction() as conn:
+        invite = (
+            await Invite.filter(token_hash=hash_invite_token(token))
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if invite is None:
+            raise InviteInvalid("invite_unknown", "this invite link is not valid")
+        if invite.used_at is not None:
+            raise InviteInvalid("invite_used", "this invite link was already used")
+        if invite.expires_at <= now:
+            raise InviteInvalid("invite_expired", "this invite link has expired")
+        user = await User.filter(telegram_id=telegram_id).using_db(conn).first()
+        if user is None:
+            user = await User.create(telegram_id=telegram_id, name=name[:200], using_db=conn)
+        membership = (
+            await Membership.filter(tenant_id=invite.tenant_id, user_id=user.id)
+            .using_db(conn)
+            .first()
+        )
+        if membership is not None:
+            raise InviteInvalid("already_member", "you are already a member of this workspace")
+        membership = await Membership.create(
+            tenant_id=invite.tenant_id, user_id=user.id, role=invite.role, using_db=conn
+        )
+        invite.used_by_id = user.id
+        invite.used_at = now
+        await invite.save(using_db=conn, update_fields=["used_by_id", "used_at"])
+        user.current_tenant_id = invite.tenant_id
+        await user.save(using_db=conn, update_fields=["current_tenant_id"])
+        actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
+        await record_event(
+            actor,
+            "member.added",
+            "membership",
+            membership.id,
+            after={"user_id": user.id, "role": Role(invite.role).value, "invite_id": invite.id},
+            using_db=conn,
+        )
+    membership.user = user
+    return membership
+
+
+async def recipients_for(conversation: Conversation) -> list[User]:
+    """Who hears of a lead message: the assignee, else every member, with a Telegram id."""
+    if conversation.assignee_id is not None:
+        users = await User.filter(id=conversation.assignee_id, telegram_id__isnull=False)
+        if users:
+            return list(users)
+    members = await Membership.filter(tenant_id=conversation.tenant_id).order_by("id")
+    ids = [m.user_id for m in members]
+    users = await User.filter(id__in=ids, telegram_id__isnull=False)
+    order = {user_id: i for i, user_id in enumerate(ids)}
+    return sorted(users, key=lambda u: order[u.id])
+
+
+@dataclass(frozen=True)
+class OpenDeal:
+    """The latest open deal of a contact and its stage."""
+
+    title: str
+    stage: str
+
+
+async def open_deal_of(tenant_id: int, contact_id: int) -> OpenDeal | None:
+    """The contact's latest open deal, if any."""
+    deal = (
+        await Deal.filter(tenant_id=tenant_id, contact_id=contact_id, closed_at__isnull=True)
+        .order_by("-id")
+        .first()
+    )
+    if deal is None:
+        return None
+    stage = await Stage.get_or_none(id=deal.stage_id)
+    if stage is not None and stage.kind is not StageKind.OPEN:
+        return None
+    return OpenDeal(deal.title, stage.name if stage is not None else "")
+
+
+async def already_notified(user_id: int, message_id: int) -> bool:
+    """True when the user was already told of this lead message."""
+    return await OperatorNotification.exists(user_id=user_id, lead_message_id=message_id)
+
+
+async def record_notification(
+    *,
+    user: User,
+    chat_id: int,
+    telegram_message_id: int,
+    conversation: Conversation,
+    message_id: int | None,
+) -> OperatorNotification | None:
+    """Remember a sent notification; None when the same one was recorded already."""
+    try:
+        return await OperatorNotification.create(
+            tenant_id=conversation.tenant_id,
+            user_id=user.id,
+            chat_id=chat_id,
+            telegram_message_id=telegram_message_id,
+            conversation_id=conversation.id,
+            lead_message_id=message_id,
+        )
+    except IntegrityError:
+        return None
+
+
+async def conversation_for_reply(chat_id: int, message_id: int) -> OperatorNotification | None:
+    """The notification a Telegram reply answers (by chat and replied-to message id)."""
+    return await OperatorNotification.get_or_none(chat_id=chat_id, telegram_message_id=message_id)

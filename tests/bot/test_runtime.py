@@ -1,0 +1,201 @@
+"""The operator bot end to end: the real service, aiogram and pywa, the emulators, over HTTP.
+
+Texts are asserted in English, the source language, so they hold before any catalog exists.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crm.models import Conversation, ConversationStatus, Membership, Tenant, User
+from crm.settings import Settings
+from tests.bot.support import (
+    buttons,
+    invite_link,
+    join,
+    lead_received,
+    lead_writes,
+    onboard_owner,
+    press,
+    role_of,
+    say,
+    sent,
+    wait_for,
+    whatsapp_connection,
+)
+from tests.channels.service import RunningService, running_service
+from tests.crm.tasks.polling import eventually
+
+OWNER = 5001
+VIEWER = 5002
+LATECOMER = 5003
+
+
+@pytest.fixture
+async def service(settings: Settings, tmp_path: Path) -> Any:
+    # create_app quiets httpx; tests that read httpx's log lines may run after these.
+    httpx_logger = logging.getLogger("httpx")
+    level = httpx_logger.level
+    try:
+        async with running_service(settings, media_dir=tmp_path / "media") as running:
+            yield running
+    finally:
+        httpx_logger.setLevel(level)
+
+
+async def test_start_creates_a_workspace_owned_by_the_newcomer_once(
+    service: RunningService,
+) -> None:
+    user = await onboard_owner(service, OWNER, "Olga")
+    welcome = (await sent(service, OWNER))[0]
+    assert "Olga's workspace" in welcome["text"] and "owner" in welcome["text"]
+    assert "/sandbox" in welcome["text"]
+    (membership,) = await Membership.filter(user_id=user.id)
+    assert membership.role == "owner"
+    assert user.current_tenant_id == membership.tenant_id
+    tenant = await Tenant.get(id=membership.tenant_id)
+    assert tenant.name == "Olga's workspace"
+
+    await say(service, OWNER, "/start", first_name="Olga")
+    again = await wait_for(service, OWNER, "Hello again")
+    assert "Olga's workspace" in again["text"]
+    assert await Membership.filter(user_id=user.id).count() == 1
+    assert await User.filter(telegram_id=OWNER).count() == 1
+
+
+async def test_invite_joins_with_the_role_once(service: RunningService) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    start = await invite_link(service, OWNER, "viewer")
+    await join(service, VIEWER, "Victor", start)
+    assert await role_of(VIEWER, owner.current_tenant_id or 0) == "viewer"
+
+    await say(service, LATECOMER, f"/start {start}", first_name="Lena")
+    refused = await wait_for(service, LATECOMER, "already used")
+    assert "invite" in refused["text"]
+    assert await role_of(LATECOMER, owner.current_tenant_id or 0) is None
+
+    await say(service, LATECOMER, "/start inv_not-a-real-token", first_name="Lena")
+    await wait_for(service, LATECOMER, "not valid")
+
+
+async def test_a_viewer_cannot_invite(service: RunningService) -> None:
+    await onboard_owner(service, OWNER, "Olga")
+    await join(service, VIEWER, "Victor", await invite_link(service, OWNER, "viewer"))
+    await say(service, VIEWER, "/invite viewer")
+    await wait_for(service, VIEWER, "Only owners and admins")
+
+
+async def test_lead_message_notifies_and_a_reply_reaches_the_lead(
+    service: RunningService,
+) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    await join(service, VIEWER, "Victor", await invite_link(service, OWNER, "viewer"))
+    connection_id = await whatsapp_connection(owner.current_tenant_id or 0)
+
+    # Markup in what a lead writes stays text: a broken escape would make the emulator
+    # reject the notification (it parses HTML like Telegram does) and none would arrive.
+    hostile = '<b>hi</b> <a href="x">click</a> & <i>'
+    await lead_writes(service, connection_id, "Anna <script>", hostile)
+
+    escaped = html.escape(hostile)
+    notification = await wait_for(service, OWNER, escaped)
+    assert notification["parse_mode"] == "HTML"
+    assert "<b>Anna &lt;script&gt;</b> via WhatsApp" in notification["text"]
+    conversation = await Conversation.get(tenant_id=owner.current_tenant_id)
+    assert buttons(notification) == [
+        f"cv:r:{conversation.id}",
+        f"cv:c:{conversation.id}",
+        f"cv:a:{conversation.id}",
+        f"cv:s:{conversation.id}",
+    ]
+    # Unassigned: every member hears of it, the viewer too.
+    for_viewer = await wait_for(service, VIEWER, escaped)
+
+    await say(service, VIEWER, "I am only a viewer", reply_to_message_id=for_viewer["message_id"])
+    await wait_for(service, VIEWER, "Viewers cannot send")
+
+    await say(
+        service, OWNER, "Hi Anna, it is 49 EUR.", reply_to_message_id=notification["message_id"]
+    )
+    await wait_for(service, OWNER, "Sent ✓")
+
+    async def delivered() -> bool:
+        return "Hi Anna, it is 49 EUR." in await lead_received(service)
+
+    await eventually(delivered)
+    assert await lead_received(service) == ["Hi Anna, it is 49 EUR."]
+
+
+async def test_the_reply_button_asks_for_a_reply_that_reaches_the_lead(
+    service: RunningService,
+) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    await lead_writes(
+        service, await whatsapp_connection(owner.current_tenant_id or 0), "A", "quote please"
+    )
+    notification = await wait_for(service, OWNER, "quote please")
+    await press(service, OWNER, buttons(notification)[0], notification["message_id"])
+    prompt = await wait_for(service, OWNER, "Write your answer")
+    assert prompt["reply_markup"]["force_reply"] is True
+
+    await say(service, OWNER, "Answer via prompt", reply_to_message_id=prompt["message_id"])
+
+    async def delivered() -> bool:
+        return await lead_received(service) == ["Answer via prompt"]
+
+    await eventually(delivered)
+
+
+async def test_close_button_closes_the_conversation(service: RunningService) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    await lead_writes(
+        service, await whatsapp_connection(owner.current_tenant_id or 0), "A", "goodbye now"
+    )
+    notification = await wait_for(service, OWNER, "goodbye now")
+    conversation = await Conversation.get(tenant_id=owner.current_tenant_id)
+
+    await press(service, OWNER, f"cv:c:{conversation.id}", notification["message_id"])
+
+    async def closed() -> bool:
+        await conversation.refresh_from_db()
+        return conversation.status is ConversationStatus.CLOSED
+
+    await eventually(closed)
+
+    async def keyboard_edited() -> bool:
+        (current,) = [
+            m for m in await sent(service, OWNER) if m["message_id"] == notification["message_id"]
+        ]
+        return f"cv:c:{conversation.id}" not in buttons(current)
+
+    await eventually(keyboard_edited)
+
+
+async def test_the_webhook_needs_the_secret_header(service: RunningService) -> None:
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 1}}}
+    missing = await service.http.post("/webhooks/operator", json=update)
+    wrong = await service.http.post(
+        "/webhooks/operator", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "nope"}
+    )
+    assert (missing.status_code, wrong.status_code) == (401, 403)
+
+
+async def test_commands_are_set_in_english_and_russian(service: RunningService) -> None:
+    async def commands() -> list[dict[str, Any]]:
+        reply = await service.http.get(
+            "/sandbox/telegram/commands", params={"connection_id": "operator"}
+        )
+        return list(reply.json())
+
+    async def all_set() -> bool:
+        return len(await commands()) == 3
+
+    await eventually(all_set)
+    assert {c["language_code"] for c in await commands()} >= {"en", "ru"}
+    names = {c["command"] for c in (await commands())[0]["commands"]}
+    assert {"start", "help", "invite", "team", "workspace"} <= names
