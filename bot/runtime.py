@@ -57,15 +57,6 @@ def fallback_i18n() -> I18n:
     return I18n(path=empty, default_locale="en", domain="messages")
 
 
-def _detach(router: Router) -> Router:
-    """Free a module-level router from the Dispatcher of an earlier OperatorBot in this process."""
-    parent = router.parent_router
-    if parent is not None:
-        parent.sub_routers.remove(router)
-        router._parent_router = None
-    return router
-
-
 class OperatorBot:
     """The operator bot of this installation: one per process."""
 
@@ -94,7 +85,7 @@ class OperatorBot:
         self.dispatcher.update.outer_middleware(OperatorContextMiddleware(services))
         locale = i18n_middleware or OperatorLocaleMiddleware(self.i18n)
         locale.setup(self.dispatcher)  # type: ignore[attr-defined]
-        self.dispatcher.include_routers(*build_routers(), *(_detach(r) for r in extra_routers))
+        self.dispatcher.include_routers(*build_routers(), *extra_routers)
         self.notifier = Notifier(self.bot, self.i18n)
         self._handlers = handlers or event_handlers
         self._tasks: list[asyncio.Task[Any]] = []

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import webhook as operator_webhook
-from bot.routers import lang as lang_router
 from bot.runtime import OperatorBot, OperatorBotConfig, fallback_i18n
 from bot.services import BotServices
 from channels.runtime import ChannelRuntime, install
@@ -314,5 +313,4 @@ def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
         services,
         i18n=i18n,
         i18n_middleware=OperatorI18nMiddleware(i18n),
-        extra_routers=(lang_router.router,),
     )

@@ -27,8 +27,6 @@ from bot.i18n import SUPPORTED
 
 SetLanguage = Callable[[int, str], Awaitable[None]]
 
-router = Router(name="lang")
-
 # Each language as its speakers write it: the buttons.
 ENDONYMS = {"en": "English", "ru": "Русский"}
 # Each language as the current locale names it: the confirmation.
@@ -50,13 +48,11 @@ def language_keyboard() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[buttons])
 
 
-@router.message(Command("lang"))
 async def choose_language(message: Message) -> None:
     """Offer the languages."""
     await message.answer(_("Choose the language of the bot:"), reply_markup=language_keyboard())
 
 
-@router.callback_query(LangCallback.filter())
 async def language_chosen(
     query: CallbackQuery, callback_data: LangCallback, set_language: SetLanguage, i18n: I18n
 ) -> None:
@@ -71,3 +67,11 @@ async def language_chosen(
     if isinstance(query.message, Message):
         await query.message.edit_text(text)
     await query.answer(text)
+
+
+def build_router() -> Router:
+    """A fresh ``/lang`` router (a Router belongs to one Dispatcher, and tests build several)."""
+    router = Router(name="lang")
+    router.message.register(choose_language, Command("lang"))
+    router.callback_query.register(language_chosen, LangCallback.filter())
+    return router

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiogram import BaseMiddleware, Bot, Dispatcher, Router
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import TelegramObject, User
@@ -492,15 +492,6 @@ class LangBot:
         return self.emulator.sent("operator", OPERATOR)[-1]
 
 
-def _detached(router: Router) -> Router:
-    """A module-level router freed from any Dispatcher an earlier test attached it to."""
-    parent = router.parent_router
-    if parent is not None:
-        parent.sub_routers.remove(router)
-        router._parent_router = None
-    return router
-
-
 @pytest.fixture
 async def lang_bot(i18n: I18n) -> AsyncIterator[LangBot]:
     """The lang router behind the locale middleware, its bot talking to the emulator."""
@@ -512,7 +503,7 @@ async def lang_bot(i18n: I18n) -> AsyncIterator[LangBot]:
     dispatcher.message.outer_middleware(users)
     dispatcher.callback_query.outer_middleware(users)
     OperatorI18nMiddleware(i18n).setup(dispatcher)
-    dispatcher.include_router(_detached(lang.router))
+    dispatcher.include_router(lang.build_router())
     async with serve(app) as base_url:
         emulator.register_bot("operator", TOKEN, "crm_operator_bot")
         api = TelegramAPIServer.from_base(f"{base_url}/sandbox/telegram")
@@ -522,7 +513,6 @@ async def lang_bot(i18n: I18n) -> AsyncIterator[LangBot]:
         finally:
             await bot.session.close()
             await emulator.aclose()
-            _detached(lang.router)
 
 
 async def test_lang_switches_and_remembers(lang_bot: LangBot) -> None:
