@@ -27,7 +27,7 @@ def test_records_of_any_logger_are_scrubbed(caplog: pytest.LogCaptureFixture) ->
     redact_tokens_in_logs()
     redact_tokens_in_logs()  # idempotent
     url = httpx.URL(f"http://127.0.0.1/sandbox/telegram/bot{TOKEN}/getMe")
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         logging.getLogger("httpx").info("HTTP Request: %s %s", "POST", url)
         logging.getLogger("aiohttp.client").warning(f"GET {url} failed")
         logging.getLogger("aiohttp.access").info("%s - %s", "127.0.0.1", {"path": str(url)})
@@ -49,7 +49,7 @@ async def test_real_requests_log_no_token(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     redact_tokens_in_logs()
-    with caplog.at_level(logging.DEBUG):
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="httpx"):
         async with httpx.AsyncClient(base_url=sandbox.base_url) as http:
             await http.get(f"/sandbox/telegram/bot{TOKEN}/getMe")
         await sandbox.adapter.bot_for(sandbox.connection).get_me()
