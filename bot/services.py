@@ -14,3 +14,5 @@ class BotServices:
     on_workspace_created: Callable[[int], Awaitable[object]] | None = None
     # The sandbox page, when the service runs the emulators; None otherwise.
     sandbox_url: str | None = None
+    # Sandbox only: a link to that page that signs the new owner in (tenant id, user id).
+    sandbox_link: Callable[[int, int], Awaitable[str]] | None = None

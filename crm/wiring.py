@@ -26,9 +26,10 @@ from channels.telegram import TelegramAdapter, redact_tokens_in_logs
 from channels.telegram.logs import redact
 from channels.whatsapp import WhatsAppAdapter
 from crm.messaging import ChannelAdapter, ChannelKind, ConnectionInfo
-from crm.models import ChannelConnection
+from crm.models import ChannelConnection, Role
 from crm.services import channels as channel_service
 from crm.services.access import Actor
+from crm.services.apikeys import do_create_api_key
 from crm.services.cipher import CredentialCipher
 from crm.services.media import LocalMediaStore
 from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter, fail_stale_sends
@@ -293,12 +294,19 @@ def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
             token, webhook_url, secret, ["message", "callback_query"]
         )
 
+    async def sandbox_link(tenant_id: int, user_id: int) -> str:
+        # The page reads the inbox through the API, so the new owner gets a key in the link.
+        owner = Actor(tenant_id=tenant_id, user_id=user_id, role=Role.OWNER)
+        issued = await do_create_api_key(owner, "sandbox page", ["read", "write"])
+        return f"{base}/sandbox#key={issued.token}"
+
     async def on_workspace_created(tenant_id: int) -> object:
         return await add_sandbox_connections(wiring, tenant_id)
 
     services = BotServices(
         on_workspace_created=on_workspace_created if sandbox else None,
         sandbox_url=f"{base}/sandbox" if sandbox else None,
+        sandbox_link=sandbox_link if sandbox else None,
     )
     i18n = _operator_i18n()
     config = OperatorBotConfig(

@@ -71,10 +71,13 @@ async def start(message: Message, services: BotServices) -> None:
         "I will notify you here of every lead message; reply to a notification to answer."
     ).format(name=sender.first_name, workspace=tenant.name)
     if services.sandbox_url:
+        url = services.sandbox_url
+        if services.sandbox_link is not None:
+            url = await services.sandbox_link(tenant.id, user.id)
         text += "\n\n" + _(
             "This is the sandbox: open {url} to write to yourself as a lead on WhatsApp or "
             "Telegram."
-        ).format(url=services.sandbox_url)
+        ).format(url=url)
     await message.answer(text + "\n\n" + _("Send /help to see what I can do."))
 
 

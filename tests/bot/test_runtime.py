@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,13 @@ async def test_start_creates_a_workspace_owned_by_the_newcomer_once(
     user = await onboard_owner(service, OWNER, "Olga")
     welcome = (await sent(service, OWNER))[0]
     assert "Olga's workspace" in welcome["text"] and "owner" in welcome["text"]
-    assert "/sandbox" in welcome["text"]
+    # The sandbox link signs the owner in: its key reads the new workspace's inbox.
+    match = re.search(r"/sandbox#key=(crm_\S+)", welcome["text"])
+    assert match is not None, welcome["text"]
+    inbox = await service.http.get(
+        "/api/v1/conversations", headers={"Authorization": f"Bearer {match.group(1)}"}
+    )
+    assert inbox.status_code == 200
     (membership,) = await Membership.filter(user_id=user.id)
     assert membership.role == "owner"
     assert user.current_tenant_id == membership.tenant_id
