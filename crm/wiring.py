@@ -83,7 +83,7 @@ class ChannelWiring:
 
     def webhook_url(self, connection: ChannelConnection | ConnectionInfo) -> str:
         """Where the provider must post this connection's webhooks."""
-        return f"{self.settings.base_url}/webhooks/{connection.kind.value}/{connection.id}"
+        return channel_service.webhook_url(self.settings.base_url, connection.kind, connection.id)
 
     async def close(self) -> None:
         """Close SDK sessions and emulator clients."""

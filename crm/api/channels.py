@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
@@ -56,7 +57,7 @@ class ActiveIn(StrictModel):
 def webhook_url(request: Request, connection: ChannelConnection) -> str:
     """Where the provider must send this connection's webhooks."""
     base: str = request.app.state.public_base_url
-    return f"{base.rstrip('/')}/webhooks/{connection.kind.value}/{connection.id}"
+    return channels.webhook_url(base, connection.kind, connection.id)
 
 
 def _out(request: Request, connection: ChannelConnection, error: str | None = None) -> ChannelOut:
@@ -99,7 +100,7 @@ async def post_channel(body: ChannelIn, actor: ActorDep, request: Request) -> Ch
             rate_per_second=body.rate_per_second,
         )
     if body.display_name and body.sandbox:
-        new = NewConnection(**{**new.__dict__, "display_name": body.display_name})
+        new = dataclasses.replace(new, display_name=body.display_name)
     connection = await channels.do_add_connection(
         actor, request.app.state.cipher, new, sandbox=body.sandbox
     )

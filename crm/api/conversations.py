@@ -14,14 +14,12 @@ from crm.messaging import Button, ChannelKind, OutboundKind
 from crm.models import Conversation, ConversationStatus, Message
 from crm.services import conversations
 from crm.services.conversations import effective_status
-from crm.services.errors import ValidationFailed
-from crm.services.media import LocalMediaStore
+from crm.services.media import MAX_UPLOAD, access_upload, do_upload
 from crm.services.outbound import MAX_TEXT, Outgoing, do_send_message
 
 router = APIRouter(tags=["inbox"])
 
 ConversationId = Annotated[int, Path(ge=1, le=MAX_ID)]
-MAX_UPLOAD = 16 * 1024 * 1024
 
 
 class ConversationOut(BaseModel):
@@ -215,7 +213,7 @@ async def post_message(
     """
     media = None
     if body.media_key is not None:
-        media = await _stored_media(request, actor.tenant_id, body.media_key, body.filename)
+        media = access_upload(actor, request.app.state.media_store, body.media_key, body.filename)
     template = body.template
     outgoing = Outgoing(
         text=body.text,
@@ -232,34 +230,12 @@ async def post_message(
     return message_out(await do_send_message(actor, conversation_id, outgoing))
 
 
-async def _stored_media(
-    request: Request, tenant_id: int, key: str, filename: str | None
-) -> dict[str, Any]:
-    store: LocalMediaStore = request.app.state.media_store
-    if not key.startswith(f"t{tenant_id}/"):
-        raise ValidationFailed("media_key", "is not an upload of this organization")
-    try:
-        path = store.path_of(key)
-    except ValueError:
-        raise ValidationFailed("media_key", "is not an upload of this organization") from None
-    if not path.is_file():
-        raise ValidationFailed("media_key", "no such upload")
-    stored_name = path.name.split("-", 1)[-1]
-    return {"key": key, "filename": filename or stored_name, "size": path.stat().st_size}
-
-
 @router.post("/media", response_model=MediaOut, status_code=status.HTTP_201_CREATED)
 async def post_media(file: UploadFile, actor: ActorDep, request: Request) -> MediaOut:
     """Upload an attachment to send later (field ``file``, at most 16 MiB)."""
-    actor.require_write()
     data = await file.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise ValidationFailed("file", f"must be at most {MAX_UPLOAD // (1024 * 1024)} MiB")
-    if not data:
-        raise ValidationFailed("file", "is empty")
-    store: LocalMediaStore = request.app.state.media_store
     name = file.filename or "upload"
-    key = await store.put(actor.tenant_id, name, data)
+    key = await do_upload(actor, request.app.state.media_store, name, data)
     return MediaOut(media_key=key, filename=name, mime_type=file.content_type, size=len(data))
 
 

@@ -71,6 +71,11 @@ def _validated(new: NewConnection) -> tuple[str, dict[str, str], dict[str, Any],
     return match.group(1), credentials, settings, new.display_name or f"Telegram bot {match[1]}"
 
 
+def webhook_url(base_url: str, kind: ChannelKind, connection_id: int) -> str:
+    """Where the provider must post a connection's webhooks."""
+    return f"{base_url.rstrip('/')}/webhooks/{kind.value}/{connection_id}"
+
+
 def public_view(connection: ChannelConnection) -> dict[str, Any]:
     """What may be shown of a connection: never its credentials."""
     return {

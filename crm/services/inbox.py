@@ -35,7 +35,6 @@ from crm.models import (
     Conversation,
     ConversationStatus,
     Direction,
-    Membership,
     Message,
     PendingStatus,
     ProcessedUpdate,
@@ -99,16 +98,7 @@ async def find_message(connection_id: int, external_id: str) -> Message | None:
 
 def _identity_filters(connection: ConnectionInfo, inbound: InboundMessage) -> list[dict[str, Any]]:
     """Contact lookups, strongest identifier first."""
-    filters: list[dict[str, Any]] = []
-    if connection.kind is ChannelKind.WHATSAPP:
-        filters.append({"whatsapp_id": inbound.sender_id})
-    elif inbound.sender_id.isdigit():
-        filters.append({"telegram_id": int(inbound.sender_id)})
-    if inbound.phone:
-        filters.append({"phone": inbound.phone})
-    if inbound.telegram_username:
-        filters.append({"telegram_username": inbound.telegram_username.lower()})
-    return filters
+    return [{field: value} for field, value in _identifiers_of(connection, inbound).items()]
 
 
 async def _identity_taken(
@@ -589,8 +579,3 @@ async def apply_business_connection(
             using_db=conn,
         )
     return link
-
-
-async def is_member(tenant_id: int, user_id: int) -> bool:
-    """True when the user belongs to the tenant."""
-    return await Membership.filter(tenant_id=tenant_id, user_id=user_id).exists()

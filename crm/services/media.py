@@ -8,6 +8,10 @@ import re
 import secrets
 from pathlib import Path
 
+from crm.services.access import Actor
+from crm.services.errors import ValidationFailed
+
+MAX_UPLOAD = 16 * 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 80
 
@@ -44,3 +48,30 @@ def _write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".part")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+async def do_upload(actor: Actor, store: LocalMediaStore, name: str, data: bytes) -> str:
+    """Keep an attachment an operator will send; returns its key."""
+    actor.require_write()
+    if len(data) > MAX_UPLOAD:
+        raise ValidationFailed("file", f"must be at most {MAX_UPLOAD // (1024 * 1024)} MiB")
+    if not data:
+        raise ValidationFailed("file", "is empty")
+    return await store.put(actor.tenant_id, name, data)
+
+
+def access_upload(
+    actor: Actor, store: LocalMediaStore, key: str, filename: str | None
+) -> dict[str, object]:
+    """An upload of the actor's tenant, as a message's media (key, file name, size)."""
+    foreign = ValidationFailed("media_key", "is not an upload of this organization")
+    if not key.startswith(f"t{actor.tenant_id}/"):
+        raise foreign
+    try:
+        path = store.path_of(key)
+    except ValueError:
+        raise foreign from None
+    if not path.is_file():
+        raise ValidationFailed("media_key", "no such upload")
+    stored_name = path.name.split("-", 1)[-1]
+    return {"key": key, "filename": filename or stored_name, "size": path.stat().st_size}

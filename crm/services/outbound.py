@@ -14,6 +14,7 @@ leaves the claim behind; such a message is never re-sent blindly (at most once),
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -407,7 +408,7 @@ async def deliver_message(message_id: int, deps: DeliveryDeps) -> DeliveryStatus
 
 
 def _with_reply(outbound: OutboundMessage, external_id: str) -> OutboundMessage:
-    return OutboundMessage(**{**outbound.__dict__, "reply_to_external_id": external_id})
+    return dataclasses.replace(outbound, reply_to_external_id=external_id)
 
 
 async def _record_sent(message: Message, external_id: str, attempts: int) -> DeliveryStatus:
