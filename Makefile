@@ -23,9 +23,8 @@ locales/%/LC_MESSAGES/messages.mo: locales/%/LC_MESSAGES/messages.po | $(INSTALL
 
 install: $(INSTALLED) $(MO_FILES) ## create the venv, install the project with its dev tools, compile the catalogs
 
-locales: install ## extract the bot's messages into locales/messages.pot and merge them into the catalogs
-	$(BIN)/pybabel extract -F babel.cfg -o locales/messages.pot bot
-	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages
+locales: install ## extract the bot's messages, merge them into the catalogs (python locales/translate.py ru FILE.json fills translations)
+	$(BIN)/python locales/translate.py ru
 
 up: install ## migrate and start API, workers and scheduler on 127.0.0.1:8000 (SQLite, in-process queue)
 	$(BIN)/crm up

@@ -14,6 +14,8 @@ class ConvAct(StrEnum):
     CLOSE = "c"
     ASSIGN = "a"
     SNOOZE = "s"
+    DEAL = "d"  # open the deal card of the conversation's contact (bot/routers/deals.py)
+    STAGE = "g"  # stage buttons for that deal (bot/routers/deals.py)
 
 
 class ConvAction(CallbackData, prefix="cv"):

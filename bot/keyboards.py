@@ -10,22 +10,26 @@ from crm.models import Role, Tenant
 
 
 def notification_keyboard(conversation_id: int, *, closed: bool = False) -> InlineKeyboardMarkup:
-    """Reply, Close, Assign to me and Snooze 1h for one conversation."""
+    """Reply, Deal, Stage; Assign to me, Snooze 1h, Close for one conversation."""
 
     def button(text: str, act: ConvAct) -> InlineKeyboardButton:
         data = ConvAction(act=act, id=conversation_id).pack()
         return InlineKeyboardButton(text=text, callback_data=data)
 
-    first = [button(_("↩️ Reply"), ConvAct.REPLY)]
+    second = [
+        button(_("🙋 Assign to me"), ConvAct.ASSIGN),
+        button(_("⏰ Snooze 1h"), ConvAct.SNOOZE),
+    ]
     if not closed:
-        first.append(button(_("✅ Close"), ConvAct.CLOSE))
+        second.append(button(_("✅ Close"), ConvAct.CLOSE))
     return InlineKeyboardMarkup(
         inline_keyboard=[
-            first,
             [
-                button(_("🙋 Assign to me"), ConvAct.ASSIGN),
-                button(_("⏰ Snooze 1h"), ConvAct.SNOOZE),
+                button(_("↩️ Reply"), ConvAct.REPLY),
+                button(_("💼 Deal"), ConvAct.DEAL),
+                button(_("📊 Stage"), ConvAct.STAGE),
             ],
+            second,
         ]
     )
 

@@ -117,6 +117,9 @@ def build_router() -> Router:
     router = Router(name="inbox")
     router.message.register(reply_to_lead, F.reply_to_message, F.text)
     router.callback_query.register(ask_for_reply, ConvAction.filter(F.act == ConvAct.REPLY))
-    router.callback_query.register(act_on_conversation, ConvAction.filter(F.act != ConvAct.REPLY))
+    router.callback_query.register(
+        act_on_conversation,
+        ConvAction.filter(F.act.in_({ConvAct.CLOSE, ConvAct.ASSIGN, ConvAct.SNOOZE})),
+    )
     router.message.register(plain_text, F.text, ~F.text.startswith("/"))
     return router

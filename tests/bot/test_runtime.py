@@ -116,9 +116,11 @@ async def test_lead_message_notifies_and_a_reply_reaches_the_lead(
     conversation = await Conversation.get(tenant_id=owner.current_tenant_id)
     assert buttons(notification) == [
         f"cv:r:{conversation.id}",
-        f"cv:c:{conversation.id}",
+        f"cv:d:{conversation.id}",
+        f"cv:g:{conversation.id}",
         f"cv:a:{conversation.id}",
         f"cv:s:{conversation.id}",
+        f"cv:c:{conversation.id}",
     ]
     # Unassigned: every member hears of it, the viewer too.
     for_viewer = await wait_for(service, VIEWER, escaped)
