@@ -41,6 +41,10 @@ class User(Model):
     email = fields.CharField(max_length=254, null=True, unique=True)
     name = fields.CharField(max_length=200, default="")
     language = fields.CharField(max_length=8, default="en")
+    # IANA zone of the operator (set with /timezone), for the daily digest at their morning.
+    timezone = fields.CharField(max_length=64, null=True)
+    # The local date of the last daily digest sent, so a restart never sends two in a day.
+    digest_sent_on = fields.DateField(null=True)
     # The workspace the operator bot acts in, for people in several (``/workspace``).
     current_tenant: fields.ForeignKeyNullableRelation[Tenant] = fields.ForeignKeyField(
         "models.Tenant", related_name=False, null=True, on_delete=fields.SET_NULL
