@@ -29,3 +29,9 @@ class WorkspacePick(CallbackData, prefix="ws"):
     """A workspace in the ``/workspace`` list: ``ws:<tenant id>``."""
 
     id: int
+
+
+class DealOpen(CallbackData, prefix="dl"):
+    """Open a deal card: ``dl:<deal id>`` (shared by deals, contacts and inbox views)."""
+
+    id: int
