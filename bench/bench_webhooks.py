@@ -86,7 +86,7 @@ def _known_lead(n: int) -> str:
     return f"1555{n:07d}"
 
 
-def _webhook(wamid: str, wa_id: str, n: int, now: int) -> Webhook:
+def _webhook(wamid: str, wa_id: str, n: int, now: int, text: str | None = None) -> Webhook:
     data = {
         "object": "whatsapp_business_account",
         "entry": [
@@ -108,7 +108,7 @@ def _webhook(wamid: str, wa_id: str, n: int, now: int) -> Webhook:
                                     "id": wamid,
                                     "timestamp": str(now),
                                     "type": "text",
-                                    "text": {"body": f"hello {n}, how much is the plan?"},
+                                    "text": {"body": text or f"hello {n}, how much is the plan?"},
                                 }
                             ],
                         },

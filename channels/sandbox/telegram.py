@@ -289,6 +289,8 @@ class _Message:
     reply_markup: dict[str, Any] | None = None
     deleted: bool = False
     edited: bool = False
+    # When the emulator took the call (epoch seconds, sub-millisecond): benchmarks time it.
+    received_at: float = field(default_factory=time.time)
 
     @property
     def message_id(self) -> int:
@@ -2013,6 +2015,7 @@ class TelegramEmulator:
             "deleted": message.deleted,
             "edited": message.edited,
             "date": data["date"],
+            "received_at": message.received_at,
         }
         if "text" in data:
             entry["text"] = data["text"]

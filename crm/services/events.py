@@ -40,6 +40,16 @@ def snapshot(instance: Model, exclude: frozenset[str] = frozenset()) -> dict[str
     return data
 
 
+# Outbox entries written by this process: a task worker compares it before and after a task
+# to wake its relay at once instead of at the next poll (crm.tasks.relay.RelayNudgeMiddleware).
+_outbox_writes = 0
+
+
+def outbox_writes() -> int:
+    """How many outbox entries this process has written so far."""
+    return _outbox_writes
+
+
 async def record_event(
     actor: Actor,
     event_type: str,
@@ -68,6 +78,8 @@ async def record_event(
         using_db=using_db,
     )
     await OutboxEntry.create(event_id=event.id, using_db=using_db)
+    global _outbox_writes
+    _outbox_writes += 1
     return event
 
 

@@ -26,6 +26,7 @@ from taskiq_redis import RedisStreamBroker
 
 from crm.db import harden_tortoise_transactions
 from crm.tasks import handlers  # noqa: F401  (registers dispatch_event with every broker)
+from crm.tasks.relay import RelayNudgeMiddleware
 from crm.tasks.schedule import InMemoryScheduleSource, RedisScheduleSource
 
 logger = logging.getLogger(__name__)
@@ -292,6 +293,7 @@ def build_backbone(redis_url: str | None, config: BackboneConfig | None = None) 
             use_delay_exponent=True,
             max_delay_exponent=config.retry_max_delay,
             schedule_source=source,
-        )
+        ),
+        RelayNudgeMiddleware(),
     )
     return Backbone(broker=broker, schedule_source=source, config=config, redis_url=redis_url)

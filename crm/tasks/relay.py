@@ -8,10 +8,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from taskiq import AsyncBroker
+from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from tortoise.transactions import in_transaction
 
 from crm.models import OutboxEntry
+from crm.services.events import outbox_writes
 from crm.tasks.handlers import dispatch_event
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,48 @@ async def relay_once(broker: AsyncBroker, *, batch_size: int = 100) -> int:
             await kicker.kiq(entry.event_id)
         await OutboxEntry.filter(id__in=[e.id for e in entries]).using_db(conn).delete()
     return len(entries)
+
+
+# The wake-up events of the relays running in this process (one per run_relay).
+_wakeups: set[asyncio.Event] = set()
+
+
+def nudge_relays() -> None:
+    """Wake this process's relays now rather than at their next poll."""
+    for wakeup in _wakeups:
+        wakeup.set()
+
+
+class RelayNudgeMiddleware(TaskiqMiddleware):
+    """After a task that wrote events, wake the relay of this process.
+
+    The task's transactions have committed when it returns, so the relay finds its outbox
+    entries at once: an event waits milliseconds, not up to a whole poll interval, before its
+    handlers (a lead's notification among them) are queued.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen = outbox_writes()
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Nudge when the outbox grew since the last task."""
+        current = outbox_writes()
+        if current != self._seen:
+            self._seen = current
+            nudge_relays()
+
+
+async def _pause_or_wake(stop: asyncio.Event, wakeup: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` or ``wakeup`` is set meanwhile."""
+    if wakeup.is_set() or stop.is_set():
+        return
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def pause(stop: asyncio.Event, seconds: float) -> None:
@@ -89,9 +132,29 @@ async def run_relay(
     crm.db.harden_tortoise_transactions removes that cause; the fresh task stays as a second guard.
     """
     stop = stop or asyncio.Event()
+    wakeup = asyncio.Event()
+    _wakeups.add(wakeup)
+    try:
+        await _relay_loop(
+            broker, interval, batch_size, max_backoff, iteration_timeout, stop, wakeup
+        )
+    finally:
+        _wakeups.discard(wakeup)
+
+
+async def _relay_loop(
+    broker: AsyncBroker,
+    interval: float,
+    batch_size: int,
+    max_backoff: float,
+    iteration_timeout: float,
+    stop: asyncio.Event,
+    wakeup: asyncio.Event,
+) -> None:
     delay = interval
     failing = False
     while not stop.is_set():
+        wakeup.clear()  # a nudge from now on is for entries this iteration may not see
         try:
             sent = await run_iteration(
                 relay_once(broker, batch_size=batch_size),
@@ -114,4 +177,4 @@ async def run_relay(
         failing = False
         delay = interval
         if sent < batch_size:
-            await pause(stop, interval)
+            await _pause_or_wake(stop, wakeup, interval)

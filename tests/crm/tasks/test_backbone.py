@@ -203,6 +203,35 @@ async def test_failing_handler_is_retried_after_its_delay_and_others_not_repeate
     assert flaky_times[2] - flaky_times[1] >= 0.4
 
 
+@async_shared_broker.task(task_name="tests.crm.tasks.write_event")
+async def write_event(tenant_id: int) -> None:
+    """A task whose work emits an event (as a lead message's ingest does)."""
+    async with in_transaction() as conn:
+        await record_event(Actor.system(tenant_id), "test.nudged", "contact", None, using_db=conn)
+
+
+async def test_an_event_written_by_a_task_is_relayed_at_once_not_at_the_next_poll(
+    workspace: Workspace, handlers: HandlerRegistry
+) -> None:
+    handled: list[int] = []
+
+    async def handler(event: Event, conn: BaseDBAsyncClient) -> None:
+        handled.append(event.id)
+
+    handlers.add("test.nudged", handler, name="test.nudged")
+    # A poll interval far longer than the wait below: only the nudge can relay in time.
+    config = BackboneConfig(relay_interval=60.0, scheduler_interval=0.02, shutdown_timeout=2.0)
+    async with embedded_backbone(None, config) as backbone:
+        await asyncio.sleep(0.1)  # the relay's first round has run and it now waits 60 s
+        await TaskiqTaskQueue(backbone).enqueue("tests.crm.tasks.write_event", workspace.tenant_id)
+
+        async def relayed() -> bool:
+            return len(handled) == 1
+
+        await eventually(relayed, within=10.0)
+    assert await OutboxEntry.all().count() == 0
+
+
 async def test_dispatch_reports_every_failure_and_runs_the_other_handlers(
     workspace: Workspace, handlers: HandlerRegistry
 ) -> None:
