@@ -67,6 +67,7 @@ _QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or 
 _MEDIA_FIELDS = ("photo", "document", "voice", "audio", "video", "sticker")
 # Limits the emulator enforces only when asked to (``enforce_limits``).
 _LIMIT_BOT = (30, 1.0)
+_LIMIT_BOT_PAID = (1000, 1.0)  # sends with allow_paid_broadcast
 _LIMIT_PRIVATE = (1, 1.0)
 _LIMIT_GROUP = (20, 60.0)
 
@@ -835,7 +836,7 @@ class TelegramEmulator:
     ) -> _Message:
         reply_to = self._reply_to(chat, params)
         thread_id = self._thread(chat, params)
-        self._check_limits(bot, chat)
+        self._check_limits(bot, chat, paid=params.flag("allow_paid_broadcast"))
         data: dict[str, Any] = {
             "message_id": chat.allocate_id(),
             "date": _now(),
@@ -893,11 +894,11 @@ class TelegramEmulator:
             content["caption_entities"] = entities
         return content
 
-    def _check_limits(self, bot: _BotState, chat: _Chat) -> None:
+    def _check_limits(self, bot: _BotState, chat: _Chat, *, paid: bool = False) -> None:
         if not self.enforce_limits:
             return
         now = time.monotonic()
-        rules = [("bot", *_LIMIT_BOT)]
+        rules = [("bot", *(_LIMIT_BOT_PAID if paid else _LIMIT_BOT))]
         rules.append(
             (f"chat:{chat.id}", *(_LIMIT_PRIVATE if chat.type == "private" else _LIMIT_GROUP))
         )

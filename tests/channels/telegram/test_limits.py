@@ -11,6 +11,7 @@ from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 from aiogram.methods import GetMe, SendMessage, TelegramMethod
 
 from channels.telegram import FloodControlMiddleware, RateLimits, SendRateLimiter, TelegramAdapter
+from channels.telegram.limits import PAID_BROADCAST_PER_SECOND
 from crm.messaging import OutboundMessage
 from tests.channels.telegram.conftest import Sandbox
 from tests.channels.telegram.support import CONNECTION_ID, LEAD, OTHER_LEAD
@@ -167,3 +168,27 @@ async def test_real_sends_keep_per_chat_order_and_do_not_block_other_chats(
     assert [t for t in order if t != "other"] == ["m1", "m2", "m3"]
     # The other chat's message went out while LEAD's queue was still waiting.
     assert order.index("other") < order.index("m2")
+
+
+async def test_paid_broadcast_marks_sends_and_leaves_other_calls_alone() -> None:
+    seen: list[TelegramMethod[Any]] = []
+
+    async def api(bot: Bot, method: TelegramMethod[Any]) -> str:
+        seen.append(method)
+        return "sent"
+
+    paid = FloodControlMiddleware(paid_broadcast=True)
+    await paid(api, BOT, SendMessage(chat_id=LEAD, text="x"))
+    await paid(api, BOT, GetMe())
+    await FloodControlMiddleware()(api, BOT, SendMessage(chat_id=LEAD, text="y"))
+    first, get_me, plain = seen
+    assert isinstance(first, SendMessage) and first.allow_paid_broadcast is True
+    assert not hasattr(get_me, "allow_paid_broadcast")
+    assert isinstance(plain, SendMessage) and plain.allow_paid_broadcast is None
+
+
+def test_paid_broadcast_budget_is_a_thousand_a_second() -> None:
+    clock = FakeClock()
+    limiter = SendRateLimiter(RateLimits(per_bot=PAID_BROADCAST_PER_SECOND), clock=clock)
+    waits = [limiter.bot_delay(1) for _ in range(PAID_BROADCAST_PER_SECOND + 1)]
+    assert max(waits[:-1]) == 0 and waits[-1] == pytest.approx(1.0)
