@@ -49,6 +49,7 @@ bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in
 	$(BIN)/python -m bench.bench_search
 	$(BIN)/python -m bench.bench_import
 	$(BIN)/python -m bench.bench_webhooks
+	$(BIN)/python -m bench.bench_notify
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,11 +10,18 @@ from aiogram.utils.i18n import lazy_gettext as __
 LANGUAGES = ("en", "ru")
 
 COMMANDS = (
-    ("start", __("Your workspace")),
-    ("workspace", __("Switch workspace")),
-    ("invite", __("Invite a colleague")),
+    ("inbox", __("Unread conversations")),
+    ("deals", __("Deals by stage")),
+    ("contacts", __("Find a contact")),
+    ("newcontact", __("Add a contact")),
+    ("newdeal", __("Add a deal")),
     ("team", __("Members and roles")),
+    ("invite", __("Invite a colleague")),
+    ("workspace", __("Switch workspace")),
+    ("timezone", __("Your time zone (daily digest)")),
     ("lang", __("Language")),
+    ("cancel", __("Leave the current dialogue")),
+    ("start", __("Your workspace")),
     ("help", __("What this bot does")),
 )
 

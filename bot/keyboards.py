@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 
@@ -50,3 +52,15 @@ def workspaces_keyboard(
             ]
         )
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def pager_row(page: int, pages: int, data: Callable[[int], str]) -> list[InlineKeyboardButton]:
+    """◀️, "page 2/3", ▶️ for a numbered list; ``data(n)`` is the callback data of page n."""
+    row = []
+    if page > 1:
+        row.append(InlineKeyboardButton(text="◀️", callback_data=data(page - 1)))
+    label = _("page {page}/{pages}").format(page=page, pages=pages)
+    row.append(InlineKeyboardButton(text=label, callback_data=data(page)))
+    if page < pages:
+        row.append(InlineKeyboardButton(text="▶️", callback_data=data(page + 1)))
+    return row

@@ -1,37 +1,84 @@
-"""Event handlers that tell operators in Telegram: lead messages in, delivery failures.
+"""Event handlers that tell operators in Telegram: lead messages in, where their replies stand.
 
 They run on task workers (no incoming update), so each renders in the recipient's language
 with ``i18n.use_locale``. Handlers are at-least-once: a lead message already announced to a
 user (an ``OperatorNotification`` row) is not announced again.
+
+A lead's photo, document, voice message, audio or video reaches the operator as that media,
+uploaded once per lead message: the other recipients get it by Telegram file id (never as a
+forward, which can hide who sent it). A text too long for one Telegram message is split, the
+buttons on the last part; the ``OperatorNotification`` points at the part with the buttons.
+
+An operator's reply sent from Telegram gets a "Sent ✓" confirmation (an ``OperatorNotification``
+whose ``lead_message_id`` is the outgoing message); ``show_delivery`` edits it as the message is
+delivered, read, or fails.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+)
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
+from aiogram.types import Message as TelegramMessage
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.keyboards import notification_keyboard
+from bot.sending import not_modified, send_long
 from channels.telegram.logs import redact
-from crm.messaging import MessageKind
+from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import Contact, Conversation, Event, Message, User
 from crm.services import operators
-from crm.services.operators import OpenDeal
+from crm.services.media import LocalMediaStore, stored_bytes
+from crm.services.operators import OpenDeal, ReplyDelivery
 from crm.tasks.handlers import HandlerRegistry
 
 logger = logging.getLogger(__name__)
 
 RECEIVED_HANDLER = "bot.notify_message_received"
-FAILED_HANDLER = "bot.notify_message_failed"
-MAX_LEAD_TEXT = 3000
+STATUS_HANDLER = "bot.notify_message_status"
 CHANNEL_NAMES = {"whatsapp": "WhatsApp", "telegram": "Telegram"}
+CAPTION_LIMIT = 1024  # UTF-16 units of a media caption (4096 for a text: bot.sending)
+# What a bot may upload to the Bot API, in bytes: photos are smaller.
+UPLOAD_LIMIT = 50 * 1024 * 1024
+PHOTO_LIMIT = 10 * 1024 * 1024
+# The Bot API method (and Message field) that carries each kind of lead media.
+SEND_AS = {
+    MessageKind.IMAGE: "photo",
+    MessageKind.DOCUMENT: "document",
+    MessageKind.VOICE: "voice",
+    MessageKind.AUDIO: "audio",
+    MessageKind.VIDEO: "video",
+}
+DEFAULT_NAMES = {
+    "photo": "photo.jpg",
+    "document": "document",
+    "voice": "voice.ogg",
+    "audio": "audio.mp3",
+    "video": "video.mp4",
+}
+# What the confirmation of a reply shows; queued and sent both read "Sent ✓".
+_STAGES = {
+    DeliveryStatus.QUEUED: "sent",
+    DeliveryStatus.SENT: "sent",
+    DeliveryStatus.DELIVERED: "delivered",
+    DeliveryStatus.READ: "read",
+    DeliveryStatus.FAILED: "failed",
+}
+SHOWN_WHEN_SENT = "sent"
+_TICKED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED})
 
 
 def media_label(kind: str) -> str:
@@ -53,12 +100,19 @@ def media_label(kind: str) -> str:
 
 
 def render_notification(
-    *, lead_name: str, channel: str, deal: OpenDeal | None, kind: str, text: str
+    *,
+    lead_name: str,
+    channel: str,
+    deal: OpenDeal | None,
+    kind: str,
+    text: str,
+    attached: bool = False,
 ) -> str:
-    """The HTML of a lead notification; everything the lead controls is escaped."""
-    body = text if len(text) <= MAX_LEAD_TEXT else text[:MAX_LEAD_TEXT] + "…"
-    if kind != MessageKind.TEXT.value:
-        body = f"{media_label(kind)} {body}".strip()
+    """The HTML of a lead notification; everything the lead controls is escaped.
+
+    With ``attached`` the lead's media travels with it (this is its caption): no label then,
+    and no placeholder for a media message without a caption.
+    """
     lines = [
         _("💬 <b>{name}</b> via {channel}").format(
             name=html.escape(lead_name), channel=CHANNEL_NAMES.get(channel, channel)
@@ -70,31 +124,140 @@ def render_notification(
                 title=html.escape(deal.title), stage=html.escape(deal.stage)
             )
         )
+    if attached:
+        if text.strip():
+            lines += ["", html.escape(text)]
+        return "\n".join(lines)
+    body = text
+    if kind != MessageKind.TEXT.value:
+        body = f"{media_label(kind)} {body}".strip()
     lines.append("")
     lines.append(html.escape(body) or _("(empty message)"))
     return "\n".join(lines)
 
 
+def telegram_length(text: str) -> int:
+    """Telegram's length of a text: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def delivery_text(status: DeliveryStatus, reason: str | None) -> str:
+    """What the confirmation of an operator's reply says at ``status``."""
+    if status is DeliveryStatus.DELIVERED:
+        return _("✓✓ Delivered")
+    if status is DeliveryStatus.READ:
+        return _("✓✓ Read")
+    if status is DeliveryStatus.FAILED:
+        return _("⚠️ Not delivered: {reason}").format(
+            reason=html.escape(reason or _("unknown error"))
+        )
+    return _("Sent ✓")
+
+
+async def show_delivery(
+    bot: Bot, message_id: int, *, i18n: I18n | None = None, shown: str | None = None
+) -> None:
+    """Edit the confirmation of an outgoing message to show where the message stands now.
+
+    Statuses only move forward in the database (``STATUS_RANK``), but receipts are handled
+    concurrently and at least once, so the edit is of the status read afresh, never of the
+    receipt at hand, and each edit is followed by another read: whoever edits last shows the
+    latest status. ``shown`` is what the confirmation already says (``SHOWN_WHEN_SENT``).
+    With ``i18n`` the text is in the author's language (workers); without, in the current one.
+    """
+    for _attempt in range(len(_STAGES)):
+        state = await operators.reply_delivery(message_id)
+        if state is None or state.chat_id is None or state.telegram_message_id is None:
+            return
+        stage = _STAGES[state.status]
+        if stage == shown:
+            return
+        text = _localized_delivery_text(state, i18n)
+        try:
+            await bot.edit_message_text(
+                text=text,
+                chat_id=state.chat_id,
+                message_id=state.telegram_message_id,
+                parse_mode=ParseMode.HTML,
+            )
+        except TelegramBadRequest as exc:
+            if not not_modified(exc):
+                # The operator deleted the confirmation, or the chat is gone.
+                logger.info("confirmation of message %s not edited: %s", message_id, exc.message)
+                return
+        except TelegramForbiddenError:
+            return
+        shown = stage
+
+
+def _localized_delivery_text(state: ReplyDelivery, i18n: I18n | None) -> str:
+    if i18n is None:
+        return delivery_text(state.status, state.error_title)
+    with i18n.context(), i18n.use_locale(operators.language_of(state.language)):
+        return delivery_text(state.status, state.error_title)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A lead's stored media, ready for the Bot API."""
+
+    send_as: str  # photo, document, voice, audio or video
+    data: bytes
+    filename: str
+
+
+def attachment_of(kind: str, media: dict[str, Any] | None, data: bytes | None) -> Attachment | None:
+    """How a lead message's media goes to Telegram; None when only a label can."""
+    try:
+        send_as = SEND_AS.get(MessageKind(kind))
+    except ValueError:
+        return None
+    if send_as is None or not data or len(data) > UPLOAD_LIMIT:
+        return None
+    if send_as == "photo" and len(data) > PHOTO_LIMIT:
+        send_as = "document"
+    filename = str((media or {}).get("filename") or "") or DEFAULT_NAMES[send_as]
+    return Attachment(send_as=send_as, data=data, filename=filename)
+
+
+def file_id_of(sent: TelegramMessage, send_as: str) -> str | None:
+    """The Telegram file id of the media in a sent message."""
+    if send_as == "photo":
+        return sent.photo[-1].file_id if sent.photo else None
+    media = getattr(sent, send_as, None)
+    file_id = getattr(media, "file_id", None)
+    return file_id if isinstance(file_id, str) else None
+
+
+@dataclass
+class Notified:
+    """The messages one notification took: ``carrier`` has the buttons."""
+
+    carrier: TelegramMessage
+    others: list[TelegramMessage]
+
+
 class Notifier:
     """Sends the notifications of the operator bot from event handlers."""
 
-    def __init__(self, bot: Bot, i18n: I18n) -> None:
+    def __init__(self, bot: Bot, i18n: I18n, *, media: LocalMediaStore | None = None) -> None:
         self.bot = bot
         self.i18n = i18n
+        self.media = media
 
     def install(self, registry: HandlerRegistry) -> None:
         """Register the handlers (replacing those of an earlier notifier in this process)."""
         self.uninstall(registry)
         registry.add("message.received", self.message_received, name=RECEIVED_HANDLER, atomic=False)
         registry.add(
-            "message.status_changed", self.status_changed, name=FAILED_HANDLER, atomic=False
+            "message.status_changed", self.status_changed, name=STATUS_HANDLER, atomic=False
         )
 
     @staticmethod
     def uninstall(registry: HandlerRegistry) -> None:
         """Unregister the handlers."""
         registry.remove(RECEIVED_HANDLER)
-        registry.remove(FAILED_HANDLER)
+        registry.remove(STATUS_HANDLER)
 
     async def message_received(self, event: Event, conn: BaseDBAsyncClient) -> None:
         """Tell the assignee (or every member) of a new lead message, with action buttons."""
@@ -109,34 +272,166 @@ class Notifier:
         contact = await Contact.get_or_none(id=conversation.contact_id)
         lead_name = (contact.name if contact is not None else "") or conversation.peer_id
         deal = await operators.open_deal_of(conversation.tenant_id, conversation.contact_id)
-        for user in await operators.recipients_for(conversation):
-            if await operators.already_notified(user.id, message.id):
-                continue
+        recipients = [
+            user
+            for user in await operators.recipients_for(conversation)
+            if not await operators.already_notified(user.id, message.id)
+        ]
+        if not recipients:
+            return
+        attachment = await self._attachment(message)
+        uploaded: dict[str, str] = {}  # the file id of the first upload, for the others
+        for user in recipients:
             with self.i18n.context(), self.i18n.use_locale(operators.language_of(user.language)):
-                text = render_notification(
+                render = functools.partial(
+                    render_notification,
                     lead_name=lead_name,
                     channel=conversation.channel.value,
                     deal=deal,
                     kind=message.kind.value,
                     text=message.text,
                 )
+                text = render()
+                caption = render(attached=True) if attachment is not None else None
                 keyboard = notification_keyboard(conversation.id)
-            sent = await self._send(user, text, reply_markup=keyboard, parse_mode=ParseMode.HTML)
-            if sent is None:
+            notified = await self._notify(user, text, caption, keyboard, attachment, uploaded)
+            if notified is None:
                 continue
+            # Every part answers the lead when replied to; the one with the buttons is the
+            # notification of the lead message.
+            for other in notified.others:
+                await operators.record_notification(
+                    user=user,
+                    chat_id=other.chat.id,
+                    telegram_message_id=other.message_id,
+                    conversation=conversation,
+                    message_id=None,
+                )
             await operators.record_notification(
                 user=user,
-                chat_id=sent.chat.id,
-                telegram_message_id=sent.message_id,
+                chat_id=notified.carrier.chat.id,
+                telegram_message_id=notified.carrier.message_id,
                 conversation=conversation,
                 message_id=message.id,
             )
 
+    async def _attachment(self, message: Message) -> Attachment | None:
+        """The lead's media from the store; None when it is not there (a label stands in)."""
+        if self.media is None or message.kind not in SEND_AS:
+            return None
+        media = dict(message.media or {})
+        return attachment_of(message.kind.value, media, await stored_bytes(self.media, media))
+
+    async def _notify(
+        self,
+        user: User,
+        text: str,
+        caption: str | None,
+        keyboard: InlineKeyboardMarkup,
+        attachment: Attachment | None,
+        uploaded: dict[str, str],
+    ) -> Notified | None:
+        """Send one notification; None when Telegram refuses that chat for good."""
+        assert user.telegram_id is not None
+        chat_id = user.telegram_id
+        try:
+            if attachment is not None and caption is not None:
+                try:
+                    return await self._with_media(chat_id, caption, keyboard, attachment, uploaded)
+                except (TelegramBadRequest, TelegramEntityTooLarge) as exc:
+                    # Telegram refused the file itself: the label tells of it instead.
+                    logger.info("media notification refused, text instead: %s", redact(str(exc)))
+            parts = await send_long(
+                self.bot, chat_id, text, reply_markup=keyboard, parse_mode=ParseMode.HTML
+            )
+            return Notified(carrier=parts[-1], others=parts[:-1])
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            # The operator never started the bot, blocked it, or the chat is gone: a retry
+            # would fail the same way.
+            logger.info("operator %s not notified: %s", user.id, redact(str(exc)))
+            return None
+
+    async def _with_media(
+        self,
+        chat_id: int,
+        caption: str,
+        keyboard: InlineKeyboardMarkup,
+        attachment: Attachment,
+        uploaded: dict[str, str],
+    ) -> Notified:
+        """The media with the notification as its caption, or, too long, then the text."""
+        fits = telegram_length(caption) <= CAPTION_LIMIT
+        sent = await self._send_media(
+            chat_id,
+            attachment,
+            uploaded,
+            caption=caption if fits else None,
+            keyboard=keyboard if fits else None,
+        )
+        if fits:
+            return Notified(carrier=sent, others=[])
+        parts = await send_long(
+            self.bot, chat_id, caption, reply_markup=keyboard, parse_mode=ParseMode.HTML
+        )
+        return Notified(carrier=parts[-1], others=[sent, *parts[:-1]])
+
+    async def _send_media(
+        self,
+        chat_id: int,
+        attachment: Attachment,
+        uploaded: dict[str, str],
+        *,
+        caption: str | None,
+        keyboard: InlineKeyboardMarkup | None,
+    ) -> TelegramMessage:
+        """Send the media: uploaded the first time, by its Telegram file id afterwards."""
+        send_as = attachment.send_as
+        file: BufferedInputFile | str = uploaded.get(send_as) or BufferedInputFile(
+            attachment.data, filename=attachment.filename
+        )
+        common: dict[str, Any] = {
+            "chat_id": chat_id,
+            "caption": caption,
+            "parse_mode": ParseMode.HTML if caption else None,
+            "reply_markup": keyboard,
+        }
+        sent: TelegramMessage
+        if send_as == "photo":
+            sent = await self.bot.send_photo(photo=file, **common)
+        elif send_as == "voice":
+            sent = await self.bot.send_voice(voice=file, **common)
+        elif send_as == "audio":
+            sent = await self.bot.send_audio(audio=file, **common)
+        elif send_as == "video":
+            sent = await self.bot.send_video(video=file, **common)
+        else:
+            sent = await self.bot.send_document(document=file, **common)
+        if send_as not in uploaded and (file_id := file_id_of(sent, send_as)) is not None:
+            uploaded[send_as] = file_id
+        return sent
+
     async def status_changed(self, event: Event, conn: BaseDBAsyncClient) -> None:
-        """Tell the author of a message that it could not be delivered."""
-        after: dict[str, Any] = dict(event.after or {})
-        if after.get("status") != "failed" or not after.get("author_user_id"):
+        """Show a reply's progress on its confirmation, or tell its author it failed."""
+        if event.entity_id is None:
             return
+        after: dict[str, Any] = dict(event.after or {})
+        try:
+            status = DeliveryStatus(str(after.get("status")))
+        except ValueError:
+            return
+        if status not in _TICKED or not after.get("author_user_id"):
+            return
+        reply = await operators.reply_delivery(event.entity_id)
+        if reply is not None and reply.bot_reply:
+            # Sent by replying in Telegram: its confirmation shows the status (when the reply
+            # handler records the confirmation after this, it shows the status itself).
+            await show_delivery(self.bot, event.entity_id, i18n=self.i18n)
+            return
+        if status is DeliveryStatus.FAILED:
+            await self._tell_failure(after)
+
+    async def _tell_failure(self, after: dict[str, Any]) -> None:
+        """Tell the author of a message sent elsewhere (the API, say) that it failed."""
         user = await User.get_or_none(id=int(after["author_user_id"]))
         if user is None or user.telegram_id is None:
             return
@@ -154,15 +449,9 @@ class Notifier:
             text = _("⚠️ Your message to {name} was not delivered: {reason}").format(
                 name=html.escape(lead_name), reason=html.escape(reason or _("unknown error"))
             )
-        await self._send(user, text, parse_mode=ParseMode.HTML)
-
-    async def _send(self, user: User, text: str, **kwargs: Any) -> Any:
-        """Send to the user's private chat; None when Telegram refuses that chat for good."""
-        assert user.telegram_id is not None
         try:
-            return await self.bot.send_message(chat_id=user.telegram_id, text=text, **kwargs)
+            await self.bot.send_message(
+                chat_id=user.telegram_id, text=text, parse_mode=ParseMode.HTML
+            )
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
-            # The operator never started the bot, blocked it, or the chat is gone: a retry
-            # would fail the same way.
-            logger.info("operator %s not notified: %s", user.id, redact(str(exc)))
-            return None
+            logger.info("operator %s not told of a failure: %s", user.id, redact(str(exc)))

@@ -18,21 +18,33 @@ from typing import Any, Literal
 from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.utils.i18n import I18n
 
+from bot.alerts import Alerts
+from bot.background import BackgroundTasks
 from bot.commands import set_commands
-from bot.middlewares import OperatorContextMiddleware, OperatorLocaleMiddleware
+from bot.middlewares import (
+    FloodLimiter,
+    FloodLimitMiddleware,
+    OperatorContextMiddleware,
+    OperatorLocaleMiddleware,
+)
 from bot.notify import Notifier
 from bot.routers import build_routers
 from bot.services import BotServices
-from channels.telegram import FloodControlMiddleware, SendRateLimiter
+from bot.topics import TeamInboxPoster
+from channels.telegram import FloodControlMiddleware, RateLimits, SendRateLimiter
+from channels.telegram.limits import PAID_BROADCAST_PER_SECOND
 from channels.telegram.logs import redact
 from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.handlers import registry as event_handlers
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
 SETUP_ATTEMPTS = 8
 
 
@@ -49,6 +61,31 @@ class OperatorBotConfig:
     # (the sandbox wiring registers the webhook with the in-process emulator directly).
     webhook_url: str | None = None
     request_timeout: float = 30.0
+    # How often the daily digest loop looks for members at their local morning; None: never.
+    digest_interval: float | None = 60.0
+    # allow_paid_broadcast on sends, and the bot's send budget raised from 30 to 1000 msg/s.
+    paid_broadcast: bool = False
+    # Space sends by Telegram's flood limits; off against the sandbox emulator, which enforces
+    # none, so a developer (and the test suite) sees answers at once.
+    pace_sends: bool = True
+
+
+OPERATOR_CHAT_BURST = 3  # messages to one operator at once; then one a second on average
+FSM_KEY_PREFIX = "crm:fsm"
+FSM_TTL_SECONDS = 7 * 24 * 3600  # a dialogue left half-way is forgotten after a week
+
+
+def fsm_storage(redis_url: str | None, *, prefix: str = FSM_KEY_PREFIX) -> BaseStorage:
+    """Dialogue state in Redis when the service has one (it survives restarts and is shared
+    by every web process), in memory otherwise."""
+    if not redis_url:
+        return MemoryStorage()
+    return RedisStorage.from_url(
+        redis_url,
+        key_builder=DefaultKeyBuilder(prefix=prefix, with_bot_id=True),
+        state_ttl=FSM_TTL_SECONDS,
+        data_ttl=FSM_TTL_SECONDS,
+    )
 
 
 def fallback_i18n() -> I18n:
@@ -70,8 +107,11 @@ class OperatorBot:
         extra_routers: tuple[Router, ...] = (),
         extra_data: dict[str, Any] | None = None,
         handlers: HandlerRegistry | None = None,
+        storage: BaseStorage | None = None,
+        flood: FloodLimiter | None = None,
     ) -> None:
-        """``i18n_middleware`` defaults to ``OperatorLocaleMiddleware(i18n)``."""
+        """``i18n_middleware`` defaults to ``OperatorLocaleMiddleware(i18n)``; ``storage`` (the
+        FSM's) to memory; ``flood`` to 20 updates per 10 s per user."""
         self.config = config
         self.webhook_secret = config.webhook_secret
         self.i18n = i18n or fallback_i18n()
@@ -79,20 +119,61 @@ class OperatorBot:
             api=TelegramAPIServer.from_base(config.api_base) if config.api_base else PRODUCTION,
             timeout=config.request_timeout,
         )
-        session.middleware(FloodControlMiddleware(SendRateLimiter()))
+        limits = RateLimits(
+            per_bot=PAID_BROADCAST_PER_SECOND if config.paid_broadcast else RateLimits.per_bot,
+            # Telegram allows short bursts in a chat as long as the pace stays about one a
+            # second: an answer, a card and a confirmation go out at once, not a second apart.
+            per_private_chat=OPERATOR_CHAT_BURST,
+            private_window=float(OPERATOR_CHAT_BURST),
+        )
+        self.limiter = SendRateLimiter(limits) if config.pace_sends else None
+        session.middleware(
+            FloodControlMiddleware(self.limiter, paid_broadcast=config.paid_broadcast)
+        )
         self.bot = Bot(token=config.token, session=session)
-        self.dispatcher = Dispatcher(**(extra_data or {}))
+        self.background = BackgroundTasks()
+        self.flood = flood or FloodLimiter()
+        self.dispatcher = Dispatcher(
+            storage=storage or MemoryStorage(),
+            **{"background": self.background, **(extra_data or {})},
+        )
+        self.dispatcher.update.outer_middleware(FloodLimitMiddleware(self.flood, self.i18n))
         self.dispatcher.update.outer_middleware(OperatorContextMiddleware(services))
         locale = i18n_middleware or OperatorLocaleMiddleware(self.i18n)
         locale.setup(self.dispatcher)  # type: ignore[attr-defined]
         self.dispatcher.include_routers(*build_routers(), *extra_routers)
-        self.notifier = Notifier(self.bot, self.i18n)
+        self.notifier = Notifier(self.bot, self.i18n, media=services.media_store)
+        self.alerts = Alerts(self.bot, self.i18n)
+        self.team_inbox = TeamInboxPoster(self.bot, self.i18n)
         self._handlers = handlers or event_handlers
         self._tasks: list[asyncio.Task[Any]] = []
 
+    def install_handlers(self, registry: HandlerRegistry | None = None) -> None:
+        """Register every event handler of the bot: lead notifications, alerts, team inbox.
+
+        Any process that runs event handlers calls this (``start`` does; so does `crm worker`,
+        which may take any event's dispatch): a process without them would skip the bot's part.
+        """
+        registry = registry or self._handlers
+        self.notifier.install(registry)
+        self.alerts.install(registry)
+        self.team_inbox.install(registry)
+
+    def uninstall_handlers(self, registry: HandlerRegistry | None = None) -> None:
+        """Unregister what ``install_handlers`` registered."""
+        registry = registry or self._handlers
+        self.notifier.uninstall(registry)
+        self.alerts.uninstall(registry)
+        self.team_inbox.uninstall(registry)
+
     async def start(self) -> None:
-        """Install the notification handlers and, in the background, announce the bot."""
-        self.notifier.install(self._handlers)
+        """Install the event handlers, start background work, and announce the bot."""
+        self.install_handlers()
+        await self.team_inbox.start()
+        if self.config.digest_interval is not None:
+            self._tasks.append(
+                asyncio.create_task(self.alerts.run_digest_loop(self.config.digest_interval))
+            )
         # The Bot API may be this very service (the sandbox), which is not listening yet.
         self._tasks.append(asyncio.create_task(self._announce()))
         if self.config.mode == "polling":
@@ -136,7 +217,8 @@ class OperatorBot:
 
     async def stop(self) -> None:
         """Stop polling and background work, remove the handlers, close the HTTP session."""
-        self.notifier.uninstall(self._handlers)
+        self.uninstall_handlers()
+        await self.team_inbox.stop()  # lets a post in flight finish, so before the session
         if self.config.mode == "polling":
             with contextlib.suppress(RuntimeError):  # polling never started
                 await self.dispatcher.stop_polling()
@@ -146,4 +228,6 @@ class OperatorBot:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.background.close()  # imports tell their operator, so before the session
+        await self.dispatcher.storage.close()
         await self.bot.session.close()

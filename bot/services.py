@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from crm.services.media import LocalMediaStore
+
 
 @dataclass(frozen=True)
 class BotServices:
@@ -16,3 +18,5 @@ class BotServices:
     sandbox_url: str | None = None
     # Sandbox only: a link to that page that signs the new owner in (tenant id, user id).
     sandbox_link: Callable[[int, int], Awaitable[str]] | None = None
+    # Where attachments live: lead media shown to operators, files operators send to leads.
+    media_store: LocalMediaStore | None = None

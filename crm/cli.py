@@ -63,8 +63,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     wiring = build_channels(settings)  # the ingest task and the delivery handler find it
     operator = build_operator_bot(wiring)
     if operator is not None:
-        # Any worker may take a message.received dispatch: each must be able to notify.
-        operator.notifier.install(registry)
+        # Any worker may take any event's dispatch: each must run the bot's handlers
+        # (lead notifications, stage and assignment alerts, team inbox posts).
+        operator.install_handlers(registry)
 
     return asyncio.run(run_worker(settings.database_url, settings.redis_url, args.concurrency)) or 0
 

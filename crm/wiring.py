@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import webhook as operator_webhook
-from bot.runtime import OperatorBot, OperatorBotConfig, fallback_i18n
+from bot.runtime import ALLOWED_UPDATES as OPERATOR_UPDATES
+from bot.runtime import OperatorBot, OperatorBotConfig, fallback_i18n, fsm_storage
 from bot.services import BotServices
 from channels.runtime import ChannelRuntime, install
 from channels.sandbox.telegram import TelegramEmulator
@@ -290,9 +291,7 @@ def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
     webhook_url = f"{base}{operator_webhook.PATH}"
     if api_base is not None and wiring.telegram_emulator is not None:
         wiring.telegram_emulator.register_bot(OPERATOR_CONNECTION, token, OPERATOR_SANDBOX_USERNAME)
-        wiring.telegram_emulator.set_webhook(
-            token, webhook_url, secret, ["message", "callback_query"]
-        )
+        wiring.telegram_emulator.set_webhook(token, webhook_url, secret, list(OPERATOR_UPDATES))
 
     async def sandbox_link(tenant_id: int, user_id: int) -> str:
         # The page reads the inbox through the API, so the new owner gets a key in the link.
@@ -307,6 +306,7 @@ def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
         on_workspace_created=on_workspace_created if sandbox else None,
         sandbox_url=f"{base}/sandbox" if sandbox else None,
         sandbox_link=sandbox_link if sandbox else None,
+        media_store=wiring.media_store,
     )
     i18n = _operator_i18n()
     config = OperatorBotConfig(
@@ -315,10 +315,14 @@ def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
         mode=mode,
         api_base=api_base,
         webhook_url=webhook_url if api_base is None else None,
+        paid_broadcast=settings.operator_bot_paid_broadcast,
+        pace_sends=api_base is None,  # the sandbox emulator enforces no flood limits
     )
     return OperatorBot(
         config,
         services,
         i18n=i18n,
         i18n_middleware=OperatorI18nMiddleware(i18n),
+        # Dialogue state in Redis when configured: it survives restarts and spans web processes.
+        storage=fsm_storage(settings.redis_url),
     )

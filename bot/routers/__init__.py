@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.routers import help, inbox, lang, start, team
+from bot.routers import (
+    contacts,
+    conversations,
+    deals,
+    dialogue,
+    help,
+    imports,
+    inbox,
+    lang,
+    start,
+    team,
+)
+from bot.routers import settings as settings_router
+from bot.routers import topics as topics_router
 
 
 def build_routers() -> list[Router]:
@@ -12,7 +25,15 @@ def build_routers() -> list[Router]:
     return [
         start.build_router(),
         help.build_router(),
+        dialogue.build_router(),
         team.build_router(),
         lang.build_router(),
+        settings_router.build_router(),
+        contacts.build_router(),
+        conversations.build_router(),
+        imports.build_router(),
+        deals.build_router(),
+        # Group chats (team inbox topics) must never reach inbox's reply handlers.
+        topics_router.build_router(),
         inbox.build_router(),
     ]

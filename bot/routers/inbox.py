@@ -1,65 +1,203 @@
-"""Lead notifications in Telegram: reply to answer the lead; Close, Assign to me, Snooze."""
+"""Lead notifications in Telegram: reply to answer the lead; Close, Assign to me, Snooze.
+
+A reply may be text, or a photo, document, voice message, audio or video (with its caption):
+the file is fetched from Telegram, kept in the media store and sent to the lead. The "Sent ✓"
+the operator gets back is edited as the message is delivered, read or fails
+(``bot.notify.show_delivery``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import mimetypes
+from dataclasses import dataclass
 
-from aiogram import F, Router
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import CallbackQuery, ForceReply, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction
 from bot.keyboards import notification_keyboard
+from bot.notify import SHOWN_WHEN_SENT, show_delivery
+from bot.services import BotServices
 from bot.texts import no_workspace, refusal
-from crm.models import ConversationStatus, User
-from crm.services import conversations, operators
+from crm.messaging import OutboundKind
+from crm.models import ConversationStatus, OperatorNotification, User
+from crm.services import conversations, media, operators
 from crm.services.access import Actor
 from crm.services.errors import ServiceError
 from crm.services.outbound import Outgoing, do_send_message
 
 SNOOZE = dt.timedelta(hours=1)
+MIB = 1024 * 1024
+# The Bot API hands a bot files of at most 20 MB (getFile).
+TELEGRAM_DOWNLOAD_LIMIT = 20 * MIB
 
 
-async def reply_to_lead(message: Message, user: User | None) -> None:
-    """A Telegram reply to a notification goes to the lead of its conversation."""
+@dataclass(frozen=True)
+class TelegramFile:
+    """An attachment of an operator's Telegram message, as the lead will get it."""
+
+    kind: OutboundKind
+    file_id: str
+    size: int | None
+    filename: str
+    mime_type: str
+
+
+def attachment_of(message: Message) -> TelegramFile | None:
+    """The photo, document, voice message, audio or video of a message; None for the rest."""
+    if message.animation is not None or message.sticker is not None:
+        return None  # a GIF also comes as a document; neither is for a lead
+    if message.photo:
+        photo = message.photo[-1]
+        return TelegramFile(
+            OutboundKind.IMAGE, photo.file_id, photo.file_size, "photo.jpg", "image/jpeg"
+        )
+    if message.document is not None:
+        doc = message.document
+        name = doc.file_name or "document"
+        mime = doc.mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return TelegramFile(OutboundKind.DOCUMENT, doc.file_id, doc.file_size, name, mime)
+    if message.voice is not None:
+        voice = message.voice
+        mime = voice.mime_type or "audio/ogg"
+        return TelegramFile(OutboundKind.VOICE, voice.file_id, voice.file_size, "voice.ogg", mime)
+    if message.audio is not None:
+        audio = message.audio
+        name = audio.file_name or "audio.mp3"
+        mime = audio.mime_type or mimetypes.guess_type(name)[0] or "audio/mpeg"
+        return TelegramFile(OutboundKind.AUDIO, audio.file_id, audio.file_size, name, mime)
+    if message.video is not None:
+        video = message.video
+        name = video.file_name or "video.mp4"
+        mime = video.mime_type or mimetypes.guess_type(name)[0] or "video/mp4"
+        return TelegramFile(OutboundKind.VIDEO, video.file_id, video.file_size, name, mime)
+    return None
+
+
+def too_large(limit: int) -> str:
+    """The refusal of a file over ``limit`` bytes."""
+    return _("The file is too large to send to the lead: at most {limit} MB.").format(
+        limit=max(1, limit // MIB)
+    )
+
+
+async def _reply_target(
+    message: Message, user: User | None
+) -> tuple[OperatorNotification, Actor] | None:
+    """The notification a reply answers and the operator acting in its workspace.
+
+    Tells the operator why not when there is none.
+    """
     replied = message.reply_to_message
-    if user is None or replied is None or message.text is None:
-        return
+    if user is None or replied is None:
+        return None
     notification = await operators.conversation_for_reply(message.chat.id, replied.message_id)
     if notification is None or notification.user_id != user.id:
         await message.reply(_("Reply to a lead notification to answer the lead."))
-        return
+        return None
     actor = await operators.actor_for(user, notification.tenant_id)
     if actor is None:
         await message.reply(_("You are no longer a member of that workspace."))
-        return
+        return None
+    return notification, actor
+
+
+async def _send_reply(
+    message: Message,
+    bot: Bot,
+    notification: OperatorNotification,
+    actor: Actor,
+    outgoing: Outgoing,
+) -> None:
+    """Queue the reply, confirm it, and keep the confirmation to show its delivery on."""
     try:
-        await do_send_message(
-            actor,
-            notification.conversation_id,
-            Outgoing(
-                text=message.text, idempotency_key=f"tg:{message.chat.id}:{message.message_id}"
-            ),
-        )
+        sent = await do_send_message(actor, notification.conversation_id, outgoing)
     except ServiceError as exc:
         await message.reply(refusal(exc, actor))
         return
-    await message.reply(_("Sent ✓"))
+    confirmation = await message.reply(_("Sent ✓"))
+    recorded = await operators.record_confirmation(
+        notification, confirmation.chat.id, confirmation.message_id, sent.id
+    )
+    if recorded is not None:
+        # A receipt handled before the confirmation was recorded found nothing to edit.
+        await show_delivery(bot, sent.id, shown=SHOWN_WHEN_SENT)
 
 
-async def _actor_for_conversation(user: User | None, conversation_id: int) -> Actor | None:
-    """The user acting in the workspace of a conversation they were notified of."""
-    if user is None:
-        return None
-    tenant_id = await operators.tenant_of_conversation(conversation_id)
-    if tenant_id is None:
-        return None
-    return await operators.actor_for(user, tenant_id)
+async def reply_to_lead(message: Message, user: User | None, bot: Bot) -> None:
+    """A Telegram reply to a notification goes to the lead of its conversation."""
+    if message.text is None:
+        return
+    target = await _reply_target(message, user)
+    if target is None:
+        return
+    notification, actor = target
+    key = operators.telegram_reply_key(message.chat.id, message.message_id)
+    await _send_reply(
+        message, bot, notification, actor, Outgoing(text=message.text, idempotency_key=key)
+    )
+
+
+async def reply_media_to_lead(
+    message: Message, user: User | None, bot: Bot, services: BotServices
+) -> None:
+    """A photo, document, voice message, audio or video replying to a notification."""
+    target = await _reply_target(message, user)
+    if target is None:
+        return
+    notification, actor = target
+    attachment = attachment_of(message)
+    if attachment is None:
+        await message.reply(
+            _(
+                "This cannot be sent to the lead: send text, a photo, a document, "
+                "a voice message, audio or a video."
+            )
+        )
+        return
+    store = services.media_store
+    if store is None:
+        await message.reply(_("Files cannot be sent to leads from this bot."))
+        return
+    try:
+        actor.require_write()  # before fetching anything for a viewer
+    except ServiceError as exc:
+        await message.reply(refusal(exc, actor))
+        return
+    channel = await operators.channel_of_conversation(notification.conversation_id)
+    limit = min(media.upload_limit(channel, attachment.kind.value), TELEGRAM_DOWNLOAD_LIMIT)
+    if attachment.size is not None and attachment.size > limit:
+        await message.reply(too_large(limit))
+        return
+    try:
+        data = await bot.download(attachment.file_id)
+    except TelegramAPIError:
+        await message.reply(_("The file could not be fetched from Telegram: send it again."))
+        return
+    content = data.read() if data is not None else b""
+    if len(content) > limit:
+        await message.reply(too_large(limit))
+        return
+    try:
+        key = await media.do_upload(actor, store, attachment.filename, content)
+    except ServiceError as exc:
+        await message.reply(refusal(exc, actor))
+        return
+    outgoing = Outgoing(
+        text=message.caption or "",
+        kind=attachment.kind,
+        media={"key": key, "mime_type": attachment.mime_type, "filename": attachment.filename},
+        idempotency_key=operators.telegram_reply_key(message.chat.id, message.message_id),
+    )
+    await _send_reply(message, bot, notification, actor, outgoing)
 
 
 async def ask_for_reply(query: CallbackQuery, callback_data: ConvAction, user: User | None) -> None:
     """Ask the operator to write the answer as a reply (ForceReply)."""
-    actor = await _actor_for_conversation(user, callback_data.id)
+    actor = await operators.actor_for_conversation(user, callback_data.id)
     if actor is None or user is None or query.message is None:
         await query.answer(no_workspace(), show_alert=True)
         return
@@ -82,7 +220,7 @@ async def act_on_conversation(
     query: CallbackQuery, callback_data: ConvAction, user: User | None
 ) -> None:
     """Close, take, or snooze the conversation of a notification."""
-    actor = await _actor_for_conversation(user, callback_data.id)
+    actor = await operators.actor_for_conversation(user, callback_data.id)
     if actor is None:
         await query.answer(no_workspace(), show_alert=True)
         return
@@ -108,7 +246,7 @@ async def act_on_conversation(
 
 
 async def plain_text(message: Message) -> None:
-    """Text that answers no notification: explain how replying works."""
+    """Text (or a file) that answers no notification: explain how replying works."""
     await message.answer(_("To answer a lead, reply to their notification."))
 
 
@@ -116,10 +254,12 @@ def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
     router = Router(name="inbox")
     router.message.register(reply_to_lead, F.reply_to_message, F.text)
+    router.message.register(reply_media_to_lead, F.reply_to_message, ~F.text)
     router.callback_query.register(ask_for_reply, ConvAction.filter(F.act == ConvAct.REPLY))
     router.callback_query.register(
         act_on_conversation,
         ConvAction.filter(F.act.in_({ConvAct.CLOSE, ConvAct.ASSIGN, ConvAct.SNOOZE})),
     )
     router.message.register(plain_text, F.text, ~F.text.startswith("/"))
+    router.message.register(plain_text, F.photo | F.document | F.voice | F.audio | F.video)
     return router

@@ -35,7 +35,9 @@ async def start_with_invite(message: Message, command: CommandObject) -> None:
         return
     token = command.args.removeprefix(INVITE_PREFIX)
     try:
-        membership = await operators.do_accept_invite(token, sender.id, sender.full_name)
+        membership = await operators.do_accept_invite(
+            token, sender.id, sender.full_name, sender.language_code
+        )
     except InviteInvalid as exc:
         await message.answer(_invite_error(exc))
         return

@@ -1,17 +1,32 @@
-"""``/invite [role]`` (owners and admins) and ``/team`` (members and roles)."""
+"""``/invite [role]`` (owners and admins) and ``/team``: members, roles, role changes, removal.
+
+Owners and admins get buttons under the member list: one to pick a member's new role, one to
+remove them (after a confirmation). The rules are the services' (``crm.services.tenants``):
+only an owner grants, changes or removes the owner role, and the last owner stays. Everyone
+else sees the list only; an old button pressed by someone who may not use it is refused with
+an alert and changes nothing. Buttons carry the workspace id, so they act where they were
+shown even after ``/workspace`` switched. The member concerned is told in their language.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from aiogram import Bot, Router
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from bot.callbacks import TeamList, TeamMember, TeamRemove, TeamRole
 from bot.texts import no_workspace, role_name
-from crm.models import Role
+from crm.models import Membership, Role, User
 from crm.services import operators, tenants
 from crm.services.access import Actor
-from crm.services.errors import PermissionDenied, ValidationFailed
+from crm.services.errors import NotFound, PermissionDenied, ServiceError, ValidationFailed
+
+logger = logging.getLogger(__name__)
 
 ROLE_WORDS = {
     "admin": Role.ADMIN,
@@ -19,6 +34,8 @@ ROLE_WORDS = {
     "member": Role.BIDI,
     "viewer": Role.VIEWER,
 }
+ROLE_ORDER = (Role.OWNER, Role.ADMIN, Role.BIDI, Role.VIEWER)
+BUTTON_NAME = 24
 
 
 async def invite(message: Message, command: CommandObject, actor: Actor | None, bot: Bot) -> None:
@@ -54,17 +71,245 @@ def invite_start(token: str) -> str:
     return f"inv_{token}"
 
 
+# ---- the member list -------------------------------------------------------------------------
+
+
+def _name(member: Membership) -> str:
+    return member.user.name or str(member.user.id)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= BUTTON_NAME else text[: BUTTON_NAME - 1] + "…"
+
+
+def _manageable(actor: Actor, member: Membership) -> bool:
+    """Whether the list offers buttons for this member to this actor."""
+    if member.user_id == actor.user_id or not actor.has_role(Role.ADMIN):
+        return False
+    return member.role is not Role.OWNER or actor.role is Role.OWNER
+
+
+def team_text(members: list[Membership]) -> str:
+    """The member list as plain text (no parse mode: names stay as written)."""
+    lines = [_("{name}: {role}").format(name=_name(m), role=role_name(m.role)) for m in members]
+    return _("Members of this workspace:") + "\n" + "\n".join(lines)
+
+
+def team_keyboard(actor: Actor, members: list[Membership]) -> InlineKeyboardMarkup | None:
+    """For owners and admins: change role and remove, one row per member they may manage."""
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=_("✏️ {name}: {role}").format(name=_short(_name(m)), role=role_name(m.role)),
+                callback_data=TeamMember(ws=actor.tenant_id, uid=m.user_id).pack(),
+            ),
+            InlineKeyboardButton(
+                text=_("🗑 Remove"),
+                callback_data=TeamRemove(ws=actor.tenant_id, uid=m.user_id).pack(),
+            ),
+        ]
+        for m in members
+        if _manageable(actor, m)
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
 async def team(message: Message, actor: Actor | None) -> None:
-    """List the members of the current workspace and their roles."""
+    """List the members of the current workspace and their roles (with buttons for admins)."""
     if actor is None:
         await message.answer(no_workspace())
         return
     members = await tenants.list_members(actor)
-    lines = [
-        _("{name}: {role}").format(name=m.user.name or m.user.id, role=role_name(m.role))
-        for m in members
+    await message.answer(team_text(members), reply_markup=team_keyboard(actor, members))
+
+
+# ---- buttons ---------------------------------------------------------------------------------
+
+
+def team_refusal(exc: ServiceError, actor: Actor) -> str:
+    """Why a member change was refused, in the operator's language."""
+    if isinstance(exc, NotFound):
+        return _("This person is no longer a member of the workspace.")
+    if isinstance(exc, PermissionDenied):
+        if not actor.has_role(Role.ADMIN):
+            return _("Only owners and admins can change roles or remove members.")
+        return _("Only an owner can give, change or take away the owner role.")
+    if isinstance(exc, ValidationFailed):
+        return _("A workspace needs an owner: make someone else an owner first.")
+    return _("That did not work: {reason}").format(reason=exc.detail)
+
+
+async def _admin(query: CallbackQuery, user: User | None, tenant_id: int) -> Actor | None:
+    """The presser acting in the button's workspace, if they manage members; else refused."""
+    actor = await operators.actor_for(user, tenant_id) if user is not None else None
+    if actor is None:
+        await query.answer(_("You are not a member of that workspace."), show_alert=True)
+        return None
+    if not actor.has_role(Role.ADMIN):
+        await query.answer(
+            team_refusal(PermissionDenied("members are managed by admins"), actor),
+            show_alert=True,
+        )
+        return None
+    return actor
+
+
+async def _show_list(query: CallbackQuery, actor: Actor) -> None:
+    """Put the refreshed member list back in the pressed message."""
+    if not isinstance(query.message, Message):
+        return
+    members = await tenants.list_members(actor)
+    await query.message.edit_text(team_text(members), reply_markup=team_keyboard(actor, members))
+
+
+def member_news(workspace: str, role: Role | None) -> str:
+    """What the member concerned is told: their new role, or their removal (``None``)."""
+    if role is None:
+        return _("You were removed from the workspace “{workspace}”.").format(workspace=workspace)
+    return _("Your role in the workspace “{workspace}” is now: {role}.").format(
+        workspace=workspace, role=role_name(role)
+    )
+
+
+async def _tell_member(bot: Bot, i18n: I18n, member: User, actor: Actor, role: Role | None) -> None:
+    """Tell the member concerned, in their language; a chat that refuses is let go."""
+    if member.telegram_id is None or member.id == actor.user_id:
+        return
+    workspace = (await tenants.access_tenant(actor)).name
+    with i18n.use_locale(operators.language_of(member.language)):
+        text = member_news(workspace, role)
+    try:
+        await bot.send_message(chat_id=member.telegram_id, text=text)
+    except (TelegramForbiddenError, TelegramBadRequest) as exc:
+        logger.info("member %s not told of the change: %s", member.id, exc)
+
+
+async def pick_role(query: CallbackQuery, callback_data: TeamMember, user: User | None) -> None:
+    """Offer the roles this member may get from the presser."""
+    actor = await _admin(query, user, callback_data.ws)
+    if actor is None:
+        return
+    try:
+        member = await tenants.access_membership(actor, callback_data.uid)
+    except ServiceError as exc:
+        await query.answer(team_refusal(exc, actor), show_alert=True)
+        return
+    if member.role is Role.OWNER and actor.role is not Role.OWNER:
+        await query.answer(team_refusal(PermissionDenied("owner"), actor), show_alert=True)
+        return
+    roles = [
+        r
+        for r in ROLE_ORDER
+        if r is not member.role and (r is not Role.OWNER or actor.role is Role.OWNER)
     ]
-    await message.answer(_("Members of this workspace:") + "\n" + "\n".join(lines))
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=role_name(r),
+                    callback_data=TeamRole(ws=actor.tenant_id, uid=member.user_id, role=r).pack(),
+                )
+                for r in roles
+            ],
+            [
+                InlineKeyboardButton(
+                    text=_("🗑 Remove"),
+                    callback_data=TeamRemove(ws=actor.tenant_id, uid=member.user_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=_("« Back"), callback_data=TeamList(ws=actor.tenant_id).pack()
+                ),
+            ],
+        ]
+    )
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_text(
+            _("The role of {name} is {role}. Choose the new role:").format(
+                name=_name(member), role=role_name(member.role)
+            ),
+            reply_markup=keyboard,
+        )
+
+
+async def set_role(
+    query: CallbackQuery, callback_data: TeamRole, user: User | None, bot: Bot, i18n: I18n
+) -> None:
+    """Change the member's role, refresh the list, tell the member."""
+    actor = await _admin(query, user, callback_data.ws)
+    if actor is None:
+        return
+    try:
+        role = Role(callback_data.role)
+    except ValueError:
+        await query.answer(_("Unknown role."), show_alert=True)
+        return
+    try:
+        member = await tenants.do_change_member_role(actor, callback_data.uid, role)
+    except ServiceError as exc:
+        await query.answer(team_refusal(exc, actor), show_alert=True)
+        return
+    await query.answer(_("{name} is now {role}.").format(name=_name(member), role=role_name(role)))
+    await _show_list(query, actor)
+    await _tell_member(bot, i18n, member.user, actor, role)
+
+
+async def remove(
+    query: CallbackQuery, callback_data: TeamRemove, user: User | None, bot: Bot, i18n: I18n
+) -> None:
+    """Ask to confirm the removal; once confirmed, remove, refresh the list, tell the member."""
+    actor = await _admin(query, user, callback_data.ws)
+    if actor is None:
+        return
+    try:
+        member = await tenants.access_membership(actor, callback_data.uid)
+    except ServiceError as exc:
+        await query.answer(team_refusal(exc, actor), show_alert=True)
+        return
+    if not callback_data.ok:
+        keyboard = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(
+                        text=_("✅ Yes, remove"),
+                        callback_data=TeamRemove(
+                            ws=actor.tenant_id, uid=member.user_id, ok=1
+                        ).pack(),
+                    ),
+                    InlineKeyboardButton(
+                        text=_("Cancel"), callback_data=TeamList(ws=actor.tenant_id).pack()
+                    ),
+                ]
+            ]
+        )
+        await query.answer()
+        if isinstance(query.message, Message):
+            await query.message.edit_text(
+                _(
+                    "Remove {name} ({role}) from the workspace? They lose access to its "
+                    "leads, conversations and deals at once."
+                ).format(name=_name(member), role=role_name(member.role)),
+                reply_markup=keyboard,
+            )
+        return
+    try:
+        await tenants.do_remove_member(actor, member.user_id)
+    except ServiceError as exc:
+        await query.answer(team_refusal(exc, actor), show_alert=True)
+        return
+    await query.answer(_("{name} was removed from the workspace.").format(name=_name(member)))
+    await _show_list(query, actor)
+    await _tell_member(bot, i18n, member.user, actor, None)
+
+
+async def back_to_list(query: CallbackQuery, callback_data: TeamList, user: User | None) -> None:
+    """Show the member list again (Back, Cancel)."""
+    actor = await operators.actor_for(user, callback_data.ws) if user is not None else None
+    if actor is None:
+        await query.answer(_("You are not a member of that workspace."), show_alert=True)
+        return
+    await query.answer()
+    await _show_list(query, actor)
 
 
 def build_router() -> Router:
@@ -72,4 +317,8 @@ def build_router() -> Router:
     router = Router(name="team")
     router.message.register(invite, Command("invite"))
     router.message.register(team, Command("team"))
+    router.callback_query.register(pick_role, TeamMember.filter())
+    router.callback_query.register(set_role, TeamRole.filter())
+    router.callback_query.register(remove, TeamRemove.filter())
+    router.callback_query.register(back_to_list, TeamList.filter())
     return router

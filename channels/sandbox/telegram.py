@@ -308,6 +308,10 @@ class _Chat:
     last_name: str | None = None
     username: str | None = None
     is_forum: bool = False
+    # The bot's membership in a group: "administrator" (the default) or "member", and rights
+    # of an administrator that differ from "all granted" (e.g. can_manage_topics False).
+    bot_status: str = "administrator"
+    bot_rights: dict[str, bool] = field(default_factory=dict)
     next_message_id: int = 1
     messages: dict[int, _Message] = field(default_factory=dict)
     topics: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -563,12 +567,24 @@ class TelegramEmulator:
         is_forum: bool | None = None,
         first_name: str | None = None,
         username: str | None = None,
+        bot_status: str | None = None,
+        bot_rights: dict[str, bool] | None = None,
     ) -> dict[str, Any]:
-        """Make a chat known to the bot (a group it was added to, a user who pressed Start)."""
+        """Make a chat known to the bot (a group it was added to, a user who pressed Start).
+
+        In a group the bot is an administrator with every right unless ``bot_status`` is
+        "member" or ``bot_rights`` takes rights away (``{"can_manage_topics": False}``).
+        """
         bot = self._bot(connection_id)
         chat = self._ensure_chat(bot, chat_id, None, title=title, chat_type=chat_type)
         if is_forum is not None:
             chat.is_forum = is_forum
+        if bot_status is not None:
+            if bot_status not in ("administrator", "member"):
+                raise HTTPException(400, "bot_status is administrator or member")
+            chat.bot_status = bot_status
+        if bot_rights is not None:
+            chat.bot_rights = {str(k): bool(v) for k, v in bot_rights.items()}
         if first_name is not None:
             chat.first_name = first_name
         if username is not None:
@@ -1164,6 +1180,7 @@ class TelegramEmulator:
                 "results": results,
                 "cache_time": params.integer("cache_time"),
                 "is_personal": params.flag("is_personal"),
+                "button": params.value("button"),
             }
         )
         return True
@@ -1379,6 +1396,9 @@ class TelegramEmulator:
                     "can_manage_topics",
                 )
             }
+            rights.update(chat.bot_rights)
+            if chat.bot_status == "member":
+                return {"status": "member", "user": bot.user}
             return {
                 "status": "administrator",
                 "user": bot.user,
@@ -1397,6 +1417,8 @@ class TelegramEmulator:
         chat = self._find_chat(bot, params)
         if chat.type != "supergroup" or not chat.is_forum:
             raise _bad("the chat is not a forum")
+        if chat.bot_status != "administrator" or not chat.bot_rights.get("can_manage_topics", True):
+            raise _bad("not enough rights to manage topics")
         return chat
 
     def _topic(self, chat: _Chat, params: _Params) -> dict[str, Any]:
@@ -1649,6 +1671,9 @@ class TelegramEmulator:
             data["message_thread_id"] = int(thread_id)
             data["is_topic_message"] = True
         reply_id = payload.get("reply_to_message_id")
+        if reply_id is None and thread_id is not None and int(thread_id) in chat.messages:
+            # Like Telegram: a message in a topic replies to the topic's "created" message.
+            reply_id = int(thread_id)
         if reply_id is not None:
             target = chat.messages.get(int(reply_id))
             if target is None:
@@ -2157,6 +2182,8 @@ class TelegramEmulator:
                 chat_type=payload.get("type"),
                 title=payload.get("title"),
                 is_forum=payload.get("is_forum"),
+                bot_status=payload.get("bot_status"),
+                bot_rights=payload.get("bot_rights"),
                 first_name=payload.get("first_name"),
                 username=payload.get("username"),
             )

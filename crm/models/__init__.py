@@ -13,7 +13,15 @@ from crm.models.inbox import (
     PendingStatus,
     ProcessedUpdate,
 )
-from crm.models.operator import Invite, OperatorNotification
+from crm.models.operator import (
+    Invite,
+    OperatorNotification,
+    TeamInbox,
+    TeamPost,
+    TeamPostKind,
+    TeamPostStatus,
+    TeamTopic,
+)
 from crm.models.pipelines import Deal, DealStageChange, Pipeline, Stage, StageKind
 from crm.models.tenancy import ROLE_RANK, ApiKey, Membership, Role, Tenant, User
 
@@ -46,6 +54,11 @@ __all__ = [
     "Stage",
     "StageKind",
     "Tag",
+    "TeamInbox",
+    "TeamPost",
+    "TeamPostKind",
+    "TeamPostStatus",
+    "TeamTopic",
     "Tenant",
     "User",
 ]

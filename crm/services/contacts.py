@@ -12,7 +12,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
-from crm.models import Company, Consent, Contact, Deal, Tag, Tenant
+from crm.models import Company, Consent, Contact, Deal, Note, Tag, Tenant, User
 from crm.services.access import Actor
 from crm.services.contact_fields import (
     build_search_text,
@@ -21,9 +21,11 @@ from crm.services.contact_fields import (
     normalize_telegram_username,
     normalize_whatsapp_id,
 )
+from crm.services.deals import list_deals
 from crm.services.errors import Conflict, NotFound, ValidationFailed
 from crm.services.events import changed_fields, record_event, snapshot
-from crm.services.pagination import Page, SortSpec, paginate_sorted
+from crm.services.notes import list_notes
+from crm.services.pagination import Page, SortSpec, check_limit, paginate_sorted
 from crm.services.references import check_owner_assignable, lock_in_tenant, require_in_tenant
 
 IDENTIFIER_FIELDS = ("email", "phone", "telegram_username", "telegram_id", "whatsapp_id")
@@ -350,3 +352,51 @@ async def list_contacts(
     rows = page.items
     tags = await tag_names_of([c.id for c in rows])
     return Page([ContactRecord(c, tags[c.id]) for c in rows], page.next_cursor)
+
+
+async def recent_contacts(
+    actor: Actor, *, offset: int = 0, limit: int = 10
+) -> tuple[list[ContactRecord], int]:
+    """A slice of the tenant's contacts, newest first, and how many there are (for numbered pages).
+
+    Numbered pages suit a chat, where a button carries a page number but not a cursor.
+    """
+    actor.require_read()
+    if offset < 0:
+        raise ValidationFailed("offset", "must not be negative")
+    check_limit(limit)
+    query = Contact.filter(tenant_id=actor.tenant_id)
+    total = await query.count()
+    rows = await query.order_by("-created_at", "-id").offset(offset).limit(limit)
+    tags = await tag_names_of([c.id for c in rows])
+    return [ContactRecord(c, tags[c.id]) for c in rows], total
+
+
+@dataclass(frozen=True)
+class ContactCard:
+    """A contact with what its card shows: company, owner, latest notes, deals with stages."""
+
+    record: ContactRecord
+    company_name: str | None
+    owner_name: str | None
+    notes: list[Note]
+    deals: list[Deal]
+
+
+async def access_contact_card(
+    actor: Actor, contact_id: int, *, notes: int = 3, deals: int = 10
+) -> ContactCard:
+    """One contact of the actor's tenant with its company, owner, latest notes and deals."""
+    record = await access_contact(actor, contact_id)
+    contact = record.contact
+    company_name = None
+    if contact.company_id is not None:
+        company = await Company.filter(id=contact.company_id, tenant_id=actor.tenant_id).first()
+        company_name = company.name if company is not None else None
+    owner_name = None
+    if contact.owner_id is not None:
+        owner = await User.filter(id=contact.owner_id).first()
+        owner_name = (owner.name or str(owner.id)) if owner is not None else None
+    note_page = await list_notes(actor, contact_id=contact.id, limit=notes)
+    deal_page = await list_deals(actor, contact_id=contact.id, sort="-created_at", limit=deals)
+    return ContactCard(record, company_name, owner_name, note_page.items, deal_page.items)

@@ -9,6 +9,7 @@ notes follow the rule of notes: a bidi may add one to any conversation.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -283,3 +284,78 @@ async def search_messages(
         await access_conversation(actor, conversation_id)
         query = query.filter(conversation_id=conversation_id)
     return await paginate_by_id(query, cursor, limit, descending=True)
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """A conversation of an inbox list with the name its lead goes by."""
+
+    conversation: Conversation
+    lead_name: str
+
+
+@dataclass(frozen=True)
+class InboxSlice:
+    """Numbered-page view of the inbox: unread conversations, else (``unread`` False) open ones."""
+
+    entries: list[InboxEntry]
+    total: int
+    unread: bool
+
+
+def _open_now(now: dt.datetime) -> Q:
+    return Q(status=ConversationStatus.OPEN) | Q(
+        status=ConversationStatus.SNOOZED, snoozed_until__lte=now
+    )
+
+
+async def inbox_slice(actor: Actor, *, offset: int = 0, limit: int = 8) -> InboxSlice:
+    """Conversations with unread messages, newest activity first; open ones when none is unread.
+
+    A slice by offset with the total count, for lists paged by number (a chat's buttons carry
+    a page number, not a cursor). Every member reads every conversation of the tenant.
+    """
+    actor.require_read()
+    check_limit(limit)
+    if offset < 0:
+        raise ValidationFailed("offset", "must not be negative")
+    tenant = Conversation.filter(tenant_id=actor.tenant_id)
+    query = tenant.filter(unread_count__gt=0)
+    total = await query.count()
+    unread = total > 0
+    if not unread:
+        query = tenant.filter(_open_now(dt.datetime.now(dt.UTC)))
+        total = await query.count()
+    rows = (
+        await query.select_related("contact")
+        .order_by("-last_message_at", "-id")
+        .offset(offset)
+        .limit(limit)
+    )
+    entries = [InboxEntry(c, c.contact.name or c.peer_id) for c in rows]
+    return InboxSlice(entries, total, unread)
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    """A conversation, its lead's name and its latest messages and notes, oldest first."""
+
+    conversation: Conversation
+    lead_name: str
+    messages: list[Message]
+
+
+async def access_conversation_view(
+    actor: Actor, conversation_id: int, *, last: int = 10
+) -> ConversationView:
+    """One conversation of the actor's tenant with its ``last`` messages (notes included)."""
+    check_limit(last)
+    conversation = await access_conversation(actor, conversation_id)
+    await conversation.fetch_related("contact")
+    rows = (
+        await Message.filter(conversation_id=conversation.id, tenant_id=actor.tenant_id)
+        .order_by("-id")
+        .limit(last)
+    )
+    lead_name = conversation.contact.name or conversation.peer_id
+    return ConversationView(conversation, lead_name, list(reversed(rows)))

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from crm.services.access import Actor
@@ -75,3 +76,40 @@ def access_upload(
         raise ValidationFailed("media_key", "no such upload")
     stored_name = path.name.split("-", 1)[-1]
     return {"key": key, "filename": filename or stored_name, "size": path.stat().st_size}
+
+
+MIB = 1024 * 1024
+# What each messenger accepts per attachment kind, in bytes (the store's own cap applies too).
+CHANNEL_MEDIA_LIMITS: dict[str, dict[str, int]] = {
+    "whatsapp": {
+        "image": 5 * MIB,
+        "video": 16 * MIB,
+        "audio": 16 * MIB,
+        "voice": 16 * MIB,
+        "document": 100 * MIB,
+    },
+    "telegram": {
+        "image": 10 * MIB,
+        "video": 50 * MIB,
+        "audio": 50 * MIB,
+        "voice": 50 * MIB,
+        "document": 50 * MIB,
+    },
+}
+
+
+def upload_limit(channel: str | None, kind: str) -> int:
+    """The largest attachment of ``kind`` the store keeps and the lead's messenger accepts."""
+    limits = CHANNEL_MEDIA_LIMITS.get(channel or "", {})
+    return min(MAX_UPLOAD, limits.get(kind, MAX_UPLOAD))
+
+
+async def stored_bytes(store: LocalMediaStore, media: Mapping[str, object] | None) -> bytes | None:
+    """The bytes of a message's stored attachment; None when it was not (or not yet) stored."""
+    key = (media or {}).get("key")
+    if not isinstance(key, str) or not key:
+        return None
+    try:
+        return await store.get(key)
+    except (OSError, ValueError):
+        return None

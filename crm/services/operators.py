@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from crm.messaging import DeliveryStatus
 from crm.models import (
     Conversation,
     Deal,
     Invite,
     Membership,
+    Message,
     OperatorNotification,
     Role,
     Stage,
@@ -154,6 +156,14 @@ async def tenant_of_conversation(conversation_id: int) -> int | None:
     return conversation.tenant_id if conversation is not None else None
 
 
+async def actor_for_conversation(user: User | None, conversation_id: int) -> Actor | None:
+    """The user acting in the workspace of a conversation (any of theirs), or None."""
+    if user is None:
+        return None
+    tenant_id = await tenant_of_conversation(conversation_id)
+    return None if tenant_id is None else await actor_for(user, tenant_id)
+
+
 async def do_set_language(user: User, language: str) -> User:
     """Store the language the bot speaks to the user."""
     user.language = language_of(language)
@@ -190,7 +200,9 @@ async def do_create_invite(actor: Actor, role: Role) -> str:
     return token
 
 
-async def do_accept_invite(token: str, telegram_id: int, name: str) -> Membership:
+async def do_accept_invite(
+    token: str, telegram_id: int, name: str, language: str | None = None
+) -> Membership:
     """Join the invite's workspace with its role; the invite is used up."""
     now = dt.datetime.now(dt.UTC)
     async with in_transaction() as conn:
@@ -208,7 +220,12 @@ async def do_accept_invite(token: str, telegram_id: int, name: str) -> Membershi
             raise InviteInvalid("invite_expired", "this invite link has expired")
         user = await User.filter(telegram_id=telegram_id).using_db(conn).first()
         if user is None:
-            user = await User.create(telegram_id=telegram_id, name=name[:200], using_db=conn)
+            user = await User.create(
+                telegram_id=telegram_id,
+                name=name[:200],
+                language=language_of(language),
+                using_db=conn,
+            )
         membership = (
             await Membership.filter(tenant_id=invite.tenant_id, user_id=user.id)
             .using_db(conn)
@@ -303,3 +320,79 @@ async def record_notification(
 async def conversation_for_reply(chat_id: int, message_id: int) -> OperatorNotification | None:
     """The notification a Telegram reply answers (by chat and replied-to message id)."""
     return await OperatorNotification.get_or_none(chat_id=chat_id, telegram_message_id=message_id)
+
+
+# Messages an operator sent by replying to a notification in the bot's private chat carry this
+# idempotency key prefix: their "sent" confirmation shows how they fare. (Messages written in a
+# team inbox topic use "tg:" and have no confirmation.)
+TELEGRAM_REPLY_PREFIX = "tgr:"
+
+
+def telegram_reply_key(chat_id: int, message_id: int) -> str:
+    """The idempotency key of a reply sent from Telegram message ``message_id`` in ``chat_id``."""
+    return f"{TELEGRAM_REPLY_PREFIX}{chat_id}:{message_id}"
+
+
+async def channel_of_conversation(conversation_id: int) -> str | None:
+    """The messenger of a conversation (``whatsapp``, ``telegram``), if it exists."""
+    conversation = await Conversation.filter(id=conversation_id).only("id", "channel").first()
+    return conversation.channel.value if conversation is not None else None
+
+
+async def record_confirmation(
+    notification: OperatorNotification, chat_id: int, telegram_message_id: int, message_id: int
+) -> OperatorNotification | None:
+    """Remember the "sent" confirmation of a reply (``message_id``, the outgoing message).
+
+    It is found again by the reply's status changes; a Telegram reply to it answers the lead
+    of the same conversation. None when that reply already has a confirmation.
+    """
+    try:
+        return await OperatorNotification.create(
+            tenant_id=notification.tenant_id,
+            user_id=notification.user_id,
+            chat_id=chat_id,
+            telegram_message_id=telegram_message_id,
+            conversation_id=notification.conversation_id,
+            lead_message_id=message_id,
+        )
+    except IntegrityError:
+        return None
+
+
+@dataclass(frozen=True)
+class ReplyDelivery:
+    """Where an operator's outgoing message stands, and the confirmation that shows it."""
+
+    status: DeliveryStatus
+    error_title: str | None
+    # Sent by replying to a notification in the bot: its confirmation shows the status.
+    bot_reply: bool
+    language: str
+    chat_id: int | None = None
+    telegram_message_id: int | None = None
+
+
+async def reply_delivery(message_id: int) -> ReplyDelivery | None:
+    """The status of an outgoing message and its author's confirmation in Telegram, if any."""
+    message = (
+        await Message.filter(id=message_id)
+        .only("id", "status", "error_title", "idempotency_key", "author_user_id")
+        .first()
+    )
+    if message is None or message.author_user_id is None:
+        return None
+    author = await User.filter(id=message.author_user_id).only("id", "language").first()
+    confirmation = await OperatorNotification.filter(
+        user_id=message.author_user_id, lead_message_id=message.id
+    ).first()
+    return ReplyDelivery(
+        status=DeliveryStatus(message.status),
+        error_title=message.error_title,
+        bot_reply=(message.idempotency_key or "").startswith(TELEGRAM_REPLY_PREFIX),
+        language=author.language if author is not None else "en",
+        chat_id=confirmation.chat_id if confirmation is not None else None,
+        telegram_message_id=(
+            confirmation.telegram_message_id if confirmation is not None else None
+        ),
+    )

@@ -16,12 +16,15 @@ Rules this module keeps:
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
+from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from crm.models import Deal, Pipeline, Stage, StageKind
@@ -130,6 +133,96 @@ async def access_pipeline(actor: Actor, pipeline_id: int) -> PipelineView:
     if pipeline is None:
         raise NotFound("pipeline", pipeline_id)
     return PipelineView(pipeline, await _stages_of(pipeline.id))
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """One stage with how many deals it holds and their value per currency."""
+
+    stage: Stage
+    count: int
+    # Currency code -> total value, sorted by code; empty when the stage holds no deals.
+    totals: dict[str, decimal.Decimal]
+
+
+@dataclass(frozen=True)
+class PipelineSummary:
+    """A pipeline at a glance: its stages in order with counts and totals."""
+
+    pipeline: Pipeline
+    stages: list[StageSummary]
+    # Every pipeline of the tenant, the default first (for a picker).
+    pipelines: list[Pipeline]
+
+
+async def tenant_of_pipeline(pipeline_id: int) -> int | None:
+    """The tenant a pipeline belongs to (callers check membership before acting)."""
+    pipeline = await Pipeline.filter(id=pipeline_id).only("id", "tenant_id").first()
+    return pipeline.tenant_id if pipeline is not None else None
+
+
+async def pipeline_summary(actor: Actor, pipeline_id: int | None = None) -> PipelineSummary:
+    """Deal counts and value totals per stage of a pipeline (the default one when omitted).
+
+    On PostgreSQL one grouped query counts and sums (a row per stage and currency); SQLite,
+    the embedded single-team store, sums exactly in Python because it has no decimal type.
+    """
+    actor.require_read()
+    pipelines = list(await Pipeline.filter(tenant_id=actor.tenant_id).order_by("id"))
+    pipelines.sort(key=lambda p: not p.is_default)  # stable: the default first, then by age
+    if pipeline_id is None:
+        if not pipelines:
+            raise NotFound("pipeline", "default")
+        pipeline = pipelines[0]
+    else:
+        found = [p for p in pipelines if p.id == pipeline_id]
+        if not found:
+            raise NotFound("pipeline", pipeline_id)
+        pipeline = found[0]
+    stages = await _stages_of(pipeline.id)
+    query = Deal.filter(tenant_id=actor.tenant_id, pipeline_id=pipeline.id)
+    counts: dict[int, int] = {}
+    totals: dict[int, dict[str, decimal.Decimal]] = {}
+
+    def add(stage_id: int, currency: str, deals: int, total: decimal.Decimal) -> None:
+        counts[stage_id] = counts.get(stage_id, 0) + deals
+        per_currency = totals.setdefault(stage_id, {})
+        per_currency[currency] = per_currency.get(currency, decimal.Decimal(0)) + total
+
+    if connections.get("default").capabilities.dialect == "postgres":
+        # One row per stage and currency, summed exactly (numeric).
+        rows = (
+            await query.annotate(deals=Count("id"), total=Sum("value"))
+            .group_by("stage_id", "currency")
+            .values("stage_id", "currency", "deals", "total")
+        )
+        for row in rows:
+            add(
+                int(row["stage_id"]),
+                str(row["currency"]),
+                int(row["deals"]),
+                decimal.Decimal(str(row["total"] or 0)),
+            )
+    else:
+        # SQLite keeps decimals as text and would sum them as floats: add them up exactly here.
+        for stage_id, currency, value in await query.values_list("stage_id", "currency", "value"):
+            add(int(stage_id), str(currency), 1, decimal.Decimal(str(value)))
+    cent = decimal.Decimal("0.01")
+    return PipelineSummary(
+        pipeline,
+        [
+            StageSummary(
+                s,
+                counts.get(s.id, 0),
+                {
+                    code: total.quantize(cent)
+                    for code, total in sorted(totals.get(s.id, {}).items())
+                },
+            )
+            for s in stages
+        ],
+        pipelines,
+    )
 
 
 async def _make_default(actor: Actor, pipeline: Pipeline, conn: BaseDBAsyncClient) -> None:

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from bot.runtime import OperatorBot, OperatorBotConfig
+from bot.services import BotServices
 from crm.models import Conversation, ConversationStatus, Membership, Tenant, User
 from crm.settings import Settings
+from crm.tasks.handlers import HandlerRegistry
 from tests.bot.support import (
     buttons,
     invite_link,
@@ -90,6 +93,15 @@ async def test_invite_joins_with_the_role_once(service: RunningService) -> None:
     await wait_for(service, LATECOMER, "not valid")
 
 
+async def test_an_invitee_keeps_their_telegram_language(service: RunningService) -> None:
+    await onboard_owner(service, OWNER, "Olga")
+    start = await invite_link(service, OWNER, "bidi")
+    await say(service, LATECOMER, f"/start {start}", first_name="Лена", language_code="ru")
+    await wait_for(service, LATECOMER, "Вы присоединились")
+    # Stored, so notifications rendered on workers (no update to read it from) speak Russian.
+    assert (await User.get(telegram_id=LATECOMER)).language == "ru"
+
+
 async def test_a_viewer_cannot_invite(service: RunningService) -> None:
     await onboard_owner(service, OWNER, "Olga")
     await join(service, VIEWER, "Victor", await invite_link(service, OWNER, "viewer"))
@@ -131,7 +143,8 @@ async def test_lead_message_notifies_and_a_reply_reaches_the_lead(
     await say(
         service, OWNER, "Hi Anna, it is 49 EUR.", reply_to_message_id=notification["message_id"]
     )
-    await wait_for(service, OWNER, "Sent ✓")
+    # "Sent ✓", soon edited in place to "✓✓ Delivered" as the receipt comes in.
+    await wait_for(service, OWNER, "✓")
 
     async def delivered() -> bool:
         return "Hi Anna, it is 49 EUR." in await lead_received(service)
@@ -207,4 +220,37 @@ async def test_commands_are_set_in_english_and_russian(service: RunningService) 
     await eventually(all_set)
     assert {c["language_code"] for c in await commands()} >= {"en", "ru"}
     names = {c["command"] for c in (await commands())[0]["commands"]}
-    assert {"start", "help", "invite", "team", "workspace"} <= names
+    assert {"start", "help", "invite", "team", "workspace", "inbox", "deals", "contacts"} <= names
+    russian = next(c for c in await commands() if c["language_code"] == "ru")
+    described = {c["command"]: c["description"] for c in russian["commands"]}
+    assert described["inbox"] == "Непрочитанные диалоги"
+
+
+async def test_a_worker_process_gets_every_handler_of_the_bot() -> None:
+    """`crm worker` installs them without starting the bot: none of the bot's parts is skipped."""
+    registry = HandlerRegistry()
+    operator = OperatorBot(
+        OperatorBotConfig(token="42:worker-test-token", webhook_secret="s"), BotServices()
+    )
+    operator.install_handlers(registry)
+    on_lead_message = {h.name for h in registry.matching("message.received")}
+    assert on_lead_message == {"bot.notify_message_received", "bot.team_inbox_message"}
+    assert {h.name for h in registry.matching("deal.stage_changed")} == {
+        "bot.alert_deal_moved",
+        "bot.team_inbox_stage",
+    }
+    assert [h.name for h in registry.matching("conversation.assigned")] == ["bot.alert_assigned"]
+    operator.uninstall_handlers(registry)
+    assert not registry.matching("message.received")
+    await operator.bot.session.close()
+
+
+async def test_an_operator_gets_a_short_burst_then_one_message_a_second() -> None:
+    operator = OperatorBot(
+        OperatorBotConfig(token="42:pace-test-token", webhook_secret="s"), BotServices()
+    )
+    assert operator.limiter is not None
+    waits = [operator.limiter.chat_delay(42, 5001) for _ in range(5)]
+    assert waits[:3] == [0.0, 0.0, 0.0]  # an answer, a card and a confirmation at once
+    assert 2.5 < waits[3] <= 3.0 and 2.5 < waits[4] <= 3.0  # then the window's pace
+    await operator.bot.session.close()

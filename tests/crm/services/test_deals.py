@@ -6,11 +6,26 @@ from decimal import Decimal
 
 import pytest
 
-from crm.models import DealStageChange, Pipeline, Stage
+from crm.models import Company, Contact, Conversation, DealStageChange, Pipeline, Role, Stage
+from crm.services import inbox
 from crm.services.access import Actor
-from crm.services.deals import clean_currency, clean_value, do_create_deal, do_move_deal
-from crm.services.errors import ValidationFailed
+from crm.services.conversations import do_add_private_note
+from crm.services.deals import (
+    access_deal_to_annotate,
+    access_deal_to_change,
+    clean_currency,
+    clean_value,
+    deal_card,
+    deal_of_conversation,
+    do_create_deal,
+    do_move_deal,
+    do_open_deal_for_conversation,
+    list_stage_deals,
+)
+from crm.services.errors import NotFound, PermissionDenied, ValidationFailed
+from crm.services.notes import do_create_note
 from tests.conftest import Workspace
+from tests.crm.services.test_inbox import wa_text, whatsapp_connection
 
 
 @pytest.mark.parametrize(
@@ -72,3 +87,84 @@ async def test_system_moves_are_recorded_without_a_user(workspace: Workspace) ->
         (workspace.owner_id, deal.stage_id),
         (None, replied.id),
     ]
+
+
+# ---- read helpers of the bot's deal views ------------------------------------------------
+
+
+async def _lead_conversation(workspace: Workspace, texts: list[str]) -> int:
+    """A WhatsApp lead who wrote ``texts``; returns the conversation id."""
+    connection = await whatsapp_connection(workspace)
+    received = None
+    for i, text in enumerate(texts):
+        received = await inbox.receive_message(connection, wa_text(f"wamid.d{i}", text))
+    assert received is not None
+    return received.conversation_id
+
+
+async def test_stage_pages_are_newest_first_and_clamped(workspace: Workspace) -> None:
+    actor = workspace.actor
+    made = [await do_create_deal(actor, f"d{i}") for i in range(10)]
+    first = await list_stage_deals(actor, made[0].stage_id)
+    assert (first.total, first.pages, first.page) == (10, 2, 0)
+    assert [d.id for d in first.deals] == [d.id for d in reversed(made)][:8]
+    last = await list_stage_deals(actor, made[0].stage_id, page=7)  # deals moved away: clamp
+    assert last.page == 1 and [d.id for d in last.deals] == [made[1].id, made[0].id]
+    with pytest.raises(NotFound):
+        await list_stage_deals(Actor(tenant_id=0, user_id=None, role=Role.OWNER), made[0].stage_id)
+
+
+async def test_deal_card_shows_the_last_three_messages_not_notes(workspace: Workspace) -> None:
+    conversation_id = await _lead_conversation(workspace, ["one", "two", "three", "four"])
+    await do_add_private_note(workspace.actor, conversation_id, "team only")
+    conversation = await Conversation.get(id=conversation_id)
+    company = await Company.create(tenant_id=workspace.tenant_id, name="Acme", name_key="acme")
+    await Contact.filter(id=conversation.contact_id).update(company_id=company.id)
+    deal = await do_create_deal(workspace.actor, "d", contact_id=conversation.contact_id)
+    await do_create_note(workspace.actor, "first note", deal_id=deal.id)
+    await do_create_note(workspace.actor, "second note", deal_id=deal.id)
+
+    card = await deal_card(workspace.actor, deal.id)
+    assert [m.text for m in card.recent_messages] == ["two", "three", "four"]
+    assert card.company is not None and card.company.id == company.id  # the contact's company
+    assert card.owner is not None and card.owner.id == workspace.owner_id
+    assert [s.position for s in card.stages] == list(range(6))
+    assert card.last_note is not None and card.last_note.body == "second note"
+    assert card.note_count == 2
+
+
+async def test_the_deal_of_a_conversation_is_created_once(workspace: Workspace) -> None:
+    conversation_id = await _lead_conversation(workspace, ["hi"])
+    assert (await deal_of_conversation(workspace.actor, conversation_id)).deal is None
+    deal, created = await do_open_deal_for_conversation(workspace.actor, conversation_id)
+    again, created_again = await do_open_deal_for_conversation(workspace.actor, conversation_id)
+    assert (created, created_again, again.id) == (True, False, deal.id)
+    assert deal.title == "Anna Lead" and deal.owner_id == workspace.owner_id
+
+    # A won deal is not open: the next one is created.
+    pipeline = await Pipeline.get(tenant_id=workspace.tenant_id, is_default=True)
+    won = await Stage.get(pipeline_id=pipeline.id, name="Deal")
+    await do_move_deal(workspace.actor, deal.id, won.id)
+    assert (await deal_of_conversation(workspace.actor, conversation_id)).deal is None
+    newer, created = await do_open_deal_for_conversation(workspace.actor, conversation_id)
+    assert created and newer.id != deal.id
+
+    viewer_id, _ = await workspace.member(Role.VIEWER)
+    viewer = Actor(tenant_id=workspace.tenant_id, user_id=viewer_id, role=Role.VIEWER)
+    await do_move_deal(workspace.actor, newer.id, won.id)
+    with pytest.raises(PermissionDenied):
+        await do_open_deal_for_conversation(viewer, conversation_id)
+
+
+async def test_who_may_change_or_annotate_a_deal(workspace: Workspace) -> None:
+    deal = await do_create_deal(workspace.actor, "owner's")
+    bidi_id, _ = await workspace.member(Role.BIDI)
+    bidi = Actor(tenant_id=workspace.tenant_id, user_id=bidi_id, role=Role.BIDI)
+    viewer = Actor(tenant_id=workspace.tenant_id, user_id=None, role=Role.VIEWER)
+    assert (await access_deal_to_change(workspace.actor, deal.id)).id == deal.id
+    assert (await access_deal_to_annotate(bidi, deal.id)).id == deal.id
+    with pytest.raises(PermissionDenied):
+        await access_deal_to_change(bidi, deal.id)
+    for check in (access_deal_to_change, access_deal_to_annotate):
+        with pytest.raises(PermissionDenied):
+            await check(viewer, deal.id)

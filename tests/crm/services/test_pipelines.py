@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from crm.models import Pipeline, Role, Stage, StageKind
@@ -16,6 +18,8 @@ from crm.services.pipelines import (
     do_delete_stage,
     do_reorder_stages,
     first_open_stage,
+    pipeline_summary,
+    tenant_of_pipeline,
 )
 from tests.conftest import Workspace
 
@@ -94,3 +98,48 @@ async def test_a_deal_added_after_the_count_still_blocks_the_delete(
         await do_delete_pipeline(actor, other.pipeline.id)
     assert exc.value.errors[0].field == "pipeline_id"
     assert len((await access_pipeline(actor, other.pipeline.id)).stages) == 6
+
+
+async def test_summary_counts_and_totals_per_stage_and_currency(
+    workspace: Workspace, other_workspace: Workspace
+) -> None:
+    actor = workspace.actor
+    pipeline = await Pipeline.get(tenant_id=workspace.tenant_id, is_default=True)
+    stages = {s.name: s for s in await Stage.filter(pipeline_id=pipeline.id)}
+    await do_create_deal(actor, "a", value="1500", currency="EUR")
+    await do_create_deal(actor, "b", value="0.1", currency="EUR")
+    await do_create_deal(actor, "c", value="0.2", currency="EUR")
+    await do_create_deal(actor, "d", value="9999999999999999.97", currency="USD")
+    await do_create_deal(actor, "e", value="0.01", currency="USD")  # beyond a float's digits
+    await do_create_deal(actor, "w", value="7", stage_id=stages["Deal"].id)
+    await do_create_deal(other_workspace.actor, "theirs", value="100", currency="EUR")
+    second = await do_create_pipeline(actor, "Partners")
+    await do_create_deal(actor, "elsewhere", value="5", pipeline_id=second.pipeline.id)
+
+    summary = await pipeline_summary(actor)
+    assert summary.pipeline.id == pipeline.id
+    assert [p.id for p in summary.pipelines] == [pipeline.id, second.pipeline.id]
+    rows = {row.stage.name: row for row in summary.stages}
+    assert [row.stage.name for row in summary.stages] == [
+        "Cold",
+        "Replied",
+        "Qualified",
+        "Meeting",
+        "Deal",
+        "Lost",
+    ]
+    assert rows["Cold"].count == 5
+    assert rows["Cold"].totals == {
+        "EUR": Decimal("1500.30"),
+        "USD": Decimal("9999999999999999.98"),
+    }
+    assert (rows["Deal"].count, rows["Deal"].totals) == (1, {"USD": Decimal("7.00")})
+    assert (rows["Replied"].count, rows["Replied"].totals) == (0, {})
+
+    other = await pipeline_summary(actor, second.pipeline.id)
+    assert [(r.count, r.totals) for r in other.stages if r.count] == [(1, {"USD": Decimal("5.00")})]
+    with pytest.raises(NotFound):
+        await pipeline_summary(other_workspace.actor, pipeline.id)
+    viewer = Actor(tenant_id=workspace.tenant_id, user_id=None, role=Role.VIEWER)
+    assert (await pipeline_summary(viewer)).stages[0].count == 5
+    assert await tenant_of_pipeline(pipeline.id) == workspace.tenant_id

@@ -1,0 +1,531 @@
+"""Deals and the pipeline in Telegram: ``/deals`` (``/pipeline``), deal cards, ``/newdeal``.
+
+- ``/deals`` or ``/pipeline``: the default pipeline with each stage's deal count and value totals;
+  a stage button lists its deals (8 a page, ◀️ ▶️), a deal button opens its card. With several
+  pipelines, a row of buttons switches between them. List views edit their message in place.
+- A deal card (sent as a new message, ``dl:<id>``) has one button per stage of its pipeline, the
+  current one ticked: a tap moves the deal (history and event by ``do_move_deal``) and edits the
+  card in place. Title, Value and Note start short dialogues (FSM); ``/cancel`` leaves them.
+- The Deal and Stage buttons of a lead notification open the card of the contact's latest open
+  deal, or its stage picker; with no open deal, a button creates one.
+- ``/newdeal <title> [value]`` creates a deal owned by the operator and shows its card.
+
+Viewers see everything but a stage button or an edit is refused with an alert; the crm services
+decide (PermissionDenied), this module only words the refusal.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+
+from bot import deal_views as views
+from bot.callbacks import (
+    ConvAct,
+    ConvAction,
+    DealEdit,
+    DealEditAct,
+    DealMove,
+    DealNew,
+    DealOpen,
+    DealView,
+    PipelineShow,
+)
+from bot.deal_values import AmountError, parse_amount, split_title_and_amount
+from bot.sending import not_modified
+from bot.texts import no_workspace
+from crm.models import Role, User
+from crm.services import deals, notes, operators, pipelines
+from crm.services.access import Actor
+from crm.services.errors import NotFound, PermissionDenied, ServiceError, ValidationFailed
+
+MAX_TITLE = 200
+
+
+class DealDialog(StatesGroup):
+    """The short dialogues of a deal card; data: deal_id, tenant_id, card chat and message."""
+
+    title = State()
+    value = State()
+    note = State()
+
+
+# ---- wording -------------------------------------------------------------------------------
+
+
+def deal_refusal(exc: ServiceError, actor: Actor | None) -> str:
+    """Why a deal action was refused, in the operator's language."""
+    if isinstance(exc, PermissionDenied):
+        if actor is None or actor.role is Role.VIEWER:
+            return _("Viewers can look at deals but cannot change them.")
+        return _("Only the deal's owner or an admin can change this deal.")
+    if isinstance(exc, NotFound):
+        return _("This deal or pipeline no longer exists.")
+    return _("That did not work: {reason}").format(reason=exc.detail)
+
+
+def amount_error(exc: AmountError, text: str) -> str:
+    """A value that could not be read: the field and the reason."""
+    reasons = {
+        "empty": _("Value: send a number, for example 1500 or 1 500,50."),
+        "not_number": _("Value: “{text}” is not a number. Write it like 1500, 1 500,50 or 1500.5."),
+        "negative": _("Value: it cannot be negative."),
+        "decimals": _("Value: use at most 2 digits after the decimal point."),
+        "too_large": _("Value: the number is too large."),
+        "currency": _("Value: “{code}” is not a currency code (use EUR, USD, RUB…)."),
+    }
+    return reasons.get(exc.reason, reasons["not_number"]).format(
+        text=html.escape(text[:50]), code=html.escape(exc.detail)
+    )
+
+
+def _validation_text(exc: ValidationFailed) -> str:
+    names = {"title": _("Title"), "value": _("Value"), "currency": _("Currency"), "body": _("Note")}
+    error = exc.errors[0]
+    return _("{field}: {reason}").format(
+        field=names.get(error.field, error.field), reason=html.escape(error.reason)
+    )
+
+
+# ---- who acts ----------------------------------------------------------------------------------
+
+
+async def _actor_in(user: User | None, tenant_id: int | None) -> Actor | None:
+    """The user acting in the workspace a record belongs to (not necessarily the current one)."""
+    if user is None or tenant_id is None:
+        return None
+    return await operators.actor_for(user, tenant_id)
+
+
+async def _actor_for_deal(user: User | None, deal_id: int) -> Actor | None:
+    return await _actor_in(user, await deals.tenant_of_deal(deal_id))
+
+
+# ---- sending -----------------------------------------------------------------------------------
+
+
+async def _replace(query: CallbackQuery, bot: Bot, text: str, markup: InlineKeyboardMarkup) -> None:
+    """Show ``text`` in place of the pressed message (or as a new one when it cannot be edited)."""
+    if isinstance(query.message, Message):
+        try:
+            await query.message.edit_text(text, parse_mode=ParseMode.HTML, reply_markup=markup)
+            return
+        except TelegramBadRequest as exc:
+            if not_modified(exc):
+                return
+    await bot.send_message(query.from_user.id, text, parse_mode=ParseMode.HTML, reply_markup=markup)
+
+
+async def _send_card(bot: Bot, chat_id: int, actor: Actor, deal_id: int) -> Message:
+    card = await deals.deal_card(actor, deal_id)
+    return await bot.send_message(
+        chat_id,
+        views.card_text(card),
+        parse_mode=ParseMode.HTML,
+        reply_markup=views.card_keyboard(card),
+    )
+
+
+# ---- /deals, /pipeline and the lists -----------------------------------------------------------
+
+
+async def show_pipeline(message: Message, actor: Actor | None) -> None:
+    """The default pipeline: stages with counts and totals, a button per stage."""
+    if actor is None:
+        await message.answer(no_workspace())
+        return
+    try:
+        summary = await pipelines.pipeline_summary(actor)
+    except ServiceError as exc:
+        await message.answer(deal_refusal(exc, actor))
+        return
+    await message.answer(
+        views.pipeline_text(summary),
+        parse_mode=ParseMode.HTML,
+        reply_markup=views.pipeline_keyboard(summary),
+    )
+
+
+async def browse_pipeline(
+    query: CallbackQuery, callback_data: PipelineShow, user: User | None, bot: Bot
+) -> None:
+    """A pipeline's stages, or a page of one stage's deals, in place of the pressed message."""
+    actor = await _actor_in(user, await pipelines.tenant_of_pipeline(callback_data.pipeline))
+    if actor is None:
+        await query.answer(no_workspace(), show_alert=True)
+        return
+    try:
+        if callback_data.stage:
+            page = await deals.list_stage_deals(actor, callback_data.stage, page=callback_data.page)
+            text, markup = views.stage_deals_text(page), views.stage_deals_keyboard(page)
+        else:
+            summary = await pipelines.pipeline_summary(actor, callback_data.pipeline)
+            text, markup = views.pipeline_text(summary), views.pipeline_keyboard(summary)
+    except ServiceError as exc:
+        await query.answer(deal_refusal(exc, actor), show_alert=True)
+        return
+    await query.answer()
+    await _replace(query, bot, text, markup)
+
+
+# ---- the card ----------------------------------------------------------------------------------
+
+
+async def open_deal(
+    query: CallbackQuery, callback_data: DealOpen, user: User | None, bot: Bot
+) -> None:
+    """Send the card of a deal."""
+    actor = await _actor_for_deal(user, callback_data.id)
+    if actor is None:
+        await query.answer(_("This deal or pipeline no longer exists."), show_alert=True)
+        return
+    try:
+        card = await deals.deal_card(actor, callback_data.id)
+    except ServiceError as exc:
+        await query.answer(deal_refusal(exc, actor), show_alert=True)
+        return
+    await query.answer()
+    chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+    await bot.send_message(
+        chat_id,
+        views.card_text(card),
+        parse_mode=ParseMode.HTML,
+        reply_markup=views.card_keyboard(card),
+    )
+
+
+async def move_deal(
+    query: CallbackQuery, callback_data: DealMove, user: User | None, bot: Bot
+) -> None:
+    """Move the deal to the pressed stage and re-render the pressed message."""
+    actor = await _actor_for_deal(user, callback_data.id)
+    if actor is None:
+        await query.answer(_("This deal or pipeline no longer exists."), show_alert=True)
+        return
+    try:
+        before = await deals.access_deal(actor, callback_data.id)
+        deal = await deals.do_move_deal(actor, callback_data.id, callback_data.stage)
+        card = await deals.deal_card(actor, deal.id)
+    except ServiceError as exc:
+        await query.answer(deal_refusal(exc, actor), show_alert=True)
+        return
+    if before.stage_id == deal.stage_id:
+        await query.answer(_("Already in {stage}.").format(stage=deal.stage.name))
+    else:
+        await query.answer(_("Moved to {stage}.").format(stage=deal.stage.name))
+    if callback_data.view is DealView.STAGES:
+        await _replace(query, bot, views.stages_text(card), views.stages_keyboard(card))
+    else:
+        await _replace(query, bot, views.card_text(card), views.card_keyboard(card))
+
+
+# ---- dialogues: title, value, note -------------------------------------------------------------
+
+
+async def start_dialogue(
+    query: CallbackQuery, callback_data: DealEdit, user: User | None, state: FSMContext, bot: Bot
+) -> None:
+    """Ask for a new title or value, or a note, once the services say the operator may."""
+    actor = await _actor_for_deal(user, callback_data.id)
+    if actor is None:
+        await query.answer(_("This deal or pipeline no longer exists."), show_alert=True)
+        return
+    try:
+        if callback_data.act is DealEditAct.NOTE:
+            deal = await deals.access_deal_to_annotate(actor, callback_data.id)
+        else:
+            deal = await deals.access_deal_to_change(actor, callback_data.id)
+    except ServiceError as exc:
+        await query.answer(deal_refusal(exc, actor), show_alert=True)
+        return
+    title = html.escape(deal.title)
+    if callback_data.act is DealEditAct.TITLE:
+        await state.set_state(DealDialog.title)
+        prompt = _("Send the new title for <b>{title}</b>, or /cancel.").format(title=title)
+    elif callback_data.act is DealEditAct.VALUE:
+        await state.set_state(DealDialog.value)
+        prompt = _(
+            "Send the new value for <b>{title}</b> (now {value}), like 1500, 1 500,50 or "
+            "1500.5. Add a currency code to change the currency: 2000 EUR. Or /cancel."
+        ).format(title=title, value=views.money(deal.value, deal.currency))
+    else:
+        await state.set_state(DealDialog.note)
+        prompt = _("Send the note for <b>{title}</b>, or /cancel.").format(title=title)
+    card = query.message if isinstance(query.message, Message) else None
+    await state.set_data(
+        {
+            "deal_id": deal.id,
+            "tenant_id": actor.tenant_id,
+            "card_chat_id": card.chat.id if card is not None else None,
+            "card_message_id": card.message_id if card is not None else None,
+        }
+    )
+    await query.answer()
+    chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+    sent = await bot.send_message(chat_id, prompt, parse_mode=ParseMode.HTML)
+    await state.update_data(prompt_id=sent.message_id)
+
+
+async def answers_the_dialogue(message: Message, state: FSMContext) -> bool:
+    """Plain text, or a reply to the dialogue's prompt: a reply to a lead notification is not
+    an answer and goes on to ``inbox.reply_to_lead``."""
+    replied = message.reply_to_message
+    if replied is None:
+        return True
+    data: dict[str, Any] = await state.get_data()
+    return bool(replied.message_id == data.get("prompt_id"))
+
+
+async def _refresh_card(bot: Bot, actor: Actor, data: dict[str, Any], chat_id: int) -> None:
+    """Re-render the card the dialogue started from (a new card when it cannot be edited)."""
+    deal_id = int(data["deal_id"])
+    card = await deals.deal_card(actor, deal_id)
+    if data.get("card_chat_id") is not None and data.get("card_message_id") is not None:
+        try:
+            await bot.edit_message_text(
+                views.card_text(card),
+                chat_id=int(data["card_chat_id"]),
+                message_id=int(data["card_message_id"]),
+                parse_mode=ParseMode.HTML,
+                reply_markup=views.card_keyboard(card),
+            )
+            return
+        except TelegramBadRequest as exc:
+            if not_modified(exc):
+                return
+    await _send_card(bot, chat_id, actor, deal_id)
+
+
+async def _dialogue_actor(
+    message: Message, state: FSMContext, user: User | None
+) -> tuple[Actor, dict[str, Any]] | None:
+    data = await state.get_data()
+    actor = await _actor_in(user, data.get("tenant_id"))
+    if actor is None or "deal_id" not in data:
+        await state.clear()
+        await message.answer(no_workspace())
+        return None
+    return actor, data
+
+
+async def _finish(
+    message: Message, state: FSMContext, bot: Bot, actor: Actor, data: dict[str, Any], done: str
+) -> None:
+    await state.clear()
+    await _refresh_card(bot, actor, data, message.chat.id)
+    await message.answer(done)
+
+
+async def _refused(message: Message, state: FSMContext, exc: ServiceError, actor: Actor) -> None:
+    """A validation error keeps the dialogue open; any other refusal ends it."""
+    if isinstance(exc, ValidationFailed):
+        await message.answer(
+            _validation_text(exc) + "\n" + _("Send it again, or /cancel."),
+            parse_mode=ParseMode.HTML,
+        )
+        return
+    await state.clear()
+    await message.answer(deal_refusal(exc, actor))
+
+
+async def receive_title(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
+    """The new title of the deal."""
+    found = await _dialogue_actor(message, state, user)
+    if found is None:
+        return
+    actor, data = found
+    title = (message.text or "").strip()
+    if len(title) > MAX_TITLE:
+        await message.answer(
+            _("Title: at most {limit} characters, this one has {n}.").format(
+                limit=MAX_TITLE, n=len(title)
+            )
+            + "\n"
+            + _("Send it again, or /cancel.")
+        )
+        return
+    try:
+        await deals.do_update_deal(actor, int(data["deal_id"]), title=title)
+    except ServiceError as exc:
+        await _refused(message, state, exc, actor)
+        return
+    await _finish(message, state, bot, actor, data, _("Title saved ✓"))
+
+
+async def receive_value(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
+    """The new value (and maybe currency); a bad one is explained and the dialogue stays."""
+    found = await _dialogue_actor(message, state, user)
+    if found is None:
+        return
+    actor, data = found
+    text = message.text or ""
+    try:
+        amount = parse_amount(text, views.current_locale())
+    except AmountError as exc:
+        await message.answer(
+            amount_error(exc, text) + "\n" + _("Send it again, or /cancel."),
+            parse_mode=ParseMode.HTML,
+        )
+        return
+    try:
+        if amount.currency is None:
+            await deals.do_update_deal(actor, int(data["deal_id"]), value=amount.value)
+        else:
+            await deals.do_update_deal(
+                actor, int(data["deal_id"]), value=amount.value, currency=amount.currency
+            )
+    except ServiceError as exc:
+        await _refused(message, state, exc, actor)
+        return
+    await _finish(message, state, bot, actor, data, _("Value saved ✓"))
+
+
+async def receive_note(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
+    """A note on the deal."""
+    found = await _dialogue_actor(message, state, user)
+    if found is None:
+        return
+    actor, data = found
+    try:
+        await notes.do_create_note(actor, message.text or "", deal_id=int(data["deal_id"]))
+    except ServiceError as exc:
+        await _refused(message, state, exc, actor)
+        return
+    await _finish(message, state, bot, actor, data, _("Note added ✓"))
+
+
+async def not_text(message: Message) -> None:
+    """Anything but text during a dialogue."""
+    await message.answer(_("Please send text, or /cancel."))
+
+
+# ---- notification buttons ----------------------------------------------------------------------
+
+
+async def conversation_deal(
+    query: CallbackQuery, callback_data: ConvAction, user: User | None, bot: Bot
+) -> None:
+    """Deal: the card of the contact's latest open deal; Stage: its stage picker."""
+    actor = await operators.actor_for_conversation(user, callback_data.id)
+    if actor is None:
+        await query.answer(no_workspace(), show_alert=True)
+        return
+    try:
+        found = await deals.deal_of_conversation(actor, callback_data.id)
+        card = await deals.deal_card(actor, found.deal.id) if found.deal is not None else None
+    except ServiceError as exc:
+        await query.answer(deal_refusal(exc, actor), show_alert=True)
+        return
+    await query.answer()
+    chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+    if card is None:
+        await bot.send_message(
+            chat_id,
+            views.no_deal_text(deals.title_for_contact(found.contact)),
+            parse_mode=ParseMode.HTML,
+            reply_markup=views.no_deal_keyboard(callback_data.id),
+        )
+    elif callback_data.act is ConvAct.STAGE:
+        await bot.send_message(
+            chat_id,
+            views.stages_text(card),
+            parse_mode=ParseMode.HTML,
+            reply_markup=views.stages_keyboard(card),
+        )
+    else:
+        await bot.send_message(
+            chat_id,
+            views.card_text(card),
+            parse_mode=ParseMode.HTML,
+            reply_markup=views.card_keyboard(card),
+        )
+
+
+async def create_for_conversation(
+    query: CallbackQuery, callback_data: DealNew, user: User | None, bot: Bot
+) -> None:
+    """Create the lead's deal (or find the one created meanwhile) and show its card in place."""
+    actor = await operators.actor_for_conversation(user, callback_data.conversation)
+    if actor is None:
+        await query.answer(no_workspace(), show_alert=True)
+        return
+    try:
+        deal, created = await deals.do_open_deal_for_conversation(actor, callback_data.conversation)
+        card = await deals.deal_card(actor, deal.id)
+    except ServiceError as exc:
+        await query.answer(deal_refusal(exc, actor), show_alert=True)
+        return
+    await query.answer(_("Deal created.") if created else None)
+    await _replace(query, bot, views.card_text(card), views.card_keyboard(card))
+
+
+# ---- /newdeal ----------------------------------------------------------------------------------
+
+
+async def new_deal(message: Message, command: CommandObject, actor: Actor | None, bot: Bot) -> None:
+    """``/newdeal <title> [value]``: the operator's deal in the default pipeline's first stage."""
+    if actor is None:
+        await message.answer(no_workspace())
+        return
+    usage = _("Usage: /newdeal title [value], for example: /newdeal Website for Acme 1500")
+    args = (command.args or "").strip()
+    if not args:
+        await message.answer(usage)
+        return
+    try:
+        title, amount = split_title_and_amount(args, views.current_locale())
+    except AmountError as exc:
+        await message.answer(amount_error(exc, args), parse_mode=ParseMode.HTML)
+        return
+    if len(title) > MAX_TITLE:
+        await message.answer(
+            _("Title: at most {limit} characters, this one has {n}.").format(
+                limit=MAX_TITLE, n=len(title)
+            )
+        )
+        return
+    try:
+        if amount is None:
+            deal = await deals.do_create_deal(actor, title)
+        else:
+            deal = await deals.do_create_deal(
+                actor, title, value=amount.value, currency=amount.currency
+            )
+    except ServiceError as exc:
+        if isinstance(exc, ValidationFailed):
+            await message.answer(_validation_text(exc), parse_mode=ParseMode.HTML)
+        else:
+            await message.answer(deal_refusal(exc, actor))
+        return
+    await _send_card(bot, message.chat.id, actor, deal.id)
+
+
+def build_router() -> Router:
+    """A fresh router with this module's handlers (one per Dispatcher)."""
+    router = Router(name="deals")
+    dialogue = StateFilter(DealDialog.title, DealDialog.value, DealDialog.note)
+    router.message.register(show_pipeline, Command("deals", "pipeline"))
+    router.message.register(new_deal, Command("newdeal"))
+    answer = (F.text, ~F.text.startswith("/"), answers_the_dialogue)
+    router.message.register(receive_title, StateFilter(DealDialog.title), *answer)
+    router.message.register(receive_value, StateFilter(DealDialog.value), *answer)
+    router.message.register(receive_note, StateFilter(DealDialog.note), *answer)
+    router.message.register(not_text, dialogue, ~F.text)
+    router.callback_query.register(browse_pipeline, PipelineShow.filter())
+    router.callback_query.register(open_deal, DealOpen.filter())
+    router.callback_query.register(move_deal, DealMove.filter())
+    router.callback_query.register(start_dialogue, DealEdit.filter())
+    router.callback_query.register(create_for_conversation, DealNew.filter())
+    router.callback_query.register(
+        conversation_deal, ConvAction.filter(F.act.in_({ConvAct.DEAL, ConvAct.STAGE}))
+    )
+    return router
