@@ -263,20 +263,20 @@ class Notifier:
         """Tell the assignee (or every member) of a new lead message, with action buttons."""
         if event.entity_id is None:
             return
-        message = await Message.get_or_none(id=event.entity_id)
+        # One query for the message, its conversation and the lead: this runs for every
+        # lead message (bench_notify).
+        message = (
+            await Message.filter(id=event.entity_id).select_related("conversation__contact").first()
+        )
         if message is None:
             return
-        conversation = await Conversation.get_or_none(id=message.conversation_id)
-        if conversation is None:
-            return
-        contact = await Contact.get_or_none(id=conversation.contact_id)
-        lead_name = (contact.name if contact is not None else "") or conversation.peer_id
+        conversation = message.conversation
+        contact = conversation.contact
+        lead_name = contact.name or conversation.peer_id
         deal = await operators.open_deal_of(conversation.tenant_id, conversation.contact_id)
-        recipients = [
-            user
-            for user in await operators.recipients_for(conversation)
-            if not await operators.already_notified(user.id, message.id)
-        ]
+        recipients = await operators.not_yet_notified(
+            await operators.recipients_for(conversation), message.id
+        )
         if not recipients:
             return
         attachment = await self._attachment(message)

@@ -409,13 +409,9 @@ async def apply_status(connection: ConnectionInfo, receipt: InboundStatus) -> Me
         )
     except IntegrityError:
         return None  # the same receipt is already waiting
-    # The sender may have recorded the id between our lookup and the insert: look again.
-    message = await _apply_status_to_stored(connection.id, receipt)
-    if message is not None:
-        await PendingStatus.filter(
-            connection_id=connection.id, external_id=receipt.external_id
-        ).delete()
-    return message
+    # The sender may have recorded the id between our lookup and the insert: look again, and
+    # drop the waiting receipt in the same transaction as applying it (never both or neither).
+    return await _apply_status_to_stored(connection.id, receipt, drop_pending=True)
 
 
 async def _lock_message(
@@ -425,12 +421,20 @@ async def _lock_message(
     return await query.using_db(conn).select_for_update().first()
 
 
-async def _apply_status_to_stored(connection_id: int, receipt: InboundStatus) -> Message | None:
+async def _apply_status_to_stored(
+    connection_id: int, receipt: InboundStatus, *, drop_pending: bool = False
+) -> Message | None:
     async with in_transaction() as conn:
         message = await _lock_message(connection_id, receipt.external_id, conn)
         if message is None:
             return None
         await _advance(message, receipt, conn)
+        if drop_pending:
+            await (
+                PendingStatus.filter(connection_id=connection_id, external_id=receipt.external_id)
+                .using_db(conn)
+                .delete()
+            )
     return message
 
 

@@ -24,7 +24,6 @@ from crm.models import (
     Message,
     OperatorNotification,
     Role,
-    Stage,
     StageKind,
     Tenant,
     User,
@@ -276,23 +275,30 @@ class OpenDeal:
 
 
 async def open_deal_of(tenant_id: int, contact_id: int) -> OpenDeal | None:
-    """The contact's latest open deal, if any."""
+    """The contact's latest open deal, if any (one query: the deal with its stage)."""
     deal = (
         await Deal.filter(tenant_id=tenant_id, contact_id=contact_id, closed_at__isnull=True)
+        .select_related("stage")
         .order_by("-id")
         .first()
     )
     if deal is None:
         return None
-    stage = await Stage.get_or_none(id=deal.stage_id)
-    if stage is not None and stage.kind is not StageKind.OPEN:
+    if deal.stage.kind is not StageKind.OPEN:
         return None
-    return OpenDeal(deal.title, stage.name if stage is not None else "")
+    return OpenDeal(deal.title, deal.stage.name)
 
 
-async def already_notified(user_id: int, message_id: int) -> bool:
-    """True when the user was already told of this lead message."""
-    return await OperatorNotification.exists(user_id=user_id, lead_message_id=message_id)
+async def not_yet_notified(users: list[User], message_id: int) -> list[User]:
+    """Those of ``users`` not yet told of this lead message (one query for all of them)."""
+    if not users:
+        return []
+    told = set(
+        await OperatorNotification.filter(
+            lead_message_id=message_id, user_id__in=[u.id for u in users]
+        ).values_list("user_id", flat=True)
+    )
+    return [user for user in users if user.id not in told]
 
 
 async def record_notification(
