@@ -124,3 +124,23 @@ async def lead_received(service: RunningService) -> list[str]:
     reply = await service.http.get("/sandbox/whatsapp/outbox", params={"to": LEAD})
     assert reply.status_code == 200, reply.text
     return [entry.get("text") for entry in reply.json()]
+
+
+async def count(service: RunningService, chat_id: int) -> int:
+    """How many messages the operator bot sent to ``chat_id`` so far."""
+    return len(await sent(service, chat_id))
+
+
+async def next_message(
+    service: RunningService, chat_id: int, before: int, needle: str = ""
+) -> dict[str, Any]:
+    """The first message sent after the first ``before`` ones that contains ``needle``."""
+    found: list[dict[str, Any]] = []
+
+    async def arrived() -> bool:
+        later = (await sent(service, chat_id))[before:]
+        found[:] = [m for m in later if needle in (m.get("text") or "")]
+        return bool(found)
+
+    await eventually(arrived)
+    return found[0]

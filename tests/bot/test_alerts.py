@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import shutil
 import zoneinfo
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aiogram.utils.i18n import I18n
@@ -34,7 +31,6 @@ from crm.services import conversations, operators
 from crm.services.access import Actor
 from crm.services.deals import do_create_deal, do_move_deal
 from crm.services.digest import WorkspaceDigest
-from crm.settings import Settings
 from tests.bot.support import (
     buttons,
     invite_link,
@@ -48,7 +44,7 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OLGA = 5301
@@ -58,17 +54,6 @@ ED = 5304
 STRANGER = 5305
 DIGEST_HEADER_RU = "☀️ <b>Доброе утро! Ваша ежедневная сводка</b>"
 DIGEST_HEADER_EN = "☀️ <b>Good morning! Your daily digest</b>"
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 def alerts_of(service: RunningService) -> Alerts:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,6 @@ from bot.notify import (
 from crm.messaging import DeliveryStatus
 from crm.models import Conversation, Direction, Message, OperatorNotification, User
 from crm.services.media import LocalMediaStore, stored_bytes
-from crm.settings import Settings
 from tests.bot.support import (
     LEAD,
     buttons,
@@ -40,7 +38,7 @@ from tests.bot.support import (
     sent,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 5101
@@ -50,17 +48,6 @@ RU_OWNER = 5103
 JPEG = b"\xff\xd8\xff\xe0" + b"sandbox-photo" * 50
 PDF = b"%PDF-1.4\n" + b"sandbox offer " * 40
 ENTITY = re.compile(r"&(?:[a-zA-Z]+|#[0-9]+|#x[0-9a-fA-F]+);")
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 # ---- helpers (also used by tests/bot/routers/test_inbox.py) -----------------------------------

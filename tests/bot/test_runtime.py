@@ -6,17 +6,12 @@ Texts are asserted in English, the source language, so they hold before any cata
 from __future__ import annotations
 
 import html
-import logging
 import re
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.runtime import OperatorBot, OperatorBotConfig
 from bot.services import BotServices
 from crm.models import Conversation, ConversationStatus, Membership, Tenant, User
-from crm.settings import Settings
 from crm.tasks.handlers import HandlerRegistry
 from tests.bot.support import (
     buttons,
@@ -32,24 +27,12 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 5001
 VIEWER = 5002
 LATECOMER = 5003
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    # create_app quiets httpx; tests that read httpx's log lines may run after these.
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 async def test_start_creates_a_workspace_owned_by_the_newcomer_once(

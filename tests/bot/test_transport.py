@@ -9,13 +9,11 @@ runs two OperatorBots, one after the other, on the same Redis (skipped when Redi
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import re
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +36,7 @@ from crm.settings import Settings
 from crm.tasks.handlers import HandlerRegistry
 from crm.wiring import build_channels, build_operator_bot
 from tests.bot.support import OPERATOR, buttons, onboard_owner, press, say, sent, wait_for
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
@@ -184,17 +182,6 @@ def test_random_plain_texts_join_back_exactly() -> None:
 
 
 # --------------------------------------------------------------------------- the service
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 def operator_of(service: RunningService) -> OperatorBot:

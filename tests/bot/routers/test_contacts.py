@@ -6,30 +6,27 @@ inline mode, with the role rules of the crm services and one Russian check per f
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from crm.models import Contact, Note, Role, Tag, User
 from crm.services import companies, contacts, deals, notes
 from crm.services.access import Actor
-from crm.settings import Settings
 from tests.bot.support import (
     OPERATOR,
     buttons,
+    count,
     invite_link,
     join,
     lead_received,
     lead_writes,
+    next_message,
     onboard_owner,
     press,
     say,
     sent,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 6101
@@ -38,17 +35,6 @@ MEMBER = 6103
 OTHER_OWNER = 6104
 STRANGER = 6105
 RU_OWNER = 6106
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 async def onboard_ru_owner(service: RunningService, user_id: int) -> User:
@@ -70,25 +56,6 @@ def owner_of(user: User) -> Actor:
 
 async def add_contact(actor: Actor, **values: Any) -> Contact:
     return (await contacts.do_create_contact(actor, values)).contact
-
-
-async def new_message(
-    service: RunningService, chat_id: int, needle: str, before: int
-) -> dict[str, Any]:
-    """The first message sent to ``chat_id`` after the first ``before`` that contains ``needle``."""
-    found: list[dict[str, Any]] = []
-
-    async def arrived() -> bool:
-        later = (await sent(service, chat_id))[before:]
-        found[:] = [m for m in later if needle in (m.get("text") or "")]
-        return bool(found)
-
-    await eventually(arrived)
-    return found[0]
-
-
-async def count(service: RunningService, chat_id: int) -> int:
-    return len(await sent(service, chat_id))
 
 
 async def callback_answer(service: RunningService, callback_query_id: str) -> dict[str, Any]:
@@ -139,18 +106,18 @@ async def test_search_by_name_and_by_phone(service: RunningService) -> None:
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/contacts anna")
-    found = await new_message(service, OWNER, "Contacts matching “anna”", before)
+    found = await next_message(service, OWNER, before, "Contacts matching “anna”")
     assert buttons(found) == [f"ct:{anna.id}"]
     assert "Anna Petrova · +4915112345678" in str(found["reply_markup"])
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/contacts +49 151 99")
-    found = await new_message(service, OWNER, "Contacts matching", before)
+    found = await next_message(service, OWNER, before, "Contacts matching")
     assert buttons(found) == [f"ct:{boris.id}"]
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/contacts nobody-like-this")
-    await new_message(service, OWNER, "No contact matches “nobody-like-this”", before)
+    await next_message(service, OWNER, before, "No contact matches “nobody-like-this”")
 
 
 async def test_search_answers_in_russian(service: RunningService) -> None:
@@ -158,7 +125,7 @@ async def test_search_answers_in_russian(service: RunningService) -> None:
     await add_contact(owner, name="Anna Petrova")
     before = await count(service, RU_OWNER)
     await say(service, RU_OWNER, "/contacts anna")
-    found = await new_message(service, RU_OWNER, "Контакты по запросу «anna»:", before)
+    found = await next_message(service, RU_OWNER, before, "Контакты по запросу «anna»:")
     assert len(buttons(found)) == 1
 
 
@@ -168,7 +135,7 @@ async def test_recent_contacts_are_paged(service: RunningService) -> None:
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/contacts")
-    listing = await new_message(service, OWNER, "12 contacts in this workspace", before)
+    listing = await next_message(service, OWNER, before, "12 contacts in this workspace")
     newest_first = [f"ct:{c.id}" for c in reversed(created)]
     assert buttons(listing) == [*newest_first[:10], "cp:1", "cp:2"]
     labels = [b["text"] for b in listing["reply_markup"]["inline_keyboard"][-1]]
@@ -212,10 +179,10 @@ async def test_card_shows_the_contact_its_notes_and_deals(service: RunningServic
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/contacts petrova")
-    listing = await new_message(service, OWNER, "Contacts matching", before)
+    listing = await next_message(service, OWNER, before, "Contacts matching")
     before = await count(service, OWNER)
     await press(service, OWNER, f"ct:{anna.id}", listing["message_id"])
-    card = await new_message(service, OWNER, "Anna &lt;Petrova&gt;", before)
+    card = await next_message(service, OWNER, before, "Anna &lt;Petrova&gt;")
 
     text = card["text"]
     assert card["parse_mode"] == "HTML"
@@ -239,10 +206,10 @@ async def test_card_in_russian(service: RunningService) -> None:
     anna = await add_contact(owner, name="Anna", phone="+4915112345678")
     before = await count(service, RU_OWNER)
     await say(service, RU_OWNER, "/contacts anna")
-    listing = await new_message(service, RU_OWNER, "anna", before)
+    listing = await next_message(service, RU_OWNER, before, "anna")
     before = await count(service, RU_OWNER)
     await press(service, RU_OWNER, f"ct:{anna.id}", listing["message_id"])
-    card = await new_message(service, RU_OWNER, "Телефон: +4915112345678", before)
+    card = await next_message(service, RU_OWNER, before, "Телефон: +4915112345678")
     assert "Сделок пока нет." in card["text"]
     labels = [b["text"] for row in card["reply_markup"]["inline_keyboard"] for b in row]
     assert labels == ["🏷 Добавить тег", "📝 Добавить заметку"]
@@ -258,7 +225,7 @@ async def test_only_contacts_of_the_current_workspace_are_listed_and_opened(
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/contacts anna")
-    listing = await new_message(service, OWNER, "Contacts matching", before)
+    listing = await next_message(service, OWNER, before, "Contacts matching")
     assert buttons(listing) == [f"ct:{anna.id}"]
 
     # Olga joins Oleg's workspace, which becomes her current one: her old list now points
@@ -269,7 +236,7 @@ async def test_only_contacts_of_the_current_workspace_are_listed_and_opened(
     assert answer["text"] == "This contact is not in your current workspace."
     before = await count(service, OWNER)
     await say(service, OWNER, "/contacts")
-    listing = await new_message(service, OWNER, "1 contact in this workspace", before)
+    listing = await next_message(service, OWNER, before, "1 contact in this workspace")
     assert "Anna Other" in str(listing["reply_markup"])
 
 
@@ -279,10 +246,10 @@ async def test_only_contacts_of_the_current_workspace_are_listed_and_opened(
 async def open_card(service: RunningService, user_id: int, contact: Contact) -> dict[str, Any]:
     before = await count(service, user_id)
     await say(service, user_id, f"/contacts {contact.name}")
-    listing = await new_message(service, user_id, "“", before)
+    listing = await next_message(service, user_id, before, "“")
     before = await count(service, user_id)
     await press(service, user_id, f"ct:{contact.id}", listing["message_id"])
-    return await new_message(service, user_id, "Phone:", before)
+    return await next_message(service, user_id, before, "Phone:")
 
 
 async def test_tag_and_note_dialogues(service: RunningService) -> None:
@@ -292,32 +259,32 @@ async def test_tag_and_note_dialogues(service: RunningService) -> None:
 
     before = await count(service, OWNER)
     await press(service, OWNER, f"ca:t:{anna.id}", card["message_id"])
-    await new_message(service, OWNER, "Which tag for Anna Petrova?", before)
+    await next_message(service, OWNER, before, "Which tag for Anna Petrova?")
     before = await count(service, OWNER)
     await say(service, OWNER, "vip, hot lead")
-    await new_message(service, OWNER, "Tags of the contact: hot lead, vip", before)
-    card = await new_message(service, OWNER, "Tags: hot lead, vip", before)
+    await next_message(service, OWNER, before, "Tags of the contact: hot lead, vip")
+    card = await next_message(service, OWNER, before, "Tags: hot lead, vip")
     tagged = await Tag.filter(contacts__id=anna.id).values_list("name", flat=True)
     assert sorted(tagged) == ["hot lead", "vip"]
 
     before = await count(service, OWNER)
     await press(service, OWNER, f"ca:n:{anna.id}", card["message_id"])
-    await new_message(service, OWNER, "Write the note on Anna Petrova", before)
+    await next_message(service, OWNER, before, "Write the note on Anna Petrova")
     before = await count(service, OWNER)
     await say(service, OWNER, "Called <her>, wants a demo")
-    await new_message(service, OWNER, "Note saved.", before)
-    card = await new_message(service, OWNER, "Called &lt;her&gt;, wants a demo", before)
+    await next_message(service, OWNER, before, "Note saved.")
+    card = await next_message(service, OWNER, before, "Called &lt;her&gt;, wants a demo")
     (note,) = await Note.filter(contact_id=anna.id)
     assert note.body == "Called <her>, wants a demo" and note.author_id == user.id
 
     # /cancel leaves the dialogue: the next text is no note.
     before = await count(service, OWNER)
     await press(service, OWNER, f"ca:n:{anna.id}", card["message_id"])
-    await new_message(service, OWNER, "Write the note", before)
+    await next_message(service, OWNER, before, "Write the note")
     await say(service, OWNER, "/cancel")
-    await new_message(service, OWNER, "Cancelled.", before)
+    await next_message(service, OWNER, before, "Cancelled.")
     await say(service, OWNER, "not a note")
-    await new_message(service, OWNER, "To answer a lead, reply to their notification", before)
+    await next_message(service, OWNER, before, "To answer a lead, reply to their notification")
     assert await Note.filter(contact_id=anna.id).count() == 1
 
 
@@ -329,12 +296,12 @@ async def test_a_reply_to_a_lead_notification_during_a_dialogue_reaches_the_lead
     card = await open_card(service, OWNER, anna)
     before = await count(service, OWNER)
     await press(service, OWNER, f"ca:n:{anna.id}", card["message_id"])
-    await new_message(service, OWNER, "Write the note", before)
+    await next_message(service, OWNER, before, "Write the note")
 
     await lead_writes(
         service, await whatsapp_connection(user.current_tenant_id or 0), "Lead", "price?"
     )
-    notification = await new_message(service, OWNER, "price?", before)
+    notification = await next_message(service, OWNER, before, "price?")
     await say(service, OWNER, "49 EUR", reply_to_message_id=notification["message_id"])
 
     async def delivered() -> bool:
@@ -345,7 +312,7 @@ async def test_a_reply_to_a_lead_notification_during_a_dialogue_reaches_the_lead
     # The dialogue still waits for its note.
     before = await count(service, OWNER)
     await say(service, OWNER, "Asked for the price")
-    await new_message(service, OWNER, "Note saved.", before)
+    await next_message(service, OWNER, before, "Note saved.")
     assert await Note.filter(contact_id=anna.id).count() == 1
 
 
@@ -353,15 +320,15 @@ async def test_tag_dialogue_in_russian(service: RunningService) -> None:
     anna = await add_contact(owner_of(await onboard_ru_owner(service, RU_OWNER)), name="Anna")
     before = await count(service, RU_OWNER)
     await say(service, RU_OWNER, "/contacts anna")
-    listing = await new_message(service, RU_OWNER, "anna", before)
+    listing = await next_message(service, RU_OWNER, before, "anna")
     before = await count(service, RU_OWNER)
     await press(service, RU_OWNER, f"ct:{anna.id}", listing["message_id"])
-    card = await new_message(service, RU_OWNER, "Телефон:", before)
+    card = await next_message(service, RU_OWNER, before, "Телефон:")
     before = await count(service, RU_OWNER)
     await press(service, RU_OWNER, f"ca:t:{anna.id}", card["message_id"])
-    await new_message(service, RU_OWNER, "Какой тег добавить контакту Anna?", before)
+    await next_message(service, RU_OWNER, before, "Какой тег добавить контакту Anna?")
     await say(service, RU_OWNER, "vip")
-    await new_message(service, RU_OWNER, "Теги контакта: vip", before)
+    await next_message(service, RU_OWNER, before, "Теги контакта: vip")
 
 
 async def test_a_viewer_reads_cards_but_cannot_tag_note_or_add(service: RunningService) -> None:
@@ -378,13 +345,13 @@ async def test_a_viewer_reads_cards_but_cannot_tag_note_or_add(service: RunningS
     # No dialogue was started: the text goes to the inbox's catch-all.
     before = await count(service, VIEWER)
     await say(service, VIEWER, "vip")
-    await new_message(service, VIEWER, "To answer a lead", before)
+    await next_message(service, VIEWER, before, "To answer a lead")
 
     await say(service, VIEWER, "/newcontact Boris +4915199999999")
-    await new_message(service, VIEWER, "Viewers cannot add or change contacts.", before)
+    await next_message(service, VIEWER, before, "Viewers cannot add or change contacts.")
     before = await count(service, VIEWER)
     await say(service, VIEWER, "/newcontact")
-    await new_message(service, VIEWER, "Viewers cannot add or change contacts.", before)
+    await next_message(service, VIEWER, before, "Viewers cannot add or change contacts.")
 
     assert await Tag.filter(tenant_id=user.current_tenant_id).count() == 0
     assert await Note.filter(tenant_id=user.current_tenant_id).count() == 0
@@ -405,9 +372,9 @@ async def test_a_member_may_note_but_not_tag_a_colleagues_contact(
 
     before = await count(service, MEMBER)
     await press(service, MEMBER, f"ca:n:{anna.id}", card["message_id"])
-    await new_message(service, MEMBER, "Write the note", before)
+    await next_message(service, MEMBER, before, "Write the note")
     await say(service, MEMBER, "Met at the fair")
-    await new_message(service, MEMBER, "Note saved.", before)
+    await next_message(service, MEMBER, before, "Note saved.")
     member = await User.get(telegram_id=MEMBER)
     (note,) = await Note.filter(contact_id=anna.id)
     assert note.author_id == member.id
@@ -421,8 +388,8 @@ async def test_quick_add_in_one_line(service: RunningService) -> None:
     user = await onboard_owner(service, OWNER, "Olga")
     before = await count(service, OWNER)
     await say(service, OWNER, "/newcontact Anna Petrova +49 151 12345678 Anna@Example.com")
-    await new_message(service, OWNER, "Contact added.", before)
-    card = await new_message(service, OWNER, "<b>Anna Petrova</b>", before)
+    await next_message(service, OWNER, before, "Contact added.")
+    card = await next_message(service, OWNER, before, "<b>Anna Petrova</b>")
     assert "Phone: +4915112345678" in card["text"]
     assert "Email: anna@example.com" in card["text"]
     assert "Owner: Olga" in card["text"]
@@ -436,12 +403,12 @@ async def test_quick_add_in_one_line(service: RunningService) -> None:
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/newcontact Boris bob@example")
-    refused = await new_message(service, OWNER, "Not saved.", before)
+    refused = await next_message(service, OWNER, before, "Not saved.")
     assert refused["text"] == "Not saved. email: 'bob@example' is not a valid email address"
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/newcontact Clara +4915112345678")
-    refused = await new_message(service, OWNER, "Not saved.", before)
+    refused = await next_message(service, OWNER, before, "Not saved.")
     assert "phone: contact" in refused["text"] and "already has this phone" in refused["text"]
     assert await Contact.filter(tenant_id=user.current_tenant_id).count() == 1
 
@@ -450,26 +417,26 @@ async def test_quick_add_by_dialogue(service: RunningService) -> None:
     user = await onboard_owner(service, OWNER, "Olga")
     before = await count(service, OWNER)
     await say(service, OWNER, "/newcontact")
-    await new_message(service, OWNER, "Name of the new contact?", before)
+    await next_message(service, OWNER, before, "Name of the new contact?")
     await say(service, OWNER, "Vera Ivanova")
-    await new_message(service, OWNER, "Their phone number or email?", before)
+    await next_message(service, OWNER, before, "Their phone number or email?")
     await say(service, OWNER, "vera@bad")
-    await new_message(service, OWNER, "Not saved. email: 'vera@bad' is not a valid", before)
-    await new_message(service, OWNER, "Send another phone number or email", before)
+    await next_message(service, OWNER, before, "Not saved. email: 'vera@bad' is not a valid")
+    await next_message(service, OWNER, before, "Send another phone number or email")
     assert await Contact.filter(tenant_id=user.current_tenant_id).count() == 0
     await say(service, OWNER, "vera@example.com")
-    await new_message(service, OWNER, "Contact added.", before)
-    await new_message(service, OWNER, "Email: vera@example.com", before)
+    await next_message(service, OWNER, before, "Contact added.")
+    await next_message(service, OWNER, before, "Email: vera@example.com")
     vera = await Contact.get(tenant_id=user.current_tenant_id)
     assert (vera.name, vera.email) == ("Vera Ivanova", "vera@example.com")
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/newcontact")
-    await new_message(service, OWNER, "Name of the new contact?", before)
+    await next_message(service, OWNER, before, "Name of the new contact?")
     await say(service, OWNER, "Max")
-    await new_message(service, OWNER, "Their phone number or email?", before)
+    await next_message(service, OWNER, before, "Their phone number or email?")
     await say(service, OWNER, "/skip")
-    await new_message(service, OWNER, "<b>Max</b>", before)
+    await next_message(service, OWNER, before, "<b>Max</b>")
     assert await Contact.filter(tenant_id=user.current_tenant_id, name="Max").count() == 1
 
 
@@ -477,11 +444,11 @@ async def test_quick_add_error_in_russian(service: RunningService) -> None:
     user = await onboard_ru_owner(service, RU_OWNER)
     before = await count(service, RU_OWNER)
     await say(service, RU_OWNER, "/newcontact Boris bob@example")
-    refused = await new_message(service, RU_OWNER, "Не сохранено.", before)
+    refused = await next_message(service, RU_OWNER, before, "Не сохранено.")
     assert refused["text"].startswith("Не сохранено. email: 'bob@example'")
     before = await count(service, RU_OWNER)
     await say(service, RU_OWNER, "/newcontact Boris")
-    await new_message(service, RU_OWNER, "Контакт добавлен.", before)
+    await next_message(service, RU_OWNER, before, "Контакт добавлен.")
     assert await Contact.filter(tenant_id=user.current_tenant_id).count() == 1
 
 

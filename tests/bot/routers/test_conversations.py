@@ -5,29 +5,26 @@ from __future__ import annotations
 
 import base64
 import html
-import logging
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from crm.models import Conversation, User
-from crm.settings import Settings
 from tests.bot.support import (
     LEAD,
     buttons,
+    count,
     invite_link,
     join,
     lead_received,
     lead_writes,
+    next_message,
     onboard_owner,
     press,
     say,
     sent,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 6201
@@ -39,36 +36,6 @@ PNG = base64.b64encode(
         "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082"
     )
 ).decode()
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
-
-
-async def count(service: RunningService, chat_id: int) -> int:
-    return len(await sent(service, chat_id))
-
-
-async def new_message(
-    service: RunningService, chat_id: int, needle: str, before: int
-) -> dict[str, Any]:
-    """The first message sent to ``chat_id`` after the first ``before`` that contains ``needle``."""
-    found: list[dict[str, Any]] = []
-
-    async def arrived() -> bool:
-        later = (await sent(service, chat_id))[before:]
-        found[:] = [m for m in later if needle in (m.get("text") or "")]
-        return bool(found)
-
-    await eventually(arrived)
-    return found[0]
 
 
 async def current(service: RunningService, chat_id: int, message_id: int) -> dict[str, Any]:
@@ -108,7 +75,7 @@ async def test_inbox_pages_unread_conversations_newest_first(service: RunningSer
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/inbox")
-    listing = await new_message(service, OWNER, "10 conversations with unread messages", before)
+    listing = await next_message(service, OWNER, before, "10 conversations with unread messages")
     assert buttons(listing) == [*(f"io:{i}" for i in newest_first[:8]), "ib:1", "ib:2"]
     rows = listing["reply_markup"]["inline_keyboard"]
     assert rows[0][0]["text"] == "Lead 09 · WhatsApp · 1"
@@ -146,12 +113,12 @@ async def test_inbox_in_russian(service: RunningService) -> None:
     await leads_write(service, await whatsapp_connection(owner.current_tenant_id or 0), 9)
     before = await count(service, RU_OWNER)
     await say(service, RU_OWNER, "/inbox")
-    listing = await new_message(service, RU_OWNER, "9 диалогов с непрочитанными", before)
+    listing = await next_message(service, RU_OWNER, before, "9 диалогов с непрочитанными")
     labels = [b["text"] for b in listing["reply_markup"]["inline_keyboard"][-1]]
     assert labels == ["стр. 1/2", "▶️"]
     before = await count(service, RU_OWNER)
     await press(service, RU_OWNER, buttons(listing)[0], listing["message_id"])
-    opened = await new_message(service, RU_OWNER, "hello from lead 8", before)
+    opened = await next_message(service, RU_OWNER, before, "hello from lead 8")
     assert "Ответьте на это сообщение, чтобы написать лиду." in opened["text"]
 
 
@@ -184,14 +151,14 @@ async def test_opening_a_conversation_shows_it_marks_it_read_and_a_reply_reaches
 
     before = await count(service, OWNER)
     await say(service, OWNER, "/inbox")
-    listing = await new_message(service, OWNER, "1 conversation with unread messages", before)
+    listing = await next_message(service, OWNER, before, "1 conversation with unread messages")
     assert listing["reply_markup"]["inline_keyboard"][0][0]["text"] == (
         "Anna <script> · WhatsApp · 2"
     )
 
     before = await count(service, OWNER)
     await press(service, OWNER, f"io:{conversation.id}", listing["message_id"])
-    opened = await new_message(service, OWNER, "via WhatsApp", before)
+    opened = await next_message(service, OWNER, before, "via WhatsApp")
     text = opened["text"]
     assert opened["parse_mode"] == "HTML"
     assert "💬 <b>Anna &lt;script&gt;</b> via WhatsApp" in text
@@ -221,13 +188,13 @@ async def test_opening_a_conversation_shows_it_marks_it_read_and_a_reply_reaches
     # back to the open conversations, saying so.
     before = await count(service, OWNER)
     await say(service, OWNER, "/inbox")
-    listing = await new_message(service, OWNER, "Nothing unread. 1 open conversation", before)
+    listing = await next_message(service, OWNER, before, "Nothing unread. 1 open conversation")
     assert listing["reply_markup"]["inline_keyboard"][0][0]["text"] == (
         "Anna <script> · WhatsApp · 0"
     )
     before = await count(service, OWNER)
     await press(service, OWNER, f"io:{conversation.id}", listing["message_id"])
-    opened = await new_message(service, OWNER, "via WhatsApp", before)
+    opened = await next_message(service, OWNER, before, "via WhatsApp")
     assert "➡️ <i>" in opened["text"] and "Hello Anna, see you" in opened["text"]
 
 
@@ -248,15 +215,15 @@ async def test_a_viewer_opens_a_conversation_without_marking_it_read(
 
     before = await count(service, VIEWER)
     await say(service, VIEWER, "/inbox")
-    listing = await new_message(service, VIEWER, "1 conversation with unread messages", before)
+    listing = await next_message(service, VIEWER, before, "1 conversation with unread messages")
     before = await count(service, VIEWER)
     await press(service, VIEWER, f"io:{conversation.id}", listing["message_id"])
-    opened = await new_message(service, VIEWER, "a question", before)
+    opened = await next_message(service, VIEWER, before, "a question")
     assert "via WhatsApp" in opened["text"]
 
     before = await count(service, VIEWER)
     await say(service, VIEWER, "let me answer", reply_to_message_id=opened["message_id"])
-    await new_message(service, VIEWER, "Viewers cannot send", before)
+    await next_message(service, VIEWER, before, "Viewers cannot send")
     await conversation.refresh_from_db()
     assert conversation.unread_count == 1
     assert await lead_received(service) == []
@@ -266,5 +233,5 @@ async def test_an_empty_inbox_says_so(service: RunningService) -> None:
     await onboard_owner(service, OWNER, "Olga")
     before = await count(service, OWNER)
     await say(service, OWNER, "/inbox")
-    listing = await new_message(service, OWNER, "No open conversations", before)
+    listing = await next_message(service, OWNER, before, "No open conversations")
     assert listing["reply_markup"] is None

@@ -6,9 +6,7 @@ emulator and what they see is read back from it. Refused actions are checked in 
 
 from __future__ import annotations
 
-import logging
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,7 +38,6 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.deals import do_create_deal, do_update_deal
-from crm.settings import Settings
 from tests.bot.support import (
     OPERATOR,
     buttons,
@@ -48,6 +45,7 @@ from tests.bot.support import (
     join,
     lead_received,
     lead_writes,
+    next_message,
     onboard_owner,
     press,
     say,
@@ -55,23 +53,12 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 6101
 VIEWER = 6102
 RUSSIAN = 6103
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -106,25 +93,6 @@ async def until_edited(
         return False
 
     await eventually(edited)
-    return found
-
-
-async def next_message(
-    service: RunningService, chat_id: int, before: int, needle: str = ""
-) -> dict[str, Any]:
-    """The first message sent after the first ``before`` ones that contains ``needle``."""
-    found: dict[str, Any] = {}
-
-    async def arrived() -> bool:
-        later = [
-            m for m in (await sent(service, chat_id))[before:] if needle in (m.get("text") or "")
-        ]
-        if later:
-            found.update(later[0])
-            return True
-        return False
-
-    await eventually(arrived)
     return found
 
 

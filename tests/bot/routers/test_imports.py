@@ -11,12 +11,9 @@ import base64
 import csv
 import io
 import itertools
-import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.methods import EditMessageText, TelegramMethod
@@ -27,26 +24,14 @@ from bot.routers.imports import ImportOptions, progress_text, rejected_rows_csv,
 from bot.runtime import OperatorBot
 from crm.models import Contact, User
 from crm.services.importer import ImportResult, RowError
-from crm.settings import Settings
 from tests.bot.support import invite_link, join, onboard_owner, role_of, say, sent
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 6301
 VIEWER = 6302
 RU_OWNER = 6303
 MEMBER = 6304
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 class FakeClock:

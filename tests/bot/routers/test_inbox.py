@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from channels.sandbox.whatsapp import WhatsAppEmulator, sign_body
 from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import Direction, Message, OperatorNotification, User
-from crm.settings import Settings
 from tests.bot.support import (
     LEAD,
     invite_link,
@@ -32,7 +28,7 @@ from tests.bot.support import (
     whatsapp_connection,
 )
 from tests.bot.test_notify import arrived_with, onboard_in_russian
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 5201
@@ -41,17 +37,6 @@ VIEWER = 5202
 JPEG = b"\xff\xd8\xff\xe0" + b"operator-photo" * 40
 OGG = b"OggS\x00\x02" + b"voice-note" * 40
 PDF = b"%PDF-1.4\n" + b"price list " * 40
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 def b64(data: bytes) -> str:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from crm.models import Membership, User
-from crm.settings import Settings
 from tests.bot.support import (
     buttons,
     invite_link,
@@ -21,24 +16,13 @@ from tests.bot.support import (
     sent,
     wait_for,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OLGA = 5401  # owner
 ADA = 5402  # admin
 BORIS = 5403  # member
 VICTOR = 5404  # viewer
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 async def answers(service: RunningService) -> list[dict[str, Any]]:

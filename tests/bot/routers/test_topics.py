@@ -7,11 +7,7 @@ the Telegram emulator, leads through the WhatsApp one, and what the bot posted i
 from __future__ import annotations
 
 import html
-import logging
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.runtime import OperatorBot
 from bot.topics import TeamInboxPoster, topic_name
@@ -31,7 +27,6 @@ from crm.services.access import Actor
 from crm.services.conversations import do_set_status
 from crm.services.deals import do_create_deal, do_move_deal
 from crm.services.team_inbox import GroupBudget, TopicView
-from crm.settings import Settings
 from tests.bot.support import (
     OPERATOR,
     buttons,
@@ -45,7 +40,7 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService, running_service
+from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
 OWNER = 7101
@@ -58,17 +53,6 @@ PLAIN_SUPERGROUP = -1001700000003
 BASIC_GROUP = -4700000004
 MEMBER_BOT_GROUP = -1001700000005
 NO_TOPICS_RIGHT_GROUP = -1001700000006
-
-
-@pytest.fixture
-async def service(settings: Settings, tmp_path: Path) -> Any:
-    httpx_logger = logging.getLogger("httpx")
-    level = httpx_logger.level
-    try:
-        async with running_service(settings, media_dir=tmp_path / "media") as running:
-            yield running
-    finally:
-        httpx_logger.setLevel(level)
 
 
 def poster(service: RunningService) -> TeamInboxPoster:
