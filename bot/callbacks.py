@@ -16,6 +16,7 @@ class ConvAct(StrEnum):
     SNOOZE = "s"
     DEAL = "d"  # open the deal card of the conversation's contact (bot/routers/deals.py)
     STAGE = "g"  # stage buttons for that deal (bot/routers/deals.py)
+    DRAFT = "f"  # an AI reply draft for the lead's latest message (bot/routers/ai.py)
 
 
 class ConvAction(CallbackData, prefix="cv"):
@@ -146,3 +147,19 @@ class DealNew(CallbackData, prefix="dn"):
     """Open the deal of a conversation's contact, creating it when there is none: ``dn:<conv>``."""
 
     conversation: int
+
+
+class DraftAct(StrEnum):
+    """What a draft's button does."""
+
+    SEND = "s"
+    EDIT = "e"
+    REGENERATE = "g"
+    REJECT = "x"
+
+
+class DraftAction(CallbackData, prefix="df"):
+    """A button under an AI draft: ``df:<action>:<draft id>``."""
+
+    act: DraftAct
+    id: int

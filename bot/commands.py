@@ -12,6 +12,7 @@ LANGUAGES = ("en", "ru")
 COMMANDS = (
     ("inbox", __("Unread conversations")),
     ("deals", __("Deals by stage")),
+    ("ask", __("Ask your history (AI)")),
     ("contacts", __("Find a contact")),
     ("newcontact", __("Add a contact")),
     ("newdeal", __("Add a deal")),

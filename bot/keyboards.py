@@ -14,7 +14,7 @@ from crm.models import Role, Tenant
 
 
 def notification_keyboard(conversation_id: int, *, closed: bool = False) -> InlineKeyboardMarkup:
-    """Reply, Deal, Stage; Assign to me, Snooze 1h, Close for one conversation."""
+    """Reply, Draft; Deal, Stage; Assign to me, Snooze 1h, Close for one conversation."""
     try:
         locale: str | None = get_i18n().current_locale
     except LookupError:  # no i18n context: the source (English) texts
@@ -43,6 +43,9 @@ def _notification_keyboard(
         inline_keyboard=[
             [
                 button(_("↩️ Reply"), ConvAct.REPLY),
+                button(_("✨ Draft"), ConvAct.DRAFT),
+            ],
+            [
                 button(_("💼 Deal"), ConvAct.DEAL),
                 button(_("📊 Stage"), ConvAct.STAGE),
             ],

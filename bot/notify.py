@@ -40,7 +40,7 @@ from bot.sending import not_modified, send_long
 from channels.telegram.logs import redact
 from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import Contact, Conversation, Event, Message, User
-from crm.services import operators
+from crm.services import intents, operators
 from crm.services.media import LocalMediaStore, stored_bytes
 from crm.services.operators import OpenDeal, ReplyDelivery
 from crm.tasks.handlers import HandlerRegistry
@@ -99,6 +99,21 @@ def media_label(kind: str) -> str:
         return f"[{kind}]"
 
 
+def intent_label(intent: str) -> str:
+    """The localized name of a lead message's intent."""
+    labels = {
+        "interested": _("🔥 interested"),
+        "meeting_request": _("📅 wants a meeting"),
+        "question": _("❓ question"),
+        "not_now": _("⏳ not now"),
+        "not_interested": _("🚫 not interested"),
+        "unsubscribe": _("🔕 unsubscribe"),
+        "out_of_office": _("🏖 out of office"),
+        "wrong_person": _("👤 wrong person"),
+    }
+    return labels.get(intent, intent)
+
+
 def render_notification(
     *,
     lead_name: str,
@@ -107,6 +122,7 @@ def render_notification(
     kind: str,
     text: str,
     attached: bool = False,
+    intent: str | None = None,
 ) -> str:
     """The HTML of a lead notification; everything the lead controls is escaped.
 
@@ -124,6 +140,8 @@ def render_notification(
                 title=html.escape(deal.title), stage=html.escape(deal.stage)
             )
         )
+    if intent is not None:
+        lines.append(_("Intent: {intent}").format(intent=intent_label(intent)))
     if attached:
         if text.strip():
             lines += ["", html.escape(text)]
@@ -274,6 +292,8 @@ class Notifier:
         contact = conversation.contact
         lead_name = contact.name or conversation.peer_id
         deal = await operators.open_deal_of(conversation.tenant_id, conversation.contact_id)
+        # Classified by the AI's handler, which runs before this one for the same event.
+        classified = await intents.intent_of(message.id)
         recipients = await operators.not_yet_notified(
             await operators.recipients_for(conversation), message.id
         )
@@ -290,6 +310,7 @@ class Notifier:
                     deal=deal,
                     kind=message.kind.value,
                     text=message.text,
+                    intent=classified.intent if classified is not None else None,
                 )
                 text = render()
                 caption = render(attached=True) if attachment is not None else None

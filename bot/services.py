@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crm.services.media import LocalMediaStore
+
+if TYPE_CHECKING:
+    from agents.assistant import Assistant
 
 
 @dataclass(frozen=True)
@@ -20,3 +24,5 @@ class BotServices:
     sandbox_link: Callable[[int, int], Awaitable[str]] | None = None
     # Where attachments live: lead media shown to operators, files operators send to leads.
     media_store: LocalMediaStore | None = None
+    # The AI: drafts, answers from history, intents (None: the AI buttons say it is off).
+    assistant: Assistant | None = None

@@ -11,6 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from agents import http as ai_http
+from agents import sandbox_model
 from bot import webhook as operator_webhook
 from channels.base import INGEST_TASK, WebhookRuntime
 from channels.runtime import process_webhook
@@ -36,10 +38,12 @@ from crm.api.problems import install_problem_handlers
 from crm.db import close_db, init_db
 from crm.settings import Settings
 from crm.tasks.broker import BackboneConfig
+from crm.tasks.handlers import registry as event_handlers
 from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import TaskiqTaskQueue
 from crm.wiring import (
     ChannelWiring,
+    build_assistant,
     build_channels,
     build_operator_bot,
     connection_setup,
@@ -68,6 +72,7 @@ def build_api_router() -> APIRouter:
     api.include_router(events.router)
     api.include_router(channels.router)
     api.include_router(conversations.router)
+    api.include_router(ai_http.build_router())
     return api
 
 
@@ -94,7 +99,10 @@ def create_app(
     settings = settings or Settings()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     wiring = build_channels(settings)
-    operator = build_operator_bot(wiring)
+    assistant = build_assistant(settings, wiring.cipher)
+    # Before the bot's handlers: a lead notification then shows the message's intent.
+    assistant.install(event_handlers)
+    operator = build_operator_bot(wiring, assistant)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +136,7 @@ def create_app(
                     stack.push_async_callback(stop_housekeeping)
                 yield
         finally:
+            await assistant.memory.flush()
             await wiring.close()
             if manage_db:
                 await close_db()
@@ -146,6 +155,7 @@ def create_app(
     app.state.sandbox_base_url = settings.base_url
     app.state.connection_setup = connection_setup(wiring)
     app.state.operator_bot = operator
+    app.state.assistant = assistant
     install_problem_handlers(app)
     # Webhooks first: routes match in order, and they are the hottest path.
     webhooks = _webhook_runtime(app, wiring)
@@ -159,6 +169,7 @@ def create_app(
         app.include_router(wiring.whatsapp_emulator.router)
         app.include_router(wiring.telegram_emulator.router)
         app.include_router(sandbox_page.router)
+        app.include_router(sandbox_model.build_router())
 
         last_api_sync = [0.0]
 

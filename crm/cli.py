@@ -58,10 +58,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """A task worker on the Redis broker."""
     from crm.tasks.handlers import registry
     from crm.tasks.runtime import run_worker
-    from crm.wiring import build_channels, build_operator_bot
+    from crm.wiring import build_assistant, build_channels, build_operator_bot
 
     wiring = build_channels(settings)  # the ingest task and the delivery handler find it
-    operator = build_operator_bot(wiring)
+    assistant = build_assistant(settings, wiring.cipher)
+    assistant.install(registry)  # before the bot's: notifications show the intent
+    operator = build_operator_bot(wiring, assistant)
     if operator is not None:
         # Any worker may take any event's dispatch: each must run the bot's handlers
         # (lead notifications, stage and assignment alerts, team inbox posts).

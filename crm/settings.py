@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         description="serve the WhatsApp and Telegram emulators and give new tenants sandbox "
         "connections (auto: outside production)",
     )
+    ai_index_dir: Path = Field(
+        default=Path("data") / "ai-index",
+        description="where each workspace's FAISS index file is kept (rebuilt from the database)",
+    )
     embedded_worker: bool = Field(
         default=True,
         description="with Redis, `crm up` runs tasks too; off leaves them to `crm worker`",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -16,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.assistant import Assistant
+from agents.embeddings import Embedder
 from bot import webhook as operator_webhook
 from bot.runtime import ALLOWED_UPDATES as OPERATOR_UPDATES
 from bot.runtime import OperatorBot, OperatorBotConfig, fallback_i18n, fsm_storage
@@ -140,6 +143,17 @@ def build_channels(settings: Settings, limiter: RateLimiter | None = None) -> Ch
         wiring.whatsapp_emulator = WhatsAppEmulator()
         wiring.telegram_emulator = TelegramEmulator()
     return wiring
+
+
+@functools.cache
+def shared_embedder() -> Embedder:
+    """One embedding model per process (it loads lazily, on the first text to embed)."""
+    return Embedder()
+
+
+def build_assistant(settings: Settings, cipher: CredentialCipher) -> Assistant:
+    """The AI of this process: memory, drafts, answers and intents over every workspace."""
+    return Assistant(cipher, settings.ai_index_dir, shared_embedder())
 
 
 def register_with_emulator(wiring: ChannelWiring, info: ConnectionInfo) -> None:
@@ -270,7 +284,9 @@ def _operator_i18n() -> Any:
         return fallback_i18n()
 
 
-def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
+def build_operator_bot(
+    wiring: ChannelWiring, assistant: Assistant | None = None
+) -> OperatorBot | None:
     """The operator bot: the configured token, or a sandbox bot on the emulator, or none."""
     from bot.i18n import OperatorI18nMiddleware
 
@@ -307,6 +323,7 @@ def build_operator_bot(wiring: ChannelWiring) -> OperatorBot | None:
         sandbox_url=f"{base}/sandbox" if sandbox else None,
         sandbox_link=sandbox_link if sandbox else None,
         media_store=wiring.media_store,
+        assistant=assistant,
     )
     i18n = _operator_i18n()
     config = OperatorBotConfig(

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -26,6 +29,8 @@ from crm.services.apikeys import do_create_api_key
 from crm.services.tenants import do_add_member, do_create_tenant
 from crm.settings import Settings
 
+# The SQLite full-text index of memory chunks (migration 0009).
+FTS_TABLE = "memory_chunk_fts"
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
@@ -54,6 +59,59 @@ async def _drop_postgres_database(url: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+class NetworkDisabled(OSError):
+    """A test tried to reach beyond this machine (DESIGN section 9: tests run offline)."""
+
+
+def _is_local_host(host: object) -> bool:
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return str(host).endswith(".localhost")
+
+
+def refuse_non_loopback(address: object) -> None:
+    """Raise NetworkDisabled for an address that is not on this machine (Unix sockets pass)."""
+    if isinstance(address, tuple) and not _is_local_host(address[0]):
+        raise NetworkDisabled(f"tests may not reach the network: {address[0]!r}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network() -> Iterator[None]:
+    """Any connection or name lookup beyond loopback fails the test that made it."""
+    connect, connect_ex, getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
+
+    def guarded_connect(self: socket.socket, address: Any) -> None:
+        refuse_non_loopback(address)
+        return connect(self, address)
+
+    def guarded_connect_ex(self: socket.socket, address: Any) -> int:
+        refuse_non_loopback(address)
+        return connect_ex(self, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if not _is_local_host(name):
+            raise NetworkDisabled(f"tests may not resolve {name!r}")
+        return getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect = guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = guarded_connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = guarded_getaddrinfo
+    try:
+        yield
+    finally:
+        socket.socket.connect = connect  # type: ignore[method-assign]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+        socket.getaddrinfo = getaddrinfo
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +151,11 @@ async def clean_database(database_url: str) -> AsyncIterator[None]:
     conn = connections.get("default")
     tables = await _table_names()
     if conn.capabilities.dialect == "sqlite":
+        # FTS5 keeps its index in shadow tables: emptied through the virtual table only.
         for table in tables:
-            await conn.execute_script(f'DELETE FROM "{table}"')
+            if not table.startswith(FTS_TABLE):
+                await conn.execute_script(f'DELETE FROM "{table}"')
+        await conn.execute_script(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('delete-all')")
         await conn.execute_script("DELETE FROM sqlite_sequence")
     else:
         quoted = ", ".join(f'"{t}"' for t in tables)
@@ -104,7 +165,12 @@ async def clean_database(database_url: str) -> AsyncIterator[None]:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     """Settings pointing at the test database, nothing else configured."""
-    return Settings(database_url=database_url, redis_url=None, _env_file=None)  # type: ignore[call-arg]
+    return Settings(  # type: ignore[call-arg]
+        database_url=database_url,
+        redis_url=None,
+        ai_index_dir=Path(tempfile.mkdtemp(prefix="crm-ai-index-")),
+        _env_file=None,
+    )
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from bot.routers import (
+    ai,
     contacts,
     conversations,
     deals,
@@ -33,6 +34,8 @@ def build_routers() -> list[Router]:
         conversations.build_router(),
         imports.build_router(),
         deals.build_router(),
+        # Before inbox: the corrected text of a draft is a reply to the Edit prompt.
+        ai.build_router(),
         # Group chats (team inbox topics) must never reach inbox's reply handlers.
         topics_router.build_router(),
         inbox.build_router(),

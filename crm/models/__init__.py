@@ -1,5 +1,20 @@
 """Tortoise models of the CRM, one module per aggregate."""
 
+from crm.models.ai import (
+    Agent,
+    AgentKind,
+    AgentRun,
+    AgentRunStatus,
+    AiCall,
+    AiSettings,
+    Draft,
+    DraftSource,
+    DraftStatus,
+    KnowledgeDoc,
+    MemoryChunk,
+    MemorySource,
+    MessageIntent,
+)
 from crm.models.contacts import Company, Consent, Contact, Note, Tag
 from crm.models.events import Event, HandledEvent, OutboxEntry
 from crm.models.inbox import (
@@ -27,6 +42,12 @@ from crm.models.tenancy import ROLE_RANK, ApiKey, Membership, Role, Tenant, User
 
 __all__ = [
     "ROLE_RANK",
+    "Agent",
+    "AgentKind",
+    "AgentRun",
+    "AgentRunStatus",
+    "AiCall",
+    "AiSettings",
     "ApiKey",
     "AuthorType",
     "BusinessLink",
@@ -39,11 +60,18 @@ __all__ = [
     "Deal",
     "DealStageChange",
     "Direction",
+    "Draft",
+    "DraftSource",
+    "DraftStatus",
     "Event",
     "HandledEvent",
     "Invite",
+    "KnowledgeDoc",
     "Membership",
+    "MemoryChunk",
+    "MemorySource",
     "Message",
+    "MessageIntent",
     "Note",
     "OperatorNotification",
     "OutboxEntry",

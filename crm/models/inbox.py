@@ -122,7 +122,12 @@ class Conversation(Model):
     last_inbound_at = fields.DatetimeField(null=True)
     last_message_at = fields.DatetimeField()
     last_message_preview = fields.CharField(max_length=200, default="")
+    # off (humans only), draft (agents propose, operators approve) or autonomous.
     ai_mode = fields.CharField(max_length=16, default="off")
+    # Set when a human took the conversation over (or the AI handed it off): agents stay silent
+    # until someone hands it back (crm.services.ai_modes).
+    ai_handoff_at = fields.DatetimeField(null=True)
+    ai_handoff_reason = fields.CharField(max_length=200, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

@@ -43,6 +43,7 @@ from crm.models import (
 from crm.services.access import Actor
 from crm.services.contact_fields import build_search_text
 from crm.services.events import record_event, snapshot
+from crm.services.references import lock_in_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -360,6 +361,15 @@ async def _set_opted_out(
         actor, event, "contact", contact.id, before=before, after=after, using_db=conn
     )
     return True
+
+
+async def do_set_opted_out(actor: Actor, contact_id: int, opted_out: bool, reason: str) -> bool:
+    """Opt a contact out of (or back into) marketing; False when it already was so."""
+    async with in_transaction() as conn:
+        contact = await lock_in_tenant(actor, Contact, contact_id, "contact", conn)
+        return await _set_opted_out(
+            actor, contact, opted_out, dt.datetime.now(dt.UTC), reason, conn
+        )
 
 
 async def apply_preference(connection: ConnectionInfo, preference: InboundPreference) -> bool:

@@ -1,0 +1,149 @@
+"""The AI of a process in one object: memory, drafts, answers, intents, and their event handlers.
+
+The composition root builds one ``Assistant``; the HTTP views, the operator bot and the task
+handlers call it. Handlers are at-least-once and idempotent: re-embedding an unchanged source
+writes nothing, an intent is an upsert, a stage move to the current stage is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from agents.ask import Answer, Asker
+from agents.classify import Classified, IntentService
+from agents.drafting import Drafter, load_context
+from agents.embeddings import Embedder
+from agents.memory import Memory
+from agents.runtime import ModelGateway
+from crm.models import Conversation, Draft, Event, MemorySource, Message
+from crm.services import drafts, intents
+from crm.services.access import Actor
+from crm.services.cipher import CredentialCipher
+from crm.services.errors import ValidationFailed
+from crm.tasks.handlers import EventHandler, HandlerRegistry
+
+logger = logging.getLogger(__name__)
+
+MAX_QUESTION = 2000
+# Event type -> the memory source its entity is.
+REMEMBERED = {
+    "message.queued": MemorySource.MESSAGE,
+    "message.edited": MemorySource.MESSAGE,
+    "message.deleted": MemorySource.MESSAGE,
+    "conversation.note_added": MemorySource.MESSAGE,
+    "note.created": MemorySource.NOTE,
+    "note.updated": MemorySource.NOTE,
+    "note.deleted": MemorySource.NOTE,
+    "knowledge.created": MemorySource.KNOWLEDGE,
+    "knowledge.updated": MemorySource.KNOWLEDGE,
+    "knowledge.deleted": MemorySource.KNOWLEDGE,
+}
+RECEIVED_HANDLER = "ai.lead_message"
+REMEMBER_HANDLER = "ai.remember:"
+
+
+@dataclass(frozen=True)
+class LeadMessageOutcome:
+    """What the AI did with one lead message."""
+
+    chunks: int
+    intent: Classified | None
+    actions: tuple[str, ...]
+    score: int | None
+
+
+class Assistant:
+    """Drafts, answers and classifies for every workspace of the installation."""
+
+    def __init__(self, cipher: CredentialCipher, index_dir: Path, embedder: Embedder) -> None:
+        self.gateway = ModelGateway(cipher)
+        self.memory = Memory(embedder, index_dir)
+        self.drafter = Drafter(self.memory, self.gateway)
+        self.asker = Asker(self.memory, self.gateway)
+        self.intents = IntentService(self.gateway)
+
+    async def draft_reply(self, actor: Actor, conversation_id: int) -> Draft:
+        """A new pending draft answering the lead's latest message."""
+        conversation = await drafts.access_conversation_to_draft(actor, conversation_id)
+        context = await load_context(conversation)
+        proposed = await self.drafter.draft(context)
+        lead_id = context.lead_message.id if context.lead_message else None
+        return await drafts.do_create_draft(actor, conversation, proposed, lead_id)
+
+    async def regenerate(self, actor: Actor, draft_id: int) -> Draft:
+        """Replace a pending draft with a fresh one (the old one is recorded as regenerated)."""
+        old = await drafts.do_supersede_draft(actor, draft_id)
+        return await self.draft_reply(actor, old.conversation_id)
+
+    async def ask(self, actor: Actor, question: str) -> Answer:
+        """Answer a question from the workspace's own history."""
+        actor.require_read()
+        question = question.strip()
+        if not question:
+            raise ValidationFailed("question", "must not be empty")
+        if len(question) > MAX_QUESTION:
+            raise ValidationFailed("question", f"must be at most {MAX_QUESTION} characters")
+        return await self.asker.ask(actor.tenant_id, question)
+
+    async def classify(self, actor: Actor, text: str) -> Classified:
+        """The intent of a text, for the workspace (its corrections count)."""
+        actor.require_read()
+        if not text.strip():
+            raise ValidationFailed("text", "must not be empty")
+        if len(text) > MAX_QUESTION:
+            raise ValidationFailed("text", f"must be at most {MAX_QUESTION} characters")
+        return await self.intents.classify(actor.tenant_id, text)
+
+    async def on_lead_message(self, message_id: int) -> LeadMessageOutcome:
+        """Remember, classify, apply the pipeline rules, rescore: what a lead message triggers."""
+        chunks = await self.memory.remember(MemorySource.MESSAGE, message_id)
+        message = await Message.get_or_none(id=message_id)
+        if message is None:
+            return LeadMessageOutcome(chunks, None, (), None)
+        verdict = None
+        if message.text.strip() and not message.deleted:
+            verdict = await self.intents.classify(message.tenant_id, message.text)
+            await intents.do_record_intent(
+                message_id, verdict.intent, verdict.confidence, verdict.source, verdict.language
+            )
+        actions = await intents.do_apply_intent_rules(message_id)
+        conversation = await Conversation.get_or_none(id=message.conversation_id)
+        contact_id = conversation.contact_id if conversation else None
+        score = await intents.do_update_lead_score(contact_id) if contact_id else None
+        return LeadMessageOutcome(chunks, verdict, actions, score)
+
+    # Event handlers ----------------------------------------------------------------------
+
+    async def _lead_message(self, event: Event, conn: BaseDBAsyncClient) -> None:
+        if event.entity_id is not None:
+            await self.on_lead_message(event.entity_id)
+
+    def _remember(self, source: MemorySource) -> EventHandler:
+        async def handle(event: Event, conn: BaseDBAsyncClient) -> None:
+            if event.entity_id is not None:
+                await self.memory.remember(source, event.entity_id)
+
+        return handle
+
+    def install(self, registry: HandlerRegistry) -> None:
+        """Register the AI's handlers (before the bot's: notifications then show the intent)."""
+        self.uninstall(registry)
+        registry.add("message.received", self._lead_message, name=RECEIVED_HANDLER, atomic=False)
+        for event_type, source in REMEMBERED.items():
+            registry.add(
+                event_type,
+                self._remember(source),
+                name=REMEMBER_HANDLER + event_type,
+                atomic=False,
+            )
+
+    @staticmethod
+    def uninstall(registry: HandlerRegistry) -> None:
+        """Unregister what ``install`` registered."""
+        registry.remove(RECEIVED_HANDLER)
+        for event_type in REMEMBERED:
+            registry.remove(REMEMBER_HANDLER + event_type)

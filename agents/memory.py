@@ -1,0 +1,148 @@
+"""Memory over a workspace's own chats, notes and knowledge base: embed, index, retrieve.
+
+Retrieval fuses two rankings with reciprocal rank fusion: the dense FAISS index (meaning, good
+in English) and keyword search in the database (names, numbers, and Russian, which the
+English-trained all-MiniLM-L6-v2 handles poorly). Vectors are stored in the database; the
+per-tenant FAISS index is derived from them and caught up or rebuilt by any process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agents.embeddings import Embedder, vector_from_bytes, vector_to_bytes
+from agents.vector_index import IndexRegistry
+from crm.models import MemoryChunk, MemorySource
+from crm.services import memory as store
+
+logger = logging.getLogger(__name__)
+
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: rank 1 and rank 10 differ, not wildly
+CANDIDATES = 40  # per ranking, before fusion and filters
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with where it came from and why it ranked."""
+
+    chunk: MemoryChunk
+    score: float
+    dense: float | None
+    keyword: float | None
+
+    @property
+    def text(self) -> str:
+        """The passage's text."""
+        return self.chunk.text
+
+
+class Memory:
+    """Embeds sources into the database and the tenant's index; answers hybrid searches."""
+
+    def __init__(self, embedder: Embedder, index_dir: Path) -> None:
+        self.embedder = embedder
+        self.registry = IndexRegistry(index_dir, self._load_vectors, store.index_stamp)
+        self._tenant_locks: dict[int, asyncio.Lock] = {}
+
+    async def _load_vectors(self, tenant_id: int) -> AsyncIterator[tuple[np.ndarray, np.ndarray]]:
+        async for ids, blobs in store.stored_vectors(tenant_id):
+            vectors = np.vstack([vector_from_bytes(b) for b in blobs]).astype(np.float32)
+            yield np.asarray(ids, dtype=np.int64), vectors
+
+    def _lock(self, tenant_id: int) -> asyncio.Lock:
+        lock = self._tenant_locks.get(tenant_id)
+        if lock is None:
+            lock = self._tenant_locks[tenant_id] = asyncio.Lock()
+        return lock
+
+    async def remember(self, source: MemorySource, source_id: int) -> int:
+        """Embed a source's current text into memory (or forget it); returns chunks written."""
+        current = await store.source_text(source, source_id)
+        if current is None:
+            tenant_id = await _tenant_of_chunks(source, source_id)
+            if tenant_id is None:
+                return 0
+            current = store.SourceText(tenant_id, source, source_id, "")
+        parts = store.split_text(current.text)
+        vectors = await self.embedder.aencode(parts) if parts else np.zeros((0, 0))
+        chunks = [(text, vector_to_bytes(vectors[i])) for i, text in enumerate(parts)]
+        async with self._lock(current.tenant_id):
+            stored, removed = await store.do_store_chunks(current, chunks, self.embedder.name)
+            if stored or removed:
+                stamp = await store.index_stamp(current.tenant_id)
+                if removed:
+                    await self.registry.remove(current.tenant_id, removed, stamp)
+                if stored:
+                    ids = np.asarray([c.id for c in stored], dtype=np.int64)
+                    rows = [parts.index(c.text) for c in stored]
+                    await self.registry.add(current.tenant_id, ids, vectors[rows], stamp)
+        return len(stored)
+
+    async def search(
+        self,
+        tenant_id: int,
+        query: str,
+        k: int = 8,
+        *,
+        sources: Sequence[MemorySource] | None = None,
+        direction: str | None = None,
+        exclude_conversation: int | None = None,
+    ) -> list[Passage]:
+        """The ``k`` passages of the tenant that best match ``query``, best first."""
+        query = query.strip()
+        if not query:
+            return []
+        dense = await self.dense_search(tenant_id, query, CANDIDATES)
+        keyword = await store.keyword_search(tenant_id, query, CANDIDATES)
+        fused: dict[int, float] = {}
+        for ranking in (dense, keyword):
+            for rank, (chunk_id, _score) in enumerate(ranking):
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+        dense_scores = dict(dense)
+        keyword_scores = dict(keyword)
+        chunks = await store.chunks_by_id(tenant_id, list(fused))
+        passages = []
+        for chunk_id, score in sorted(fused.items(), key=lambda item: (-item[1], -item[0])):
+            chunk = chunks.get(chunk_id)
+            if chunk is None:
+                continue  # deleted since it was indexed
+            if sources is not None and chunk.source not in sources:
+                continue
+            if direction is not None and chunk.direction != direction:
+                continue
+            if exclude_conversation is not None and chunk.conversation_id == exclude_conversation:
+                continue
+            passages.append(
+                Passage(chunk, score, dense_scores.get(chunk_id), keyword_scores.get(chunk_id))
+            )
+            if len(passages) >= k:
+                break
+        return passages
+
+    async def dense_search(self, tenant_id: int, query: str, k: int) -> list[tuple[int, float]]:
+        """Nearest chunks by meaning: (chunk id, cosine similarity), best first."""
+        vector = (await self.embedder.aencode([query]))[0]
+        index = await self.registry.get(tenant_id)
+        if index.ntotal == 0:
+            return []
+        return index.search(vector, k)
+
+    async def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of two texts' embeddings."""
+        vectors = await self.embedder.aencode([a, b])
+        return float(np.dot(vectors[0], vectors[1]))
+
+    async def flush(self) -> None:
+        """Write changed indexes to disk."""
+        await self.registry.flush()
+
+
+async def _tenant_of_chunks(source: MemorySource, source_id: int) -> int | None:
+    row = await MemoryChunk.filter(source=source, source_id=source_id).first()
+    return row.tenant_id if row is not None else None

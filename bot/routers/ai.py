@@ -1,0 +1,273 @@
+"""The AI in the operator bot: reply drafts with Send / Edit / Regenerate / Reject, and /ask.
+
+A draft is sent only when the operator taps Send (or sends a corrected text after Edit): the
+AI never writes to a lead from here on its own. Every decision is recorded on the draft.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ParseMode
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+from aiogram.utils.i18n import gettext as _
+
+from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction, InboxOpen
+from bot.sending import edit_in_place, send_long
+from bot.services import BotServices
+from bot.texts import no_workspace, refusal
+from crm.models import Draft, DraftSource, User
+from crm.services import drafts, operators
+from crm.services.access import Actor
+from crm.services.errors import ServiceError
+
+MAX_LINKS = 5
+
+
+class DraftDialog(StatesGroup):
+    """Waiting for the operator's corrected text of a draft."""
+
+    edit = State()
+
+
+def draft_keyboard(draft_id: int) -> InlineKeyboardMarkup:
+    """Send, Edit; Regenerate, Reject under a pending draft."""
+
+    def button(text: str, act: DraftAct) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            text=text, callback_data=DraftAction(act=act, id=draft_id).pack()
+        )
+
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(_("✅ Send"), DraftAct.SEND), button(_("✏️ Edit"), DraftAct.EDIT)],
+            [
+                button(_("🔄 Regenerate"), DraftAct.REGENERATE),
+                button(_("🗑 Reject"), DraftAct.REJECT),
+            ],
+        ]
+    )
+
+
+def render_draft(draft: Draft) -> str:
+    """The HTML of a draft: who wrote it, the text, and why (all escaped)."""
+    if draft.source is DraftSource.OFFLINE:
+        head = _("✨ <b>Draft</b> (offline drafter, no AI model configured)")
+    else:
+        head = _("✨ <b>Draft</b> by {model}").format(model=html.escape(draft.model or "AI"))
+    lines = [head, "", html.escape(draft.text)]
+    if draft.rationale:
+        lines += ["", f"<i>{html.escape(draft.rationale)}</i>"]
+    return "\n".join(lines)
+
+
+def _no_ai() -> str:
+    return _("The AI is not available in this bot.")
+
+
+async def _draft_actor(user: User | None, draft_id: int) -> tuple[Actor, Draft] | None:
+    """The operator acting on a draft in the draft's own workspace."""
+    if user is None:
+        return None
+    found = await Draft.get_or_none(id=draft_id)
+    if found is None:
+        return None
+    actor = await operators.actor_for(user, found.tenant_id)
+    if actor is None:
+        return None
+    return actor, found
+
+
+async def ask_for_draft(
+    query: CallbackQuery, callback_data: ConvAction, user: User | None, services: BotServices
+) -> None:
+    """The Draft button of a notification or conversation: propose a reply."""
+    actor = await operators.actor_for_conversation(user, callback_data.id)
+    if actor is None or query.message is None:
+        await query.answer(no_workspace(), show_alert=True)
+        return
+    if services.assistant is None:
+        await query.answer(_no_ai(), show_alert=True)
+        return
+    try:
+        draft = await services.assistant.draft_reply(actor, callback_data.id)
+    except ServiceError as exc:
+        await query.answer(refusal(exc, actor), show_alert=True)
+        return
+    await query.answer()
+    await query.bot.send_message(  # type: ignore[union-attr]
+        chat_id=query.message.chat.id,
+        text=render_draft(draft),
+        parse_mode=ParseMode.HTML,
+        reply_markup=draft_keyboard(draft.id),
+    )
+
+
+async def decide_draft(
+    query: CallbackQuery,
+    callback_data: DraftAction,
+    user: User | None,
+    services: BotServices,
+    state: FSMContext,
+    bot: Bot,
+) -> None:
+    """Send, Regenerate or Reject a draft; Edit asks for the corrected text."""
+    found = await _draft_actor(user, callback_data.id)
+    if found is None or not isinstance(query.message, Message):
+        await query.answer(_("This draft is not in your workspaces."), show_alert=True)
+        return
+    actor, draft = found
+    message = query.message
+    try:
+        if callback_data.act is DraftAct.SEND:
+            sent = await drafts.do_send_draft(actor, draft.id)
+            await query.answer(_("Sent ✓"))
+            await edit_in_place(
+                message,
+                _("✅ Sent to the lead:") + "\n\n" + html.escape(sent.final_text or sent.text),
+                parse_mode=ParseMode.HTML,
+            )
+        elif callback_data.act is DraftAct.REJECT:
+            await drafts.do_reject_draft(actor, draft.id)
+            await query.answer(_("Draft rejected."))
+            await edit_in_place(
+                message,
+                _("🗑 Draft rejected:") + "\n\n" + html.escape(draft.text),
+                parse_mode=ParseMode.HTML,
+            )
+        elif callback_data.act is DraftAct.REGENERATE:
+            if services.assistant is None:
+                await query.answer(_no_ai(), show_alert=True)
+                return
+            fresh = await services.assistant.regenerate(actor, draft.id)
+            await query.answer()
+            await edit_in_place(
+                message,
+                render_draft(fresh),
+                parse_mode=ParseMode.HTML,
+                reply_markup=draft_keyboard(fresh.id),
+            )
+        else:
+            # Checked now so a viewer is told at once, not after typing the whole text.
+            await drafts.access_conversation_to_draft(actor, draft.conversation_id)
+            if draft.status.value != "pending":
+                await query.answer(_("This draft was already decided."), show_alert=True)
+                return
+            await query.answer()
+            await state.set_state(DraftDialog.edit)
+            prompt = await bot.send_message(
+                chat_id=message.chat.id,
+                text=_("Send the corrected text as a reply to this message, or /cancel."),
+                reply_markup=ForceReply(input_field_placeholder=_("The text the lead gets")),
+            )
+            await state.set_data(
+                {
+                    "draft_id": draft.id,
+                    "prompt_id": prompt.message_id,
+                    "card_chat_id": message.chat.id,
+                    "card_message_id": message.message_id,
+                }
+            )
+    except ServiceError as exc:
+        await query.answer(refusal(exc, actor), show_alert=True)
+
+
+async def receive_edit(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
+    """The operator's corrected draft: sent to the lead and recorded as an edit."""
+    data: dict[str, Any] = await state.get_data()
+    replied = message.reply_to_message
+    if replied is not None and replied.message_id != data.get("prompt_id"):
+        return  # a reply to something else while editing: not the corrected text
+    await state.clear()
+    found = await _draft_actor(user, int(data.get("draft_id") or 0))
+    if found is None or not message.text:
+        await message.answer(_("This draft is not in your workspaces."))
+        return
+    actor, draft = found
+    try:
+        sent = await drafts.do_send_draft(actor, draft.id, message.text)
+    except ServiceError as exc:
+        await message.reply(refusal(exc, actor))
+        return
+    await message.reply(_("Sent ✓ (edited)"))
+    if data.get("card_chat_id") and data.get("card_message_id"):
+        await bot.edit_message_text(
+            _("✏️ Sent after editing:") + "\n\n" + html.escape(sent.final_text or ""),
+            chat_id=int(data["card_chat_id"]),
+            message_id=int(data["card_message_id"]),
+            parse_mode=ParseMode.HTML,
+        )
+
+
+async def ask_history(
+    message: Message,
+    command: CommandObject,
+    actor: Actor | None,
+    services: BotServices,
+    bot: Bot,
+) -> None:
+    """``/ask question``: an answer from the workspace's history, with its conversations."""
+    if actor is None:
+        await message.answer(no_workspace())
+        return
+    question = (command.args or "").strip()
+    if not question:
+        await message.answer(
+            _(
+                "Ask about your own conversations, notes and knowledge base: /ask what did we "
+                "offer Acme?"
+            )
+        )
+        return
+    if services.assistant is None:
+        await message.answer(_no_ai())
+        return
+    try:
+        answer = await services.assistant.ask(actor, question)
+    except ServiceError as exc:
+        await message.answer(refusal(exc, actor))
+        return
+    rows = []
+    seen: set[int] = set()
+    for cited in answer.citations:
+        conversation_id = cited.get("conversation_id")
+        if not conversation_id or conversation_id in seen or len(seen) >= MAX_LINKS:
+            continue
+        seen.add(int(conversation_id))
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=_("💬 Conversation {id}").format(id=conversation_id),
+                    callback_data=InboxOpen(id=int(conversation_id)).pack(),
+                )
+            ]
+        )
+    markup = InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+    await send_long(
+        bot,
+        message.chat.id,
+        html.escape(answer.answer),
+        reply_markup=markup,
+        parse_mode=ParseMode.HTML,
+    )
+
+
+def build_router() -> Router:
+    """A fresh router with this module's handlers (one per Dispatcher)."""
+    router = Router(name="ai")
+    router.message.register(ask_history, Command("ask"))
+    router.message.register(receive_edit, DraftDialog.edit, F.text, ~F.text.startswith("/"))
+    router.callback_query.register(ask_for_draft, ConvAction.filter(F.act == ConvAct.DRAFT))
+    router.callback_query.register(decide_draft, DraftAction.filter())
+    return router

@@ -1,0 +1,149 @@
+"""The AI with the sandbox model configured: real litellm calls over HTTP, every one accounted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agents.sandbox_model import SandboxModel, create_model_app
+from crm.models import AiCall, Event
+from tests.agents.conftest import AiService, lead_writes, make_corpus
+from tests.channels.servers import serve
+from tests.conftest import Workspace
+
+API = "/api/v1"
+KEY = "sk-sandbox-secret-123"
+
+
+@pytest.fixture
+async def model_base() -> AsyncIterator[tuple[str, SandboxModel]]:
+    """The OpenAI-compatible sandbox model on a loopback port."""
+    model = SandboxModel()
+    async with serve(create_model_app(model)) as base:
+        yield f"{base}/sandbox/llm/v1", model
+
+
+async def _configure(ai: AiService, ws: Workspace, api_base: str, **extra: object) -> None:
+    reply = await ai.http.patch(
+        f"{API}/ai/settings",
+        json={
+            "model": "openai/sandbox-chat",
+            "api_base": api_base,
+            "api_key": KEY,
+            "input_cost_per_million": 1.0,
+            "output_cost_per_million": 2.0,
+            "business_profile": "We sell a CRM that lives in messengers.",
+            **extra,
+        },
+        headers=ws.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["api_key_set"] is True
+    assert KEY not in reply.text
+
+
+async def test_settings_keep_the_key_secret_and_validate_fields(
+    ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
+) -> None:
+    await _configure(ai, workspace, model_base[0])
+    shown = await ai.http.get(f"{API}/ai/settings", headers=workspace.headers)
+    assert shown.json()["model"] == "openai/sandbox-chat"
+    assert KEY not in shown.text
+    audit = await Event.filter(type="ai.settings_updated").first()
+    assert audit is not None and KEY not in str(audit.after)
+    bad = await ai.http.patch(
+        f"{API}/ai/settings", json={"api_base": "ftp://x"}, headers=workspace.headers
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "api_base"
+    rules = await ai.http.patch(
+        f"{API}/ai/settings", json={"intent_rules": {"bored": "Lost"}}, headers=workspace.headers
+    )
+    assert rules.status_code == 422
+    assert rules.json()["errors"][0]["field"] == "intent_rules"
+
+
+async def test_a_model_draft_is_grounded_and_accounted(
+    ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
+) -> None:
+    corpus = await make_corpus(workspace)
+    await ai.run_handlers()
+    await _configure(ai, workspace, model_base[0])
+    boris, _ = await lead_writes(
+        corpus.connection, "wamid.x1", "4915100000401", "Boris", "What's the price of the Pro plan?"
+    )
+    reply = await ai.http.post(f"{API}/conversations/{boris}/drafts", headers=workspace.headers)
+    assert reply.status_code == 201, reply.text
+    draft = reply.json()
+    assert draft["source"] == "model"
+    assert draft["model"] == "openai/sandbox-chat"
+    assert draft["text"].startswith("According to our records:")
+    assert draft["citations"]
+    calls = await AiCall.filter(purpose="draft")
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.ok and call.prompt_tokens > 0 and call.completion_tokens > 0
+    expected = (call.prompt_tokens * 1.0 + call.completion_tokens * 2.0) / 1_000_000
+    assert call.cost_usd == pytest.approx(expected)
+    metrics = (await ai.http.get(f"{API}/ai/metrics", headers=workspace.headers)).json()
+    assert metrics["usage"]["by_purpose"]["draft"]["calls"] == 1
+
+
+async def test_fallback_model_answers_and_both_attempts_are_counted(
+    ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
+) -> None:
+    await make_corpus(workspace)
+    await ai.run_handlers()
+    await _configure(
+        ai,
+        workspace,
+        model_base[0],
+        model="openai/sandbox-fail",
+        fallbacks=["openai/sandbox-chat"],
+        max_retries=0,
+    )
+    answer = await ai.http.post(
+        f"{API}/ai/ask", json={"question": "What is the Pro plan price?"}, headers=workspace.headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["source"] == "model"
+    call = await AiCall.get(purpose="ask")
+    assert call.model == "openai/sandbox-chat"
+    assert call.attempts == 2
+
+
+async def test_a_model_that_is_down_falls_back_to_the_offline_drafter(
+    ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
+) -> None:
+    api_base, model = model_base
+    corpus = await make_corpus(workspace)
+    await ai.run_handlers()
+    await _configure(ai, workspace, api_base, max_retries=1)
+    model.add_faults("server_error", 10)
+    reply = await ai.http.post(
+        f"{API}/conversations/{corpus.anna}/drafts", headers=workspace.headers
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["source"] == "offline"
+    assert reply.json()["rationale"].startswith("The model failed")
+    failed = await AiCall.get(purpose="draft")
+    assert failed.ok is False and failed.error and KEY not in failed.error
+
+
+async def test_the_model_classifies_when_configured(
+    ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
+) -> None:
+    await _configure(ai, workspace, model_base[0])
+    reply = await ai.http.post(
+        f"{API}/ai/classify",
+        json={"text": "Tell me more [[intent:question]]"},
+        headers=workspace.headers,
+    )
+    assert reply.json() == {
+        "intent": "question",
+        "confidence": 0.9,
+        "language": "en",
+        "source": "model",
+    }
+    assert await AiCall.filter(purpose="classify", ok=True).count() == 1
