@@ -7,6 +7,7 @@ writes nothing, an intent is an upsert, a stage move to the current stage is a n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from agents.ask import Answer, Asker
-from agents.classify import Classified, IntentService
+from agents.classify import Classified, IntentService, base_classifier
 from agents.drafting import Drafter, load_context
 from agents.embeddings import Embedder
 from agents.memory import Memory
@@ -65,6 +66,15 @@ class Assistant:
         self.drafter = Drafter(self.memory, self.gateway)
         self.asker = Asker(self.memory, self.gateway)
         self.intents = IntentService(self.gateway)
+
+    async def warm_up(self) -> None:
+        """Load the embedding model and train the base classifier before the first lead writes.
+
+        Both take seconds the first time in a process (imports, weights); paid here, they do
+        not delay the first lead notification, whose handler runs after the AI's.
+        """
+        await self.memory.embedder.aencode(["warm up"])
+        await asyncio.to_thread(base_classifier)
 
     async def draft_reply(self, actor: Actor, conversation_id: int) -> Draft:
         """A new pending draft answering the lead's latest message."""

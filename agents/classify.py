@@ -7,6 +7,7 @@ workspace's own corrections; a workspace's classifier is retrained when its corr
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -33,12 +34,17 @@ class Classified:
     source: str
 
 
+@functools.cache
+def base_classifier() -> IntentClassifier:
+    """The classifier of the shipped examples, trained once per process (about a second)."""
+    return IntentClassifier.train(shipped_examples())
+
+
 class IntentService:
     """Classifies texts for a workspace, caching one trained classifier per correction set."""
 
     def __init__(self, gateway: ModelGateway) -> None:
         self.gateway = gateway
-        self._base: IntentClassifier | None = None
         self._tenants: dict[int, tuple[int, IntentClassifier]] = {}
         self._lock = asyncio.Lock()
 
@@ -46,9 +52,7 @@ class IntentService:
         fixes = await intent_store.corrections(tenant_id)
         async with self._lock:
             if not fixes:
-                if self._base is None:
-                    self._base = await asyncio.to_thread(IntentClassifier.train, shipped_examples())
-                return self._base
+                return await asyncio.to_thread(base_classifier)
             key = hash(tuple(fixes))
             cached = self._tenants.get(tenant_id)
             if cached is not None and cached[0] == key:

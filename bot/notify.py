@@ -78,6 +78,8 @@ _STAGES = {
     DeliveryStatus.FAILED: "failed",
 }
 SHOWN_WHEN_SENT = "sent"
+# A guess below this is noise on a notification (the intent is still stored and reported).
+SHOWN_INTENT_CONFIDENCE = 0.6
 _TICKED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED})
 
 
@@ -310,7 +312,9 @@ class Notifier:
                     deal=deal,
                     kind=message.kind.value,
                     text=message.text,
-                    intent=classified.intent if classified is not None else None,
+                    intent=classified.intent
+                    if classified is not None and classified.confidence >= SHOWN_INTENT_CONFIDENCE
+                    else None,
                 )
                 text = render()
                 caption = render(attached=True) if attachment is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -134,6 +135,16 @@ def create_app(
                         await housekeeping
 
                     stack.push_async_callback(stop_housekeeping)
+                    # In the background: serving webhooks does not wait for the model to load.
+                    warm_up = asyncio.create_task(assistant.warm_up())
+                    app.state.ai_warm_up = warm_up
+
+                    async def stop_warm_up() -> None:
+                        warm_up.cancel()
+                        with contextlib.suppress(BaseException):
+                            await warm_up
+
+                    stack.push_async_callback(stop_warm_up)
                 yield
         finally:
             await assistant.memory.flush()

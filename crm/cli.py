@@ -63,6 +63,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     wiring = build_channels(settings)  # the ingest task and the delivery handler find it
     assistant = build_assistant(settings, wiring.cipher)
     assistant.install(registry)  # before the bot's: notifications show the intent
+    asyncio.run(assistant.warm_up())  # the model loads before the first task, not during it
     operator = build_operator_bot(wiring, assistant)
     if operator is not None:
         # Any worker may take any event's dispatch: each must run the bot's handlers

@@ -37,6 +37,8 @@ from crm.services.events import record_event
 from crm.services.inbox import do_set_opted_out
 
 CORRECTION = "correction"
+# An intent moves a deal or opts a lead out only when the classifier is this sure.
+RULE_CONFIDENCE = 0.6
 # Points of the latest intent in the lead score (0..100 with engagement and recency).
 INTENT_POINTS = {
     "meeting_request": 50,
@@ -206,7 +208,7 @@ async def do_apply_intent_rules(message_id: int) -> tuple[str, ...]:
         if replied is not None:
             deal = await do_move_deal(actor, deal.id, replied.id)
             actions.append(f"stage:{replied.name}")
-    if intent is None:
+    if intent is None or intent.confidence < RULE_CONFIDENCE:
         return tuple(actions)
     action = intent_rules_of(settings).get(intent.intent, NO_ACTION)
     if action == OPT_OUT_ACTION:

@@ -208,7 +208,7 @@ async def test_a_lead_photo_reaches_two_members_from_one_upload(service: Running
     assert photo["parse_mode"] == "HTML"
     assert photo["caption"] == "💬 <b>Anna</b> via WhatsApp\n\nour &lt;shop&gt; &amp; sign"
     conversation = await Conversation.get(tenant_id=owner.current_tenant_id)
-    assert buttons(photo)[0] == f"cv:r:{conversation.id}" and len(buttons(photo)) == 6
+    assert buttons(photo)[0] == f"cv:r:{conversation.id}" and len(buttons(photo)) == 7
     assert buttons(for_member) == buttons(photo)
     # One upload: the second member got the photo by the file id of the first send.
     assert photo["media"]["file_id"] == for_member["media"]["file_id"]
@@ -252,7 +252,7 @@ async def test_a_lead_document_arrives_as_a_document(service: RunningService) ->
     assert document["media"]["file_name"] == "offer.pdf"
     assert document["media"]["file_size"] == len(PDF)
     assert document["caption"].endswith("\n\nthe offer")
-    assert len(buttons(document)) == 6
+    assert len(buttons(document)) == 7
     row = await notification_row(OWNER, (await only_lead_message()).id)
     assert row.telegram_message_id == document["message_id"]
 
@@ -264,7 +264,7 @@ async def test_a_sticker_is_still_a_label(service: RunningService) -> None:
         service, connection_id, type="sticker", data=b"RIFF-webp", mime_type="image/webp"
     )
     label = await arrived_with(service, OWNER, "[sticker]")
-    assert label["method"] == "sendMessage" and len(buttons(label)) == 6
+    assert label["method"] == "sendMessage" and len(buttons(label)) == 7
 
 
 async def test_a_caption_too_long_comes_after_the_media(service: RunningService) -> None:
@@ -280,7 +280,7 @@ async def test_a_caption_too_long_comes_after_the_media(service: RunningService)
     (photo,) = await arrived(service, OWNER, 1, method="sendPhoto")
     assert photo["caption"] is None and buttons(photo) == []
     assert photo["message_id"] < text["message_id"]
-    assert text["method"] == "sendMessage" and len(buttons(text)) == 6
+    assert text["method"] == "sendMessage" and len(buttons(text)) == 7
     assert text["text"] == "💬 <b>Anna</b> via WhatsApp\n\n" + html.escape(caption)
     assert telegram_length(text["text"]) > CAPTION_LIMIT
     row = await notification_row(OWNER, (await only_lead_message()).id)

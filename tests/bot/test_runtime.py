@@ -111,6 +111,7 @@ async def test_lead_message_notifies_and_a_reply_reaches_the_lead(
     conversation = await Conversation.get(tenant_id=owner.current_tenant_id)
     assert buttons(notification) == [
         f"cv:r:{conversation.id}",
+        f"cv:f:{conversation.id}",
         f"cv:d:{conversation.id}",
         f"cv:g:{conversation.id}",
         f"cv:a:{conversation.id}",

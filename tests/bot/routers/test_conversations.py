@@ -8,7 +8,7 @@ import html
 import re
 from typing import Any
 
-from crm.models import Conversation, User
+from crm.models import Conversation, OperatorNotification, User
 from tests.bot.support import (
     LEAD,
     buttons,
@@ -61,6 +61,12 @@ async def leads_write(service: RunningService, connection_id: int, n: int) -> No
         return await Conversation.filter(unread_count__gt=0).count() == n
 
     await eventually(stored)
+
+    # And announced: a notification arriving after /inbox would be mistaken for its answer.
+    async def notified() -> bool:
+        return await OperatorNotification.filter(lead_message_id__isnull=False).count() >= n
+
+    await eventually(notified)
 
 
 async def test_inbox_pages_unread_conversations_newest_first(service: RunningService) -> None:
@@ -168,7 +174,7 @@ async def test_opening_a_conversation_shows_it_marks_it_read_and_a_reply_reaches
     assert text.index("hi &lt;b&gt;") < text.index("[photo]")
     assert "Reply to this message to answer the lead." in text
     assert buttons(opened) == [
-        f"cv:{act}:{conversation.id}" for act in ("r", "d", "g", "a", "s", "c")
+        f"cv:{act}:{conversation.id}" for act in ("r", "f", "d", "g", "a", "s", "c")
     ]
 
     async def read() -> bool:

@@ -228,7 +228,9 @@ async def test_a_lead_gets_a_topic_and_members_answer_there(service: RunningServ
     hostile = '<b>price?</b> & <a href="x">'
     await lead_writes(service, connection_id, "Anna <script>", hostile)
     topic = await wait_for_topic(service, "Anna <script>")
-    assert topic["name"] == f"Anna <script> · {stage.name}"
+    # The lead's message moved the deal out of Cold (the AI's reply rule) before the topic.
+    assert stage.name == "Cold"
+    assert topic["name"] == "Anna <script> · Replied"
     thread = topic["message_thread_id"]
     posted = await wait_for(service, GROUP, html.escape(hostile))
     assert posted["message_thread_id"] == thread and posted["parse_mode"] == "HTML"
@@ -236,8 +238,8 @@ async def test_a_lead_gets_a_topic_and_members_answer_there(service: RunningServ
     conversation = await Conversation.get(tenant_id=tenant_id)
     assert buttons(posted)[:3] == [
         f"cv:r:{conversation.id}",
+        f"cv:f:{conversation.id}",
         f"cv:d:{conversation.id}",
-        f"cv:g:{conversation.id}",
     ]
     assert "first, before the group" not in "".join(await group_texts(service))
     # Personal notifications go on as before.
