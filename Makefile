@@ -50,6 +50,8 @@ bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in
 	$(BIN)/python -m bench.bench_import
 	$(BIN)/python -m bench.bench_webhooks
 	$(BIN)/python -m bench.bench_notify
+	$(BIN)/python -m bench.bench_memory
+	$(BIN)/python -m bench.eval_intents
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
