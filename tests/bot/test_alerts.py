@@ -23,6 +23,7 @@ from crm.models import (
     Contact,
     Conversation,
     Event,
+    MessageIntent,
     Pipeline,
     Stage,
     User,
@@ -132,6 +133,12 @@ async def test_a_stage_move_tells_the_deal_owner_and_the_assignee_not_the_mover(
     await speak_russian(service, VERA)
     await lead_writes(service, await whatsapp_connection(tenant_id), "Anna", "hello there")
     conversation = await first_conversation(tenant_id)
+
+    # The AI has handled the lead message: it moves a Cold deal itself, so the deal comes after.
+    async def classified() -> bool:
+        return await MessageIntent.exists()
+
+    await eventually(classified)
     boris = await User.get(telegram_id=BORIS)
     vera = await User.get(telegram_id=VERA)
     actor = await owner_actor(olga)

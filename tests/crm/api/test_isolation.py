@@ -51,6 +51,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", f"{API}/conversations/{{conversation_id}}/snooze"): {
         "until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     },
+    ("PUT", f"{API}/messages/{{message_id}}/intent"): {"intent": "question"},
 }
 
 
@@ -105,7 +106,15 @@ async def _seed(client: httpx.AsyncClient, ws: Workspace) -> dict[str, int]:
         credentials={},
     )
     received = await receive_message(connection, lead)
+    doc = (
+        await client.post(f"{API}/knowledge", json={"title": "FAQ", "text": "Prices"}, headers=h)
+    ).json()
+    draft = (
+        await client.post(f"{API}/conversations/{received.conversation_id}/drafts", headers=h)
+    ).json()
     return {
+        "doc_id": doc["id"],
+        "draft_id": draft["id"],
         "contact_id": contact.id,
         "company_id": company["id"],
         "pipeline_id": pipeline["id"],
