@@ -52,6 +52,7 @@ bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in
 	$(BIN)/python -m bench.bench_notify
 	$(BIN)/python -m bench.bench_memory
 	$(BIN)/python -m bench.eval_intents
+	$(BIN)/python -m bench.bench_drafts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -18,11 +18,23 @@ from agents.ask import Answer, Asker
 from agents.classify import Classified, IntentService, base_classifier
 from agents.drafting import Drafter, load_context
 from agents.embeddings import Embedder
+from agents.guardrails import asks_for_human
 from agents.memory import Memory
+from agents.runner import AgentRunner
 from agents.runtime import ModelGateway
-from crm.models import Conversation, Draft, Event, MemorySource, Message
-from crm.services import drafts, intents
+from crm.models import (
+    Agent,
+    AuthorType,
+    Conversation,
+    Draft,
+    Event,
+    MemorySource,
+    Message,
+)
+from crm.services import agents as agent_service
+from crm.services import ai_modes, ai_settings, drafts, intents
 from crm.services.access import Actor
+from crm.services.agents import RunRequest, guardrails_of
 from crm.services.cipher import CredentialCipher
 from crm.services.errors import ValidationFailed
 from crm.tasks.handlers import EventHandler, HandlerRegistry
@@ -45,6 +57,13 @@ REMEMBERED = {
 }
 RECEIVED_HANDLER = "ai.lead_message"
 REMEMBER_HANDLER = "ai.remember:"
+RUN_HANDLER = "ai.agent_run"
+TAKE_OVER_HANDLER = "ai.take_over"
+# Intents after which no agent writes: the lead left, or is away.
+SILENCING_INTENTS = frozenset({"unsubscribe", "out_of_office"})
+ASKED_FOR_HUMAN = "the lead asked for a person"
+LOW_CONFIDENCE = "unsure what the lead means (intent confidence {confidence:.2f})"
+OPERATOR_REPLIED = "an operator replied in person"
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,7 @@ class LeadMessageOutcome:
     intent: Classified | None
     actions: tuple[str, ...]
     score: int | None
+    runs: tuple[int, ...] = ()
 
 
 class Assistant:
@@ -66,6 +86,7 @@ class Assistant:
         self.drafter = Drafter(self.memory, self.gateway)
         self.asker = Asker(self.memory, self.gateway)
         self.intents = IntentService(self.gateway)
+        self.runner = AgentRunner(self.gateway, self.memory)
 
     async def warm_up(self) -> None:
         """Load the embedding model and train the base classifier before the first lead writes.
@@ -124,13 +145,84 @@ class Assistant:
         conversation = await Conversation.get_or_none(id=message.conversation_id)
         contact_id = conversation.contact_id if conversation else None
         score = await intents.do_update_lead_score(contact_id) if contact_id else None
-        return LeadMessageOutcome(chunks, verdict, actions, score)
+        runs: tuple[int, ...] = ()
+        if conversation is not None and message.direction.value == "in" and not message.deleted:
+            extra, runs = await self._agents_on(conversation, message, verdict)
+            actions = (*actions, *extra)
+        return LeadMessageOutcome(chunks, verdict, actions, score, runs)
+
+    async def _agents_on(
+        self, conversation: Conversation, message: Message, verdict: Classified | None
+    ) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """Hand off or queue the agents a lead message starts (only where the AI may act)."""
+        control = ai_modes.control_of(conversation)
+        if not control.ai_may_act:
+            return (), ()
+        actor = intents.agent_actor(conversation.tenant_id)
+        if asks_for_human(message.text):
+            await ai_modes.do_hand_off(actor, conversation.id, ASKED_FOR_HUMAN)
+            return ("hand_off",), ()
+        if verdict is not None and verdict.intent in SILENCING_INTENTS:
+            return (), ()
+        settings = await ai_settings.settings_of(conversation.tenant_id)
+        agents = [
+            agent
+            for agent in await Agent.filter(tenant_id=conversation.tenant_id, active=True)
+            if "lead_message" in (agent.triggers or [])
+        ]
+        runs: list[int] = []
+        for agent in agents:
+            threshold = guardrails_of(agent).handoff_confidence
+            threshold = settings.handoff_confidence if threshold is None else threshold
+            unsure = verdict is not None and verdict.confidence < threshold
+            if unsure and control.mode == "autonomous":
+                # Nobody reviews an autonomous answer: a doubtful one goes to a human instead.
+                reason = LOW_CONFIDENCE.format(confidence=verdict.confidence if verdict else 0)
+                await ai_modes.do_hand_off(actor, conversation.id, reason)
+                return ("hand_off",), tuple(runs)
+            run = await agent_service.do_queue_run(
+                actor,
+                agent.id,
+                RunRequest(
+                    conversation_id=conversation.id,
+                    trigger="lead_message",
+                    trigger_key=f"message:{message.id}",
+                    extra={"message_id": message.id},
+                ),
+            )
+            runs.append(run.id)
+        return (), tuple(runs)
+
+    async def on_operator_message(self, message_id: int) -> bool:
+        """An operator wrote in person in an autonomous conversation: the AI steps back."""
+        message = await Message.get_or_none(id=message_id)
+        if message is None or message.author_type is not AuthorType.USER:
+            return False
+        if (message.idempotency_key or "").startswith(drafts.DRAFT_KEY_PREFIX):
+            return False  # an AI draft the operator approved: the AI still has the floor
+        conversation = await Conversation.get_or_none(id=message.conversation_id)
+        if conversation is None or conversation.ai_mode != "autonomous":
+            return False
+        if conversation.ai_handoff_at is not None:
+            return False
+        actor = intents.agent_actor(conversation.tenant_id)
+        await ai_modes.do_hand_off(actor, conversation.id, OPERATOR_REPLIED)
+        return True
 
     # Event handlers ----------------------------------------------------------------------
 
     async def _lead_message(self, event: Event, conn: BaseDBAsyncClient) -> None:
         if event.entity_id is not None:
             await self.on_lead_message(event.entity_id)
+
+    async def _agent_run(self, event: Event, conn: BaseDBAsyncClient) -> None:
+        if event.entity_id is not None:
+            await self.runner.execute(event.entity_id)
+
+    async def _operator_message(self, event: Event, conn: BaseDBAsyncClient) -> None:
+        # Operators write as users, through the bot, the Mini App or the API with their key.
+        if event.entity_id is not None and event.actor_type in ("user", "api_key"):
+            await self.on_operator_message(event.entity_id)
 
     def _remember(self, source: MemorySource) -> EventHandler:
         async def handle(event: Event, conn: BaseDBAsyncClient) -> None:
@@ -143,6 +235,8 @@ class Assistant:
         """Register the AI's handlers (before the bot's: notifications then show the intent)."""
         self.uninstall(registry)
         registry.add("message.received", self._lead_message, name=RECEIVED_HANDLER, atomic=False)
+        registry.add("agent.run_queued", self._agent_run, name=RUN_HANDLER, atomic=False)
+        registry.add("message.queued", self._operator_message, name=TAKE_OVER_HANDLER, atomic=False)
         for event_type, source in REMEMBERED.items():
             registry.add(
                 event_type,
@@ -155,5 +249,7 @@ class Assistant:
     def uninstall(registry: HandlerRegistry) -> None:
         """Unregister what ``install`` registered."""
         registry.remove(RECEIVED_HANDLER)
+        registry.remove(RUN_HANDLER)
+        registry.remove(TAKE_OVER_HANDLER)
         for event_type in REMEMBERED:
             registry.remove(REMEMBER_HANDLER + event_type)

@@ -99,6 +99,11 @@ class DraftContext:
         """The text being answered."""
         return (self.lead_message.text if self.lead_message else "") or ""
 
+    @property
+    def question_source(self) -> tuple[MemorySource, int] | None:
+        """The record the question is (its vector may be stored already)."""
+        return (MemorySource.MESSAGE, self.lead_message.id) if self.lead_message else None
+
 
 async def load_context(conversation: Conversation) -> DraftContext:
     """The lead, their latest message and the recent thread of a conversation."""
@@ -150,7 +155,11 @@ class Drafter:
             if reuse is not None:
                 return reuse
             knowledge = await self.memory.search(
-                tenant_id, question, 3, sources=(MemorySource.KNOWLEDGE, MemorySource.NOTE)
+                tenant_id,
+                question,
+                3,
+                sources=(MemorySource.KNOWLEDGE, MemorySource.NOTE),
+                query_source=context.question_source,
             )
             if knowledge and self._relevant(knowledge[0], question):
                 passage = knowledge[0]
@@ -206,6 +215,7 @@ class Drafter:
             sources=(MemorySource.MESSAGE,),
             direction=Direction.IN.value,
             exclude_conversation=context.conversation.id,
+            query_source=context.question_source,
         )
         for passage in similar:
             if not self._relevant(passage, context.question):
@@ -242,7 +252,7 @@ class Drafter:
         tenant_id = context.conversation.tenant_id
         settings = await ai_settings.settings_of(tenant_id)
         passages = await self.memory.search(
-            tenant_id, context.question, CONTEXT_PASSAGES, exclude_conversation=None
+            tenant_id, context.question, CONTEXT_PASSAGES, query_source=context.question_source
         )
         messages = build_draft_prompt(context, settings.business_profile, passages)
         completion = await self.gateway.complete(tenant_id, "draft", messages, config=config)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
@@ -111,6 +111,7 @@ class SettingsOut(BaseModel):
     banned_phrases: list[str]
     quiet_start_hour: int
     quiet_end_hour: int
+    default_ai_mode: str
 
 
 class SettingsPatch(StrictModel):
@@ -132,6 +133,9 @@ class SettingsPatch(StrictModel):
     )
     quiet_start_hour: int | None = Field(default=None, ge=0, le=23)
     quiet_end_hour: int | None = Field(default=None, ge=0, le=23)
+    default_ai_mode: Literal["off", "draft", "autonomous"] | None = Field(
+        default=None, description="the AI mode new conversations start in"
+    )
 
 
 class DocIn(StrictModel):
@@ -201,6 +205,7 @@ def _settings_out(row: AiSettings) -> SettingsOut:
         banned_phrases=list(row.banned_phrases or []),
         quiet_start_hour=row.quiet_start_hour,
         quiet_end_hour=row.quiet_end_hour,
+        default_ai_mode=row.default_ai_mode,
     )
 
 

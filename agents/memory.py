@@ -93,12 +93,17 @@ class Memory:
         sources: Sequence[MemorySource] | None = None,
         direction: str | None = None,
         exclude_conversation: int | None = None,
+        query_source: tuple[MemorySource, int] | None = None,
     ) -> list[Passage]:
-        """The ``k`` passages of the tenant that best match ``query``, best first."""
+        """The ``k`` passages of the tenant that best match ``query``, best first.
+
+        ``query_source`` names the record the query's text comes from (a lead message): when
+        a worker already embedded it, its stored vector is used instead of encoding again.
+        """
         query = query.strip()
         if not query:
             return []
-        dense = await self.dense_search(tenant_id, query, CANDIDATES)
+        dense = await self.dense_search(tenant_id, query, CANDIDATES, query_source)
         keyword = await store.keyword_search(tenant_id, query, CANDIDATES)
         fused: dict[int, float] = {}
         for ranking in (dense, keyword):
@@ -125,13 +130,34 @@ class Memory:
                 break
         return passages
 
-    async def dense_search(self, tenant_id: int, query: str, k: int) -> list[tuple[int, float]]:
+    async def dense_search(
+        self,
+        tenant_id: int,
+        query: str,
+        k: int,
+        query_source: tuple[MemorySource, int] | None = None,
+    ) -> list[tuple[int, float]]:
         """Nearest chunks by meaning: (chunk id, cosine similarity), best first."""
-        vector = (await self.embedder.aencode([query]))[0]
+        vector = await self._query_vector(tenant_id, query, query_source)
         index = await self.registry.get(tenant_id)
         if index.ntotal == 0:
             return []
         return index.search(vector, k)
+
+    async def _query_vector(
+        self, tenant_id: int, query: str, query_source: tuple[MemorySource, int] | None
+    ) -> np.ndarray:
+        if query_source is not None:
+            stored = await store.sole_chunk(tenant_id, *query_source)
+            # Only when the stored vector embeds exactly this text, with this model.
+            if (
+                stored is not None
+                and stored.vector
+                and stored.model == self.embedder.name
+                and store.split_text(query) == [stored.text]
+            ):
+                return vector_from_bytes(stored.vector)
+        return (await self.embedder.aencode([query]))[0]
 
     async def similarity(self, a: str, b: str) -> float:
         """Cosine similarity of two texts' embeddings."""

@@ -1,4 +1,4 @@
-"""Operator alerts: deal stage moves, conversation assignments, and the daily digest.
+"""Operator alerts: deal stage moves, assignments, the AI's drafts and hand-offs, the digest.
 
 Like ``bot/notify.py`` the event handlers run on task workers, outside any update, so each
 message is rendered in its recipient's language with ``i18n.use_locale``. Handlers are
@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot
@@ -29,17 +30,22 @@ from aiogram.utils.i18n import gettext as _
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
-from bot.callbacks import DealOpen
-from bot.keyboards import notification_keyboard
+from bot.callbacks import ConvAct, ConvAction, DealOpen
+from bot.keyboards import draft_keyboard, notification_keyboard
+from bot.texts import render_draft
 from channels.telegram.logs import redact
 from crm.models import (
+    Agent,
     Contact,
     Conversation,
     ConversationStatus,
     Deal,
+    Draft,
+    DraftStatus,
     Event,
     HandledEvent,
     Membership,
+    Role,
     Stage,
     User,
 )
@@ -49,8 +55,12 @@ from crm.tasks.handlers import HandlerRegistry
 
 logger = logging.getLogger(__name__)
 
+Rendered = tuple[str, InlineKeyboardMarkup]  # an alert's HTML and its buttons
+
 STAGE_HANDLER = "bot.alert_deal_moved"
 ASSIGN_HANDLER = "bot.alert_assigned"
+AGENT_DRAFT_HANDLER = "bot.alert_agent_draft"
+HANDED_OFF_HANDLER = "bot.alert_ai_handed_off"
 DIGEST_INTERVAL = 60.0
 MAX_TITLE = 200
 
@@ -105,6 +115,24 @@ def render_digest(parts: list[WorkspaceDigest], zone: str) -> str:
     return "\n".join(lines)
 
 
+def render_agent_draft(*, agent: str, lead: str, draft: Draft) -> str:
+    """The HTML of a reply an agent proposes, waiting for the operator's decision."""
+    head = _("🤖 <b>{agent}</b> proposes a reply to <b>{lead}</b>:").format(
+        agent=html.escape(agent), lead=html.escape(lead)
+    )
+    return head + "\n\n" + render_draft(draft)
+
+
+def render_handed_off(*, lead: str, reason: str) -> str:
+    """The HTML of the AI handing a conversation to a human."""
+    text = _("🙋 The AI handed the conversation with <b>{lead}</b> to you.").format(
+        lead=html.escape(lead)
+    )
+    if reason:
+        text += "\n" + _("Reason: {reason}").format(reason=html.escape(reason))
+    return text + "\n" + _("It stays silent there until someone hands it back.")
+
+
 def deal_keyboard(deal_id: int) -> InlineKeyboardMarkup:
     """One button that opens the deal card."""
     return InlineKeyboardMarkup(
@@ -149,6 +177,25 @@ async def _member_users(tenant_id: int, user_ids: list[int]) -> list[User]:
     return sorted(users, key=lambda u: order[u.id])
 
 
+async def _lead_name(conversation: Conversation) -> str:
+    contact = await Contact.get_or_none(id=conversation.contact_id)
+    return (contact.name if contact is not None else "") or conversation.peer_id
+
+
+async def _responsible(conversation: Conversation) -> list[User]:
+    """Who answers a conversation: its assignee, else the workspace's owners and admins."""
+    if conversation.assignee_id is not None:
+        assigned = await _member_users(conversation.tenant_id, [conversation.assignee_id])
+        if assigned:
+            return assigned
+    leads = await Membership.filter(
+        tenant_id=conversation.tenant_id, role__in=[Role.OWNER, Role.ADMIN]
+    ).values_list("user_id", flat=True)
+    return await _member_users(
+        conversation.tenant_id, [u for u in (_int(v) for v in leads) if u is not None]
+    )
+
+
 async def _actor_name(event: Event) -> str:
     """Who did it: the member's name, else a word for the product acting by itself."""
     if event.actor_user_id is not None:
@@ -180,12 +227,18 @@ class Alerts:
         self.uninstall(registry)
         registry.add("deal.stage_changed", self.deal_moved, name=STAGE_HANDLER, atomic=False)
         registry.add("conversation.assigned", self.assigned, name=ASSIGN_HANDLER, atomic=False)
+        registry.add("draft.created", self.agent_drafted, name=AGENT_DRAFT_HANDLER, atomic=False)
+        registry.add(
+            "conversation.ai_handed_off", self.handed_off, name=HANDED_OFF_HANDLER, atomic=False
+        )
 
     @staticmethod
     def uninstall(registry: HandlerRegistry) -> None:
         """Unregister the handlers."""
         registry.remove(STAGE_HANDLER)
         registry.remove(ASSIGN_HANDLER)
+        registry.remove(AGENT_DRAFT_HANDLER)
+        registry.remove(HANDED_OFF_HANDLER)
 
     # ---- events ----------------------------------------------------------------------------
 
@@ -218,25 +271,15 @@ class Alerts:
         from_name = names.get(_int(before.get("stage_id")) or 0, "?")
         to_name = names.get(_int(after.get("stage_id")) or 0, "?")
         title = str(after.get("title") or deal.title)
-        for user in recipients:
-            if not await _claim(event.id, STAGE_HANDLER, user.id):
-                continue
-            with self.i18n.context(), self.i18n.use_locale(operators.language_of(user.language)):
-                text = render_stage_move(
-                    deal=title,
-                    from_stage=from_name,
-                    to_stage=to_name,
-                    mover=await _actor_name(event),
-                )
-                keyboard = deal_keyboard(deal.id)
-            await self._send_claimed(
-                event.id,
-                STAGE_HANDLER,
-                user,
-                text,
-                reply_markup=keyboard,
-                parse_mode=ParseMode.HTML,
+
+        async def render() -> Rendered:
+            mover = await _actor_name(event)
+            text = render_stage_move(
+                deal=title, from_stage=from_name, to_stage=to_name, mover=mover
             )
+            return text, deal_keyboard(deal.id)
+
+        await self._tell_each(event.id, STAGE_HANDLER, recipients, render)
 
     async def assigned(self, event: Event, conn: BaseDBAsyncClient) -> None:
         """Tell the new assignee of a conversation, unless they took it themselves."""
@@ -278,6 +321,67 @@ class Alerts:
                 telegram_message_id=sent.message_id,
                 conversation=conversation,
                 message_id=None,
+            )
+
+    async def agent_drafted(self, event: Event, conn: BaseDBAsyncClient) -> None:
+        """Show a reply an agent proposes to whoever answers the conversation, with buttons."""
+        agent_id = _int(dict(event.after or {}).get("agent_id"))
+        if event.entity_id is None or agent_id is None:
+            return  # an operator's own draft: they asked for it and got it in the chat
+        draft = await Draft.filter(id=event.entity_id, tenant_id=event.tenant_id).first()
+        if draft is None or draft.status is not DraftStatus.PENDING:
+            return  # decided meanwhile (in the API or the Mini App)
+        conversation = await Conversation.get_or_none(id=draft.conversation_id)
+        if conversation is None:
+            return
+        agent = await Agent.get_or_none(id=agent_id)
+        lead = await _lead_name(conversation)
+
+        async def render() -> Rendered:
+            name = agent.name if agent else _("the AI agent")
+            return render_agent_draft(agent=name, lead=lead, draft=draft), draft_keyboard(draft.id)
+
+        recipients = await _responsible(conversation)
+        await self._tell_each(event.id, AGENT_DRAFT_HANDLER, recipients, render)
+
+    async def handed_off(self, event: Event, conn: BaseDBAsyncClient) -> None:
+        """Tell whoever answers the conversation that the AI handed it to a human."""
+        if event.entity_id is None or event.actor_type != "agent":
+            return  # an operator took it over: they know
+        conversation = await Conversation.get_or_none(id=event.entity_id)
+        if conversation is None or conversation.tenant_id != event.tenant_id:
+            return
+        reason = str(dict(event.after or {}).get("reason") or "")
+        lead = await _lead_name(conversation)
+        closed = conversation.status is ConversationStatus.CLOSED
+
+        async def render() -> Rendered:
+            text = render_handed_off(lead=lead, reason=reason)
+            buttons = notification_keyboard(conversation.id, closed=closed).inline_keyboard
+            back = InlineKeyboardButton(
+                text=_("🤖 Hand back to the AI"),
+                callback_data=ConvAction(act=ConvAct.HAND_BACK, id=conversation.id).pack(),
+            )
+            return text, InlineKeyboardMarkup(inline_keyboard=[*buttons, [back]])
+
+        recipients = await _responsible(conversation)
+        await self._tell_each(event.id, HANDED_OFF_HANDLER, recipients, render)
+
+    async def _tell_each(
+        self,
+        event_id: int,
+        handler: str,
+        recipients: list[User],
+        render: Callable[[], Awaitable[Rendered]],
+    ) -> None:
+        """Send each recipient, once per event, what ``render`` gives in their language."""
+        for user in recipients:
+            if not await _claim(event_id, handler, user.id):
+                continue
+            with self.i18n.context(), self.i18n.use_locale(operators.language_of(user.language)):
+                text, keyboard = await render()
+            await self._send_claimed(
+                event_id, handler, user, text, reply_markup=keyboard, parse_mode=ParseMode.HTML
             )
 
     async def _send_claimed(

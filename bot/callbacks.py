@@ -17,6 +17,7 @@ class ConvAct(StrEnum):
     DEAL = "d"  # open the deal card of the conversation's contact (bot/routers/deals.py)
     STAGE = "g"  # stage buttons for that deal (bot/routers/deals.py)
     DRAFT = "f"  # an AI reply draft for the lead's latest message (bot/routers/ai.py)
+    HAND_BACK = "b"  # let the AI act again after a hand-off (bot/routers/ai.py)
 
 
 class ConvAction(CallbackData, prefix="cv"):

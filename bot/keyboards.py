@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.callbacks import ConvAct, ConvAction, WorkspacePick
+from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction, WorkspacePick
 from crm.models import Role, Tenant
 
 
@@ -82,3 +82,22 @@ def pager_row(page: int, pages: int, data: Callable[[int], str]) -> list[InlineK
     if page < pages:
         row.append(InlineKeyboardButton(text="▶️", callback_data=data(page + 1)))
     return row
+
+
+def draft_keyboard(draft_id: int) -> InlineKeyboardMarkup:
+    """Send, Edit; Regenerate, Reject under a pending draft."""
+
+    def button(text: str, act: DraftAct) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            text=text, callback_data=DraftAction(act=act, id=draft_id).pack()
+        )
+
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [button(_("✅ Send"), DraftAct.SEND), button(_("✏️ Edit"), DraftAct.EDIT)],
+            [
+                button(_("🔄 Regenerate"), DraftAct.REGENERATE),
+                button(_("🗑 Reject"), DraftAct.REJECT),
+            ],
+        ]
+    )

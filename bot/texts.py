@@ -1,10 +1,12 @@
-"""Shared user-facing wording: role names and the refusals of the crm services."""
+"""Shared user-facing wording: role names, drafts and the refusals of the crm services."""
 
 from __future__ import annotations
 
+import html
+
 from aiogram.utils.i18n import gettext as _
 
-from crm.models import Role
+from crm.models import Draft, DraftSource, Role
 from crm.services.access import Actor
 from crm.services.errors import PermissionDenied, ServiceError
 
@@ -39,3 +41,15 @@ def refusal(exc: ServiceError, actor: Actor | None) -> str:
             return _("Viewers cannot send messages or change conversations.")
         return _("You may not do that: the conversation is assigned to another member.")
     return _("That did not work: {reason}").format(reason=exc.detail)
+
+
+def render_draft(draft: Draft) -> str:
+    """The HTML of a draft: who wrote it, the text, and why (all escaped)."""
+    if draft.source is DraftSource.OFFLINE:
+        head = _("✨ <b>Draft</b> (offline drafter, no AI model configured)")
+    else:
+        head = _("✨ <b>Draft</b> by {model}").format(model=html.escape(draft.model or "AI"))
+    lines = [head, "", html.escape(draft.text)]
+    if draft.rationale:
+        lines += ["", f"<i>{html.escape(draft.rationale)}</i>"]
+    return "\n".join(lines)

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from agents import agent_http, sandbox_model
 from agents import http as ai_http
-from agents import sandbox_model
 from bot import webhook as operator_webhook
 from channels.base import INGEST_TASK, WebhookRuntime
 from channels.runtime import process_webhook
@@ -37,6 +37,7 @@ from crm.api import (
 from crm.api.limits import BodySizeLimit
 from crm.api.problems import install_problem_handlers
 from crm.db import close_db, init_db
+from crm.services.redaction import install_log_redaction
 from crm.settings import Settings
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import registry as event_handlers
@@ -74,6 +75,7 @@ def build_api_router() -> APIRouter:
     api.include_router(channels.router)
     api.include_router(conversations.router)
     api.include_router(ai_http.build_router())
+    api.include_router(agent_http.build_router())
     return api
 
 
@@ -98,6 +100,7 @@ def create_app(
     or Redis workers) for as long as it serves.
     """
     settings = settings or Settings()
+    install_log_redaction()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     wiring = build_channels(settings)
     assistant = build_assistant(settings, wiring.cipher)

@@ -15,6 +15,7 @@ from crm.models import Membership, Role, Tenant
 from crm.services.access import Actor, ActorType, Scope
 from crm.services.apikeys import do_create_api_key, do_revoke_api_key
 from crm.services.errors import ServiceError
+from crm.services.redaction import install_log_redaction
 from crm.services.tenants import do_create_tenant
 from crm.settings import Settings
 
@@ -386,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crm`` command."""
     args = build_parser().parse_args(argv)
+    install_log_redaction()  # workers and the scheduler log lead data too
     settings = Settings()
     try:
         return int(args.run(settings, args) or 0)

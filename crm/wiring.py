@@ -33,6 +33,7 @@ from crm.messaging import ChannelAdapter, ChannelKind, ConnectionInfo
 from crm.models import ChannelConnection, Role
 from crm.services import channels as channel_service
 from crm.services.access import Actor
+from crm.services.agents import do_run_due_follow_ups
 from crm.services.apikeys import do_create_api_key
 from crm.services.cipher import CredentialCipher
 from crm.services.media import LocalMediaStore
@@ -242,7 +243,7 @@ def describe(info: ConnectionInfo, wiring: ChannelWiring) -> dict[str, Any]:
 
 
 async def run_housekeeping(stop: asyncio.Event, interval: float = 60.0) -> None:
-    """Fail the sends a killed worker left claimed, every ``interval`` seconds.
+    """Fail the sends a killed worker left claimed and start due follow-ups, every ``interval`` s.
 
     Each round runs as its own task, so a database restart costs one round, not the loop.
     """
@@ -251,6 +252,7 @@ async def run_housekeeping(stop: asyncio.Event, interval: float = 60.0) -> None:
             failed = await asyncio.create_task(fail_stale_sends())
             if failed:
                 logger.warning("%s message(s) left mid-send by a dead worker: failed", failed)
+            await asyncio.create_task(do_run_due_follow_ups())
         except Exception:
             logger.exception("channel housekeeping failed; trying again later")
         with contextlib.suppress(TimeoutError):

@@ -24,11 +24,12 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction, InboxOpen
+from bot.keyboards import draft_keyboard
 from bot.sending import edit_in_place, send_long
 from bot.services import BotServices
-from bot.texts import no_workspace, refusal
-from crm.models import Draft, DraftSource, User
-from crm.services import drafts, operators
+from bot.texts import no_workspace, refusal, render_draft
+from crm.models import Draft, User
+from crm.services import ai_modes, drafts, operators
 from crm.services.access import Actor
 from crm.services.errors import ServiceError
 
@@ -39,37 +40,6 @@ class DraftDialog(StatesGroup):
     """Waiting for the operator's corrected text of a draft."""
 
     edit = State()
-
-
-def draft_keyboard(draft_id: int) -> InlineKeyboardMarkup:
-    """Send, Edit; Regenerate, Reject under a pending draft."""
-
-    def button(text: str, act: DraftAct) -> InlineKeyboardButton:
-        return InlineKeyboardButton(
-            text=text, callback_data=DraftAction(act=act, id=draft_id).pack()
-        )
-
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [button(_("✅ Send"), DraftAct.SEND), button(_("✏️ Edit"), DraftAct.EDIT)],
-            [
-                button(_("🔄 Regenerate"), DraftAct.REGENERATE),
-                button(_("🗑 Reject"), DraftAct.REJECT),
-            ],
-        ]
-    )
-
-
-def render_draft(draft: Draft) -> str:
-    """The HTML of a draft: who wrote it, the text, and why (all escaped)."""
-    if draft.source is DraftSource.OFFLINE:
-        head = _("✨ <b>Draft</b> (offline drafter, no AI model configured)")
-    else:
-        head = _("✨ <b>Draft</b> by {model}").format(model=html.escape(draft.model or "AI"))
-    lines = [head, "", html.escape(draft.text)]
-    if draft.rationale:
-        lines += ["", f"<i>{html.escape(draft.rationale)}</i>"]
-    return "\n".join(lines)
 
 
 def _no_ai() -> str:
@@ -111,6 +81,29 @@ async def ask_for_draft(
         text=render_draft(draft),
         parse_mode=ParseMode.HTML,
         reply_markup=draft_keyboard(draft.id),
+    )
+
+
+async def hand_back(query: CallbackQuery, callback_data: ConvAction, user: User | None) -> None:
+    """The Hand back button of a hand-off alert: the AI may act in the conversation again."""
+    actor = await operators.actor_for_conversation(user, callback_data.id)
+    if actor is None or not isinstance(query.message, Message):
+        await query.answer(no_workspace(), show_alert=True)
+        return
+    try:
+        await ai_modes.do_hand_back(actor, callback_data.id)
+    except ServiceError as exc:
+        await query.answer(refusal(exc, actor), show_alert=True)
+        return
+    await query.answer(_("The AI is back in this conversation."))
+    # The alert keeps its conversation buttons; only the hand-back row (the last) goes.
+    rows = query.message.reply_markup.inline_keyboard if query.message.reply_markup else []
+    kept = [row for row in rows if not any(b.callback_data == query.data for b in row)]
+    await edit_in_place(
+        query.message,
+        (query.message.html_text or "") + "\n\n" + _("🤖 Handed back to the AI."),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=kept) if kept else None,
+        parse_mode=ParseMode.HTML,
     )
 
 
@@ -270,4 +263,5 @@ def build_router() -> Router:
     router.message.register(receive_edit, DraftDialog.edit, F.text, ~F.text.startswith("/"))
     router.callback_query.register(ask_for_draft, ConvAction.filter(F.act == ConvAct.DRAFT))
     router.callback_query.register(decide_draft, DraftAction.filter())
+    router.callback_query.register(hand_back, ConvAction.filter(F.act == ConvAct.HAND_BACK))
     return router

@@ -38,6 +38,8 @@ class AiSettings(Model):
     # Quiet hours in the contact's time zone (start hour inclusive, end hour exclusive).
     quiet_start_hour = fields.IntField(default=21)
     quiet_end_hour = fields.IntField(default=8)
+    # The AI mode new conversations start in: off, draft or autonomous (crm.services.ai_modes).
+    default_ai_mode = fields.CharField(max_length=16, default="off")
     updated_at = fields.DatetimeField(auto_now=True)
 
     tenant_id: int
@@ -245,6 +247,9 @@ class Agent(Model):
     # rate limits, quiet hours, banned phrases, autonomy: crm.services.agents.Guardrails
     guardrails: dict[str, object] = fields.JSONField(default=dict)
     model = fields.CharField(max_length=200, null=True)
+    # Events that start a run by themselves (crm.services.agents.TRIGGERS); manual runs and
+    # scheduled follow-ups need none.
+    triggers: list[str] = fields.JSONField(default=list)
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
@@ -257,8 +262,9 @@ class Agent(Model):
 
 
 class AgentRunStatus(StrEnum):
-    """How an agent run ended."""
+    """Where an agent run stands, and how it ended."""
 
+    QUEUED = "queued"  # waiting for a worker
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     NEEDS_APPROVAL = "needs_approval"  # it proposed a message: a draft waits for an operator
@@ -284,7 +290,10 @@ class AgentRun(Model):
         "models.Contact", related_name=False, null=True, on_delete=fields.SET_NULL
     )
     trigger = fields.CharField(max_length=32, default="manual")
-    status = fields.CharEnumField(AgentRunStatus, max_length=16, default=AgentRunStatus.RUNNING)
+    # What started it, e.g. "message:42": one run per agent and cause, however often the
+    # event is delivered.
+    trigger_key = fields.CharField(max_length=64, null=True)
+    status = fields.CharEnumField(AgentRunStatus, max_length=16, default=AgentRunStatus.QUEUED)
     input: dict[str, object] = fields.JSONField(default=dict)
     tool_calls: list[dict[str, object]] = fields.JSONField(default=list)
     output = fields.TextField(default="")
@@ -294,14 +303,59 @@ class AgentRun(Model):
     cost_usd = fields.FloatField(default=0.0)
     latency_ms = fields.FloatField(default=0.0)
     model_calls = fields.IntField(default=0)
+    messages_sent = fields.IntField(default=0)
+    drafts_created = fields.IntField(default=0)
+    requested_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
+    started_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
 
     tenant_id: int
     agent_id: int
     conversation_id: int | None
     contact_id: int | None
+    requested_by_id: int | None
 
     class Meta:
         table = "agent_run"
-        indexes = (("agent_id", "id"), ("tenant_id", "created_at"))
+        unique_together = (("agent", "trigger_key"),)
+        indexes = (("agent_id", "id"), ("tenant_id", "created_at"), ("agent_id", "created_at"))
+
+
+class FollowUpStatus(StrEnum):
+    """Where a scheduled follow-up stands."""
+
+    PENDING = "pending"
+    DONE = "done"  # its agent run was queued
+    CANCELLED = "cancelled"
+
+
+class FollowUp(Model):
+    """A follow-up an agent scheduled: at ``due_at`` the agent runs again on the conversation."""
+
+    id = fields.BigIntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name=False, on_delete=fields.CASCADE
+    )
+    agent: fields.ForeignKeyRelation[Agent] = fields.ForeignKeyField(
+        "models.Agent", related_name=False, on_delete=fields.CASCADE
+    )
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name=False, on_delete=fields.CASCADE
+    )
+    due_at = fields.DatetimeField()
+    note = fields.CharField(max_length=500, default="")
+    status = fields.CharEnumField(FollowUpStatus, max_length=16, default=FollowUpStatus.PENDING)
+    scheduled_by_run_id = fields.BigIntField(null=True)
+    run_id = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    tenant_id: int
+    agent_id: int
+    conversation_id: int
+
+    class Meta:
+        table = "follow_up"
+        indexes = (("status", "due_at"), ("tenant_id", "conversation_id"))

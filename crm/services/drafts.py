@@ -22,6 +22,8 @@ from crm.services.outbound import MAX_TEXT, Outgoing, check_may_work_on, do_send
 from crm.services.references import lock_in_tenant
 
 DECIDED = (DraftStatus.SENT, DraftStatus.EDITED, DraftStatus.REJECTED)
+# The idempotency key of a sent draft's message: "draft-<id>".
+DRAFT_KEY_PREFIX = "draft-"
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ async def do_send_draft(actor: Actor, draft_id: int, text: str | None = None) ->
     message = await do_send_message(
         actor,
         draft.conversation_id,
-        Outgoing(text=final, idempotency_key=f"draft-{draft.id}"),
+        Outgoing(text=final, idempotency_key=f"{DRAFT_KEY_PREFIX}{draft.id}"),
     )
     decided = await _decide(
         actor, draft.id, DraftStatus.EDITED if edited else DraftStatus.SENT, final

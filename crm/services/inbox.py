@@ -28,6 +28,7 @@ from crm.messaging import (
     InboundStatus,
 )
 from crm.models import (
+    AiSettings,
     AuthorType,
     BusinessLink,
     Consent,
@@ -223,8 +224,14 @@ async def _conversation_for(
     conversation = await query.using_db(conn).select_for_update().first()
     if conversation is not None:
         return conversation
+    modes = (
+        await AiSettings.filter(tenant_id=connection.tenant_id)
+        .using_db(conn)
+        .values_list("default_ai_mode", flat=True)
+    )
     return await Conversation.create(
         tenant_id=connection.tenant_id,
+        ai_mode=modes[0] if modes else "off",
         contact_id=contact.id,
         connection_id=connection.id,
         channel=connection.kind,

@@ -166,6 +166,14 @@ async def do_store_chunks(
     return stored, removed
 
 
+async def sole_chunk(tenant_id: int, source: MemorySource, source_id: int) -> MemoryChunk | None:
+    """The one stored chunk of a source; None when it has none or several."""
+    rows = await MemoryChunk.filter(tenant_id=tenant_id, source=source, source_id=source_id).limit(
+        2
+    )
+    return rows[0] if len(rows) == 1 else None
+
+
 async def index_stamp(tenant_id: int) -> str:
     """A version of a tenant's stored vectors: their count and highest id."""
     conn = connections.get("default")
@@ -211,14 +219,34 @@ def _normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower().replace("ё", "е")
 
 
+# Words nearly every chat message has (English and Russian): as query terms they match most
+# of a tenant's history, which costs time and tells the ranking nothing.
+_STOPWORD_TEXT = """
+a an the and or but of to in on at for from by with about as is are was be been am do
+does did can could would will shall should may might must it its this that these those
+i im me my we our us you your he she they them his her their what which who how when
+where why so if then than not no yes just also very hi hello hey dear thanks thank please
+ok okay there here have has had get got let lets
+и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только
+ее её мне было вот от меня еще ещё нет о об из ему когда даже ну ли если уже или ни быть был
+до вас вам ведь там потом себя ей может они тут где есть надо для мы тебя их чем была сам
+без чего раз тоже себе под будет тогда кто этот это эти мой наш ваш вашей нам нас добрый
+день здравствуйте привет спасибо пожалуйста
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
 def query_terms(query: str, limit: int = 12) -> list[str]:
     """The words of a query as prefixes: a poor man's stemmer that works in any language.
 
     Words longer than five letters lose their last two (цены, цена -> цен; pricing -> prici),
-    so inflected forms match without a language-specific stemmer.
+    so inflected forms match without a language-specific stemmer. Stop words are left out,
+    unless the query has nothing else.
     """
+    words = _WORD_RE.findall(_normalize(query))
+    meaningful = [w for w in words if w.replace("ё", "е") not in STOPWORDS]
     terms: list[str] = []
-    for word in _WORD_RE.findall(_normalize(query)):
+    for word in meaningful or words:
         if len(word) < 2 and not word.isdigit():
             continue
         stem = word[:-2] if len(word) > 5 else word
@@ -236,10 +264,11 @@ async def keyword_search(tenant_id: int, query: str, limit: int = 20) -> list[tu
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
         tsquery = " | ".join(f"{t}:*" for t in terms)
+        # text_tsv is a stored generated column (migration 0011): nothing is parsed per row.
         sql = (
-            "SELECT id, ts_rank(to_tsvector('simple', text), to_tsquery('simple', $2)) AS score "
+            "SELECT id, ts_rank(text_tsv, to_tsquery('simple', $2)) AS score "
             "FROM memory_chunk WHERE tenant_id = $1 "
-            "AND to_tsvector('simple', text) @@ to_tsquery('simple', $2) "
+            "AND text_tsv @@ to_tsquery('simple', $2) "
             "ORDER BY score DESC, id DESC LIMIT $3"
         )
         _, rows = await conn.execute_query(sql, [tenant_id, tsquery, limit])

@@ -164,9 +164,10 @@ def _message_kind(kind: OutboundKind) -> MessageKind:
     return MessageKind(kind.value)
 
 
-async def _check_rules(
+async def check_send_rules(
     conversation: Conversation, contact: Contact, outgoing: Outgoing, now: dt.datetime
 ) -> None:
+    """Refuse (409) a message to a lead who opted out, or outside WhatsApp's 24-hour window."""
     if contact.consent is Consent.OPTED_OUT:
         # A lead who opted out still gets answers when they write again, never marketing.
         wrote_since = (
@@ -212,7 +213,7 @@ async def do_send_message(actor: Actor, conversation_id: int, outgoing: Outgoing
             contact = await Contact.filter(id=conversation.contact_id).using_db(conn).first()
             if contact is None:
                 raise NotFound("conversation", conversation_id)
-            await _check_rules(conversation, contact, outgoing, now)
+            await check_send_rules(conversation, contact, outgoing, now)
             reply_to_id = None
             if outgoing.reply_to_message_id is not None:
                 exists = (

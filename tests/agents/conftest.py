@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from agents.assistant import Assistant
+from agents.sandbox_model import SandboxModel, create_model_app
 from crm.app import create_app
 from crm.messaging import ConnectionInfo, InboundMessage
 from crm.models import Event
@@ -18,8 +19,11 @@ from crm.services import inbox
 from crm.services.outbound import Outgoing, do_send_message
 from crm.settings import Settings
 from crm.tasks.handlers import HandlerRegistry, dispatch
+from tests.channels.servers import serve
 from tests.conftest import Workspace
 from tests.crm.services.test_inbox import whatsapp_connection
+
+MODEL_KEY = "sk-sandbox-secret-123"
 
 
 @dataclass
@@ -36,6 +40,16 @@ class AiService:
         for event_id in await Event.all().order_by("id").values_list("id", flat=True):
             await dispatch(int(event_id), self.handlers)
 
+    async def settle(self, rounds: int = 6) -> None:
+        """Run handlers until no handler records new events (runs queue runs, which queue...)."""
+        seen = -1
+        for _ in range(rounds):
+            count = await Event.all().count()
+            if count == seen:
+                return
+            seen = count
+            await self.run_handlers()
+
 
 @pytest.fixture
 async def ai(settings: Settings) -> AsyncIterator[AiService]:
@@ -47,6 +61,34 @@ async def ai(settings: Settings) -> AsyncIterator[AiService]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as http:
         yield AiService(app, assistant, http, handlers)
+
+
+@pytest.fixture
+async def model_base() -> AsyncIterator[tuple[str, SandboxModel]]:
+    """The OpenAI-compatible sandbox model on a loopback port."""
+    model = SandboxModel()
+    async with serve(create_model_app(model)) as base:
+        yield f"{base}/sandbox/llm/v1", model
+
+
+async def configure_model(ai: AiService, ws: Workspace, api_base: str, **extra: object) -> None:
+    """Give the workspace the sandbox model (priced, so costs are non-zero)."""
+    reply = await ai.http.patch(
+        "/api/v1/ai/settings",
+        json={
+            "model": "openai/sandbox-chat",
+            "api_base": api_base,
+            "api_key": MODEL_KEY,
+            "input_cost_per_million": 1.0,
+            "output_cost_per_million": 2.0,
+            "business_profile": "We sell a CRM that lives in messengers.",
+            **extra,
+        },
+        headers=ws.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["api_key_set"] is True
+    assert MODEL_KEY not in reply.text
 
 
 async def lead_writes(

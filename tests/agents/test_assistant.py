@@ -49,6 +49,31 @@ async def test_offline_draft_reuses_the_operators_earlier_answer_with_this_leads
     assert await AiCall.all().count() == 0
 
 
+async def test_a_draft_reuses_the_vector_the_worker_stored_instead_of_encoding_again(
+    ai: AiService, workspace: Workspace
+) -> None:
+    corpus = await make_corpus(workspace)
+    boris, _ = await lead_writes(
+        corpus.connection, "wamid.v1", "4915100000202", "Boris", "What's the price of the Pro plan?"
+    )
+    await ai.run_handlers()  # the worker embeds Boris's message as it arrives
+    embedder = ai.assistant.memory.embedder
+    encoded: list[list[str]] = []
+    original = embedder.aencode
+
+    async def counting(texts: Any) -> Any:
+        encoded.append(list(texts))
+        return await original(texts)
+
+    embedder.aencode = counting  # type: ignore[method-assign]
+    try:
+        draft = await _draft(ai, workspace, boris)
+    finally:
+        embedder.aencode = original  # type: ignore[method-assign]
+    assert draft["text"].startswith("Hi Boris, the Pro plan is 49 EUR")
+    assert encoded == []
+
+
 async def test_offline_draft_in_russian(ai: AiService, workspace: Workspace) -> None:
     corpus = await make_corpus(workspace)
     ivan, _ = await lead_writes(

@@ -2,51 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from agents.sandbox_model import SandboxModel, create_model_app
+from agents.sandbox_model import SandboxModel
 from crm.models import AiCall, Event
-from tests.agents.conftest import AiService, lead_writes, make_corpus
-from tests.channels.servers import serve
+from tests.agents.conftest import MODEL_KEY as KEY
+from tests.agents.conftest import AiService, configure_model, lead_writes, make_corpus
 from tests.conftest import Workspace
 
 API = "/api/v1"
-KEY = "sk-sandbox-secret-123"
-
-
-@pytest.fixture
-async def model_base() -> AsyncIterator[tuple[str, SandboxModel]]:
-    """The OpenAI-compatible sandbox model on a loopback port."""
-    model = SandboxModel()
-    async with serve(create_model_app(model)) as base:
-        yield f"{base}/sandbox/llm/v1", model
-
-
-async def _configure(ai: AiService, ws: Workspace, api_base: str, **extra: object) -> None:
-    reply = await ai.http.patch(
-        f"{API}/ai/settings",
-        json={
-            "model": "openai/sandbox-chat",
-            "api_base": api_base,
-            "api_key": KEY,
-            "input_cost_per_million": 1.0,
-            "output_cost_per_million": 2.0,
-            "business_profile": "We sell a CRM that lives in messengers.",
-            **extra,
-        },
-        headers=ws.headers,
-    )
-    assert reply.status_code == 200, reply.text
-    assert reply.json()["api_key_set"] is True
-    assert KEY not in reply.text
 
 
 async def test_settings_keep_the_key_secret_and_validate_fields(
     ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
 ) -> None:
-    await _configure(ai, workspace, model_base[0])
+    await configure_model(ai, workspace, model_base[0])
     shown = await ai.http.get(f"{API}/ai/settings", headers=workspace.headers)
     assert shown.json()["model"] == "openai/sandbox-chat"
     assert KEY not in shown.text
@@ -69,7 +39,7 @@ async def test_a_model_draft_is_grounded_and_accounted(
 ) -> None:
     corpus = await make_corpus(workspace)
     await ai.run_handlers()
-    await _configure(ai, workspace, model_base[0])
+    await configure_model(ai, workspace, model_base[0])
     boris, _ = await lead_writes(
         corpus.connection, "wamid.x1", "4915100000401", "Boris", "What's the price of the Pro plan?"
     )
@@ -95,7 +65,7 @@ async def test_fallback_model_answers_and_both_attempts_are_counted(
 ) -> None:
     await make_corpus(workspace)
     await ai.run_handlers()
-    await _configure(
+    await configure_model(
         ai,
         workspace,
         model_base[0],
@@ -119,7 +89,7 @@ async def test_a_model_that_is_down_falls_back_to_the_offline_drafter(
     api_base, model = model_base
     corpus = await make_corpus(workspace)
     await ai.run_handlers()
-    await _configure(ai, workspace, api_base, max_retries=1)
+    await configure_model(ai, workspace, api_base, max_retries=1)
     model.add_faults("server_error", 10)
     reply = await ai.http.post(
         f"{API}/conversations/{corpus.anna}/drafts", headers=workspace.headers
@@ -134,7 +104,7 @@ async def test_a_model_that_is_down_falls_back_to_the_offline_drafter(
 async def test_the_model_classifies_when_configured(
     ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
 ) -> None:
-    await _configure(ai, workspace, model_base[0])
+    await configure_model(ai, workspace, model_base[0])
     reply = await ai.http.post(
         f"{API}/ai/classify",
         json={"text": "Tell me more [[intent:question]]"},

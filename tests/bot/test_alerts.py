@@ -22,6 +22,7 @@ from crm.messaging import ChannelKind
 from crm.models import (
     Contact,
     Conversation,
+    Draft,
     Event,
     MessageIntent,
     Pipeline,
@@ -30,6 +31,8 @@ from crm.models import (
 )
 from crm.services import conversations, operators
 from crm.services.access import Actor
+from crm.services.agents import do_create_agent
+from crm.services.ai_settings import do_update_ai_settings
 from crm.services.deals import do_create_deal, do_move_deal
 from crm.services.digest import WorkspaceDigest
 from tests.bot.support import (
@@ -232,6 +235,67 @@ async def test_an_assignment_tells_the_assignee_who_can_reply_to_it(
     count = len(await sent(service, BORIS))
     await alerts_of(service).assigned(event, connections.get("default"))
     assert len(await sent(service, BORIS)) == count
+
+
+# ---- the AI's drafts and hand-offs -----------------------------------------------------------
+
+
+async def test_an_agents_draft_and_the_ais_hand_off_reach_the_operator_with_buttons(
+    service: RunningService,
+) -> None:
+    olga = await onboard_owner(service, OLGA, "Olga")
+    tenant_id = olga.current_tenant_id or 0
+    actor = await owner_actor(olga)
+    await do_update_ai_settings(
+        actor,
+        service.app.state.cipher,
+        {
+            "model": "openai/sandbox-chat",
+            "api_base": f"{service.base_url}/sandbox/llm/v1",
+            "api_key": "sk-sandbox",
+            "default_ai_mode": "draft",
+        },
+    )
+    await do_create_agent(actor, {"name": "Sam", "kind": "sdr", "triggers": ["lead_message"]})
+    wa = await whatsapp_connection(tenant_id)
+    # The sandbox model obeys the directive: it stands for a model deciding to answer.
+    answer = "Hi Anna, the Pro plan is 49 EUR a seat."
+    await lead_writes(service, wa, "Anna", f'Price? [[tool:send_message {{"text": "{answer}"}}]]')
+
+    proposal = await wait_for(service, OLGA, "proposes a reply")
+    assert proposal["text"].startswith("🤖 <b>Sam</b> proposes a reply to <b>Anna</b>:")
+    assert answer in proposal["text"]
+    draft = await Draft.get(agent_id__isnull=False)
+    assert buttons(proposal)[0] == f"df:s:{draft.id}"
+    assert answer not in await lead_received(service)  # nothing went out unapproved
+    await press(service, OLGA, f"df:s:{draft.id}", proposal["message_id"])
+
+    async def delivered() -> bool:
+        return answer in await lead_received(service)
+
+    await eventually(delivered)
+
+    await lead_writes(service, wa, "Anna", "Can I talk to a real person?")
+    handed = await wait_for(service, OLGA, "handed the conversation")
+    assert handed["text"] == (
+        "🙋 The AI handed the conversation with <b>Anna</b> to you.\n"
+        "Reason: the lead asked for a person\n"
+        "It stays silent there until someone hands it back."
+    )
+    conversation = await first_conversation(tenant_id)
+    assert buttons(handed)[0] == f"cv:r:{conversation.id}"
+    assert buttons(handed)[-1] == f"cv:b:{conversation.id}"
+
+    # Olga hands it back from the alert: the AI may act there again.
+    await press(service, OLGA, f"cv:b:{conversation.id}", handed["message_id"])
+
+    async def handed_back() -> bool:
+        await conversation.refresh_from_db()
+        return conversation.ai_handoff_at is None
+
+    await eventually(handed_back)
+    edited = await wait_for(service, OLGA, "Handed back to the AI")
+    assert f"cv:b:{conversation.id}" not in buttons(edited)
 
 
 # ---- the daily digest ------------------------------------------------------------------------

@@ -52,6 +52,7 @@ BODIES: dict[tuple[str, str], Any] = {
         "until": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
     },
     ("PUT", f"{API}/messages/{{message_id}}/intent"): {"intent": "question"},
+    ("PUT", f"{API}/conversations/{{conversation_id}}/ai"): {"mode": "draft"},
 }
 
 
@@ -112,7 +113,17 @@ async def _seed(client: httpx.AsyncClient, ws: Workspace) -> dict[str, int]:
     draft = (
         await client.post(f"{API}/conversations/{received.conversation_id}/drafts", headers=h)
     ).json()
+    agent = await post("/agents", {"name": "Isolated SDR", "kind": "sdr"})
+    run = (
+        await client.post(
+            f"{API}/agents/{agent['id']}/execute",
+            json={"conversation_id": received.conversation_id},
+            headers=h,
+        )
+    ).json()
     return {
+        "agent_id": agent["id"],
+        "run_id": run["id"],
         "doc_id": doc["id"],
         "draft_id": draft["id"],
         "contact_id": contact.id,

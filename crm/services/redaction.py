@@ -1,0 +1,93 @@
+"""Personal data out of logs: e-mail addresses, phone, card and IBAN numbers become placeholders.
+
+Applied to agent run logs before they are stored and, through ``install_log_redaction``, to
+every log record the process writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Runs of digits with the usual separators; a phone has 7 to 15 digits.
+_NUMBER_RE = re.compile(r"(?<![\w/:])\+?\d[\d\s().-]{5,22}\d(?![\w/:])")
+# Dates look like digit runs with separators too: 2026-12-07, 07.12.2026.
+_DATE_RE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}")
+_IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?\b")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, ch in enumerate(reversed(digits)):
+        value = int(ch)
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _number(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if _DATE_RE.fullmatch(text.strip()):
+        return text
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+        return "[card]"
+    if 7 <= len(digits) <= 15:
+        return "[phone]"
+    return text
+
+
+def redact(text: str) -> str:
+    """``text`` with e-mail addresses, phone, card and IBAN numbers replaced by placeholders."""
+    if not text:
+        return text
+    text = _EMAIL_RE.sub("[email]", text)
+    text = _IBAN_RE.sub("[iban]", text)
+    return _NUMBER_RE.sub(_number, text)
+
+
+def redact_value(value: object) -> object:
+    """A JSON-like value with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    return value
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:
+        return  # a malformed record: logging reports it itself when it is handled
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        # Formatted now, redacted once: handlers reuse exc_text instead of formatting again.
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+
+
+def install_log_redaction() -> None:
+    """Redact personal data from every log record the process creates, whoever handles it.
+
+    A record factory rather than a handler filter: the servers (uvicorn, taskiq) configure
+    their own handlers after start-up, and records reach them all the same.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _redact_record(record)
+        return record
+
+    factory.redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
