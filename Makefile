@@ -53,6 +53,7 @@ bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in
 	$(BIN)/python -m bench.bench_memory
 	$(BIN)/python -m bench.eval_intents
 	$(BIN)/python -m bench.bench_drafts
+	$(BIN)/python -m bench.eval_retrieval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,11 +10,11 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from crm.api.deps import ActorDep
 from crm.api.schemas import MAX_ID, ListOut, StrictModel
-from crm.models import Agent, AgentRun, FollowUp
+from crm.models import Agent, AgentRun
 from crm.services import agents, ai_modes
 from crm.services.agents import MAX_INPUT, MAX_NAME, MAX_PROMPT, RunRequest, guardrails_of
 from crm.services.ai_modes import MAX_REASON, AiControl
@@ -66,6 +66,8 @@ class ExecuteIn(StrictModel):
 
 
 class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     agent_id: int
     conversation_id: int | None
@@ -105,6 +107,8 @@ class HandOffIn(StrictModel):
 
 
 class FollowUpOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     agent_id: int
     conversation_id: int
@@ -133,28 +137,7 @@ def agent_out(agent: Agent) -> AgentOut:
 
 def run_out(run: AgentRun) -> RunOut:
     """The API view of a run and its log."""
-    return RunOut(
-        id=run.id,
-        agent_id=run.agent_id,
-        conversation_id=run.conversation_id,
-        contact_id=run.contact_id,
-        trigger=run.trigger,
-        status=run.status.value,
-        input=dict(run.input or {}),
-        tool_calls=list(run.tool_calls or []),
-        output=run.output,
-        outcome=run.outcome,
-        prompt_tokens=run.prompt_tokens,
-        completion_tokens=run.completion_tokens,
-        cost_usd=run.cost_usd,
-        latency_ms=run.latency_ms,
-        model_calls=run.model_calls,
-        messages_sent=run.messages_sent,
-        drafts_created=run.drafts_created,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-    )
+    return RunOut.model_validate(run)
 
 
 def _control_out(control: AiControl) -> AiControlOut:
@@ -164,18 +147,6 @@ def _control_out(control: AiControl) -> AiControlOut:
         handed_off=control.handed_off_at is not None,
         handed_off_at=control.handed_off_at,
         handoff_reason=control.handoff_reason,
-    )
-
-
-def _follow_up_out(row: FollowUp) -> FollowUpOut:
-    return FollowUpOut(
-        id=row.id,
-        agent_id=row.agent_id,
-        conversation_id=row.conversation_id,
-        due_at=row.due_at,
-        note=row.note,
-        status=row.status.value,
-        run_id=row.run_id,
     )
 
 
@@ -257,6 +228,6 @@ def build_router() -> APIRouter:
     async def list_follow_ups(conversation_id: Id, actor: ActorDep) -> Any:
         """The follow-ups agents scheduled in a conversation, soonest first."""
         rows = await agents.list_follow_ups(actor, conversation_id)
-        return ListOut(items=[_follow_up_out(r) for r in rows])
+        return ListOut(items=[FollowUpOut.model_validate(r) for r in rows])
 
     return router

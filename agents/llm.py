@@ -16,8 +16,10 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
+
+from crm.services.ai_settings import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,30 +55,6 @@ _LITELLM_PREFIX_RE = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+Error:\s*)?(?:\w+E
 
 _litellm_module: Any = None
 _litellm_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model to call and how: endpoint, key, fallbacks, limits and prices."""
-
-    model: str
-    api_base: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    fallbacks: tuple[str, ...] = ()
-    timeout_seconds: float = 30.0
-    max_retries: int = 1
-    input_cost_per_million: float | None = None
-    output_cost_per_million: float | None = None
-
-    @property
-    def chain(self) -> tuple[str, ...]:
-        """The models tried in order: the main one, then the fallbacks."""
-        return (self.model, *self.fallbacks)
-
-    @property
-    def has_prices(self) -> bool:
-        """Whether the spec prices its tokens itself."""
-        return self.input_cost_per_million is not None or self.output_cost_per_million is not None
 
 
 @dataclass(frozen=True)
@@ -221,7 +199,7 @@ def is_retryable(exc: BaseException) -> bool:
     return status is not None and (status in _RETRYABLE_STATUS or status >= 500)
 
 
-def _reason(exc: BaseException, spec: ModelSpec) -> str:
+def _reason(exc: BaseException, spec: ModelConfig) -> str:
     if isinstance(exc, TimeoutError):
         return f"Timeout: no answer within {spec.timeout_seconds:g}s"
     status = _status_of(exc)
@@ -267,7 +245,7 @@ def _token_counts(response: Any) -> tuple[int, int]:
     return int(prompt or 0), int(completion or 0)
 
 
-def _cost(spec: ModelSpec, model: str, response: Any, prompt: int, completion: int) -> float:
+def _cost(spec: ModelConfig, model: str, response: Any, prompt: int, completion: int) -> float:
     if spec.has_prices:
         # Priced by the spec: computed here, no global registration in litellm needed.
         return (
@@ -290,7 +268,7 @@ class ModelClient:
 
     async def complete(
         self,
-        spec: ModelSpec,
+        spec: ModelConfig,
         messages: Sequence[dict[str, Any]],
         *,
         tools: Sequence[ToolSpec] = (),
@@ -365,7 +343,7 @@ class ModelClient:
         )
 
     def _completion(
-        self, spec: ModelSpec, model: str, response: Any, started: float, attempts: int
+        self, spec: ModelConfig, model: str, response: Any, started: float, attempts: int
     ) -> Completion:
         choices = _field(response, "choices") or []
         if not choices:

@@ -17,17 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.drafting import lead_facts
 from agents.llm import ModelError, ToolCall
 from agents.memory import Memory
 from agents.runtime import ModelGateway
-from agents.tools import (
-    ToolContext,
-    call_tool,
-    lead_facts,
-    offered_tools,
-    open_deal_of,
-    thread_lines,
-)
+from agents.tools import ToolContext, call_tool, offered_tools, open_deal_of, thread_lines
 from crm.models import Agent, AgentRun, AgentRunStatus, Contact, Conversation, Message
 from crm.services import agents as agent_service
 from crm.services import ai_settings
@@ -64,6 +58,7 @@ class RunLog:
     input: dict[str, Any] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     output: str = ""
+    ctx: ToolContext | None = None  # set once the run got that far: its counts survive a failure
 
     def result(self, status: AgentRunStatus, outcome: str, ctx: ToolContext | None) -> RunResult:
         """The run's result with its log."""
@@ -87,7 +82,7 @@ def _arguments(call: ToolCall) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _ending(ctx: ToolContext, log: RunLog, finished: bool) -> tuple[AgentRunStatus, str]:
+def _ending(ctx: ToolContext, finished: bool) -> tuple[AgentRunStatus, str]:
     """The run's status: a hand-off beats a waiting draft beats a refusal beats success."""
     done = ", ".join(ctx.effects) or "nothing changed"
     if ctx.handed_off:
@@ -115,16 +110,15 @@ class AgentRunner:
             return None
         started = time.perf_counter()
         log = RunLog(input=dict(run.input))
-        ctx: ToolContext | None = None
         try:
-            ctx, result = await self._run(run, log)
+            result = await self._run(run, log)
         except ModelError as exc:
-            result = log.result(AgentRunStatus.FAILED, f"the model failed: {exc}", ctx)
+            result = log.result(AgentRunStatus.FAILED, f"the model failed: {exc}", log.ctx)
         except Exception as exc:
             # The run must end in the log whatever broke; the traceback goes to the log file.
             logger.exception("agent run %s failed", run.id)
             failure = f"internal error ({type(exc).__name__})"
-            result = log.result(AgentRunStatus.FAILED, failure, ctx)
+            result = log.result(AgentRunStatus.FAILED, failure, log.ctx)
         run.input = redact_value(log.input)  # type: ignore[assignment]
         result = RunResult(
             status=result.status,
@@ -153,7 +147,7 @@ class AgentRunner:
             return f"rate limit: {recent} runs in the last hour (at most {guard.max_runs_per_hour})"
         return ""
 
-    async def _run(self, run: AgentRun, log: RunLog) -> tuple[ToolContext | None, RunResult]:
+    async def _run(self, run: AgentRun, log: RunLog) -> RunResult:
         agent = await Agent.get(id=run.agent_id)
         conversation = (
             await Conversation.get_or_none(id=run.conversation_id)
@@ -161,10 +155,10 @@ class AgentRunner:
             else None
         )
         if refusal := await self._refusal(run, agent, conversation):
-            return None, log.result(AgentRunStatus.REFUSED, refusal, None)
+            return log.result(AgentRunStatus.REFUSED, refusal, None)
         config = await self.gateway.config(run.tenant_id)
         if config is None:
-            return None, log.result(AgentRunStatus.FAILED, NO_MODEL, None)
+            return log.result(AgentRunStatus.FAILED, NO_MODEL, None)
         contact = (
             await Contact.get_or_none(id=run.contact_id) if run.contact_id is not None else None
         )
@@ -178,6 +172,7 @@ class AgentRunner:
             contact=contact,
             memory=self.memory,
         )
+        log.ctx = ctx
         messages = await self._prompt(ctx, log)
         tools = offered_tools(agent)
         finished = False
@@ -237,8 +232,8 @@ class AgentRunner:
                 # The conversation is a human's now: the AI says nothing more in it.
                 finished = True
                 break
-        status, outcome_text = _ending(ctx, log, finished)
-        return ctx, log.result(status, outcome_text, ctx)
+        status, outcome_text = _ending(ctx, finished)
+        return log.result(status, outcome_text, ctx)
 
     async def _prompt(self, ctx: ToolContext, log: RunLog) -> list[dict[str, Any]]:
         """The system and user messages of a run; the log keeps both as its input."""

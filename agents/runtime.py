@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from agents.llm import CallUsage, Completion, ModelClient, ModelError, ModelSpec, ToolSpec
+from agents.llm import CallUsage, Completion, ModelClient, ModelError, ToolSpec
 from crm.services import ai_settings
 from crm.services.ai_settings import CallRecord, ModelConfig
 from crm.services.cipher import CredentialCipher
@@ -18,18 +18,9 @@ from crm.services.cipher import CredentialCipher
 logger = logging.getLogger(__name__)
 
 
-def spec_of(config: ModelConfig, model: str | None = None) -> ModelSpec:
-    """The litellm call settings of a tenant's model config (``model`` overrides the name)."""
-    return ModelSpec(
-        model=model or config.model,
-        api_base=config.api_base,
-        api_key=config.api_key,
-        fallbacks=config.fallbacks,
-        timeout_seconds=config.timeout_seconds,
-        max_retries=config.max_retries,
-        input_cost_per_million=config.input_cost_per_million,
-        output_cost_per_million=config.output_cost_per_million,
-    )
+def spec_of(config: ModelConfig, model: str | None = None) -> ModelConfig:
+    """The tenant's model config, with ``model`` (an agent's own) in place of its model."""
+    return replace(config, model=model) if model else config
 
 
 @dataclass

@@ -357,6 +357,15 @@ def build_router(prefix: str = "/sandbox/llm", model: SandboxModel | None = None
             "model": name,
             "messages": len(messages),
             "tools": tool_names(tools),
+            # What the client asked, so tests can check the prompt that went over the wire.
+            "last_user": next(
+                (
+                    text_of(m.get("content"))
+                    for m in reversed(messages)
+                    if isinstance(m, dict) and m.get("role") == "user"
+                ),
+                "",
+            ),
             "at": dt.datetime.now(dt.UTC).isoformat(),
             "status": 200,
             "fault": None,

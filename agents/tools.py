@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.drafting import lead_facts
 from agents.guardrails import banned_phrase_in, in_quiet_hours
 from agents.llm import ToolSpec
 from agents.memory import Memory
@@ -94,29 +95,6 @@ def _text_arg(args: dict[str, Any], name: str, limit: int) -> str:
     if len(value) > limit:
         raise ValidationFailed(name, f"must be at most {limit} characters")
     return value.strip()
-
-
-def lead_facts(contact: Contact | None, deal: Deal | None) -> dict[str, Any]:
-    """What a prompt may know about the lead and their open deal."""
-    facts: dict[str, Any] = {}
-    if contact is not None:
-        facts["contact"] = {
-            "name": contact.name,
-            "title": contact.title,
-            "timezone": contact.timezone,
-            "score": contact.score,
-            "opted_out": contact.consent.value == "opted_out",
-        }
-    if deal is not None:
-        # A Stage when the deal was fetched with select_related("stage"), else a query.
-        stage = deal.stage
-        facts["deal"] = {
-            "title": deal.title,
-            "stage": stage.name if isinstance(stage, Stage) else None,
-            "value": str(deal.value),
-            "currency": deal.currency,
-        }
-    return facts
 
 
 async def open_deal_of(ctx: ToolContext) -> Deal | None:

@@ -34,6 +34,7 @@ from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, ValidationFailed
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, paginate_by_id
+from crm.services.references import get_in_tenant
 
 MAX_PROMPT = 8000
 MAX_INPUT = 4000
@@ -242,11 +243,7 @@ async def _name_taken(tenant_id: int, name: str, agent_id: int | None = None) ->
 
 async def access_agent(actor: Actor, agent_id: int) -> Agent:
     """An agent of the actor's workspace."""
-    actor.require_read()
-    agent = await Agent.get_or_none(id=agent_id, tenant_id=actor.tenant_id)
-    if agent is None:
-        raise NotFound("agent", agent_id)
-    return agent
+    return await get_in_tenant(actor, Agent, agent_id, "agent")
 
 
 async def list_agents(actor: Actor) -> list[Agent]:
@@ -387,11 +384,7 @@ async def do_queue_run(actor: Actor, agent_id: int, request: RunRequest) -> Agen
 
 async def access_run(actor: Actor, run_id: int) -> AgentRun:
     """A run of the actor's workspace."""
-    actor.require_read()
-    run = await AgentRun.get_or_none(id=run_id, tenant_id=actor.tenant_id)
-    if run is None:
-        raise NotFound("agent run", run_id)
-    return run
+    return await get_in_tenant(actor, AgentRun, run_id, "agent run")
 
 
 async def list_runs(

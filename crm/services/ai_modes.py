@@ -17,6 +17,7 @@ from crm.services.access import Actor
 from crm.services.errors import NotFound, ValidationFailed
 from crm.services.events import record_event
 from crm.services.outbound import check_may_work_on
+from crm.services.references import get_in_tenant
 
 AI_MODES = ("off", "draft", "autonomous")
 MAX_REASON = 200
@@ -49,11 +50,7 @@ def control_of(conversation: Conversation) -> AiControl:
 
 async def access_ai_control(actor: Actor, conversation_id: int) -> AiControl:
     """The AI's standing in a conversation of the actor's workspace."""
-    actor.require_read()
-    conversation = await Conversation.get_or_none(id=conversation_id, tenant_id=actor.tenant_id)
-    if conversation is None:
-        raise NotFound("conversation", conversation_id)
-    return control_of(conversation)
+    return control_of(await get_in_tenant(actor, Conversation, conversation_id, "conversation"))
 
 
 async def _change(

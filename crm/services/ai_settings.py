@@ -57,6 +57,16 @@ class ModelConfig:
     input_cost_per_million: float | None = None
     output_cost_per_million: float | None = None
 
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The models tried in order: the main one, then the fallbacks."""
+        return (self.model, *self.fallbacks)
+
+    @property
+    def has_prices(self) -> bool:
+        """Whether the config prices its tokens itself."""
+        return self.input_cost_per_million is not None or self.output_cost_per_million is not None
+
 
 async def settings_of(tenant_id: int) -> AiSettings:
     """The workspace's AI settings row (defaults when it never saved any)."""

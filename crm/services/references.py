@@ -67,6 +67,15 @@ def default_owner(actor: Actor, owner_id: int | Unset | None) -> int | None:
     return actor.user_id if owner_id is UNSET else owner_id
 
 
+async def get_in_tenant(actor: Actor, model: type[M], record_id: int, entity: str) -> M:
+    """A record of the actor's tenant that the actor may read; NotFound for missing or foreign."""
+    actor.require_read()
+    record = await model.get_or_none(id=record_id, tenant_id=actor.tenant_id)
+    if record is None:
+        raise NotFound(entity, record_id)
+    return record
+
+
 async def lock_in_tenant(
     actor: Actor, model: type[M], record_id: int, entity: str, conn: BaseDBAsyncClient
 ) -> M:

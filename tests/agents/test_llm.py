@@ -16,7 +16,6 @@ from agents.llm import (
     CallUsage,
     ModelClient,
     ModelError,
-    ModelSpec,
     ToolSpec,
     _cost,
     load_litellm,
@@ -24,6 +23,7 @@ from agents.llm import (
     scrub,
 )
 from agents.sandbox_model import DEFAULT_REPLY, SandboxModel, create_model_app
+from crm.services.ai_settings import ModelConfig
 from tests.agents.test_sandbox_model import install_network_guard
 from tests.channels.servers import serve
 
@@ -71,9 +71,9 @@ class Sink:
         self.usages.append(usage)
 
 
-def spec(api_base: str, model: str = "openai/sandbox-chat", **kw: Any) -> ModelSpec:
+def spec(api_base: str, model: str = "openai/sandbox-chat", **kw: Any) -> ModelConfig:
     """A spec for the sandbox with the test key."""
-    return ModelSpec(model=model, api_base=api_base, api_key=API_KEY, **kw)
+    return ModelConfig(model=model, api_base=api_base, api_key=API_KEY, **kw)
 
 
 def user(text: str) -> dict[str, Any]:
@@ -127,7 +127,7 @@ async def test_litellm_prices_models_it_knows() -> None:
         choices=[{"index": 0, "message": {"role": "assistant", "content": "hi"}}],
         usage={"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000},
     )
-    cost = _cost(ModelSpec(model="openai/gpt-4o-mini"), "openai/gpt-4o-mini", response, 0, 0)
+    cost = _cost(ModelConfig(model="openai/gpt-4o-mini"), "openai/gpt-4o-mini", response, 0, 0)
     assert cost > 0
 
 
@@ -268,9 +268,9 @@ async def test_the_key_and_the_prompts_stay_out_of_logs_and_errors(
     secret = "sk-sandbox-test-SECRET-4242"
     marker = "Anna Schmidt, +49 151 0000 0101"
     client = ModelClient()
-    keyed = ModelSpec(model="openai/sandbox-chat", api_base=api_base, api_key=secret)
+    keyed = ModelConfig(model="openai/sandbox-chat", api_base=api_base, api_key=secret)
     await client.complete(keyed, [user(f"My name is {marker}")], tools=[NOTE_TOOL])
-    failing = ModelSpec(model="openai/sandbox-fail", api_base=api_base, api_key=secret)
+    failing = ModelConfig(model="openai/sandbox-fail", api_base=api_base, api_key=secret)
     with pytest.raises(ModelError) as raised:
         await client.complete(failing, [user(f"My name is {marker}")])
     assert "sandbox-fail attempt 2 failed" in caplog.text  # the failure was logged...
@@ -283,7 +283,7 @@ async def test_the_key_and_the_prompts_stay_out_of_logs_and_errors(
 async def test_unreachable_endpoint_fails_offline(
     offline: list[object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    remote = ModelSpec(
+    remote = ModelConfig(
         model="openai/gpt-4o-mini",
         api_base="http://192.0.2.10/v1",
         api_key=API_KEY,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agents.sandbox_model import SandboxModel
-from crm.models import AiCall, Event
+from crm.models import AiCall, Contact, Event
+from crm.services.deals import do_create_deal
 from tests.agents.conftest import MODEL_KEY as KEY
 from tests.agents.conftest import AiService, configure_model, lead_writes, make_corpus
 from tests.conftest import Workspace
@@ -43,6 +44,8 @@ async def test_a_model_draft_is_grounded_and_accounted(
     boris, _ = await lead_writes(
         corpus.connection, "wamid.x1", "4915100000401", "Boris", "What's the price of the Pro plan?"
     )
+    contact = await Contact.get(name="Boris")
+    await do_create_deal(workspace.actor, title="Boris rollout", contact_id=contact.id)
     reply = await ai.http.post(f"{API}/conversations/{boris}/drafts", headers=workspace.headers)
     assert reply.status_code == 201, reply.text
     draft = reply.json()
@@ -50,6 +53,9 @@ async def test_a_model_draft_is_grounded_and_accounted(
     assert draft["model"] == "openai/sandbox-chat"
     assert draft["text"].startswith("According to our records:")
     assert draft["citations"]
+    prompt = model_base[1].calls[-1]["last_user"]
+    assert '"name": "Boris"' in prompt and '"title": "Boris rollout"' in prompt
+    assert "What's the price of the Pro plan?" in prompt
     calls = await AiCall.filter(purpose="draft")
     assert len(calls) == 1
     call = calls[0]
