@@ -7,8 +7,9 @@ the document among the top k of:
 - dense: ``Memory.dense_search`` (FAISS over all-MiniLM-L6-v2 vectors; an English-trained model);
 - keyword: ``crm.services.memory.keyword_search`` (SQLite FTS5 with prefix terms, stop words
   left out; PostgreSQL full text behaves the same way);
-- fused: ``Memory.search``, the reciprocal rank fusion the drafts and /ask use; beside it the
-  same fusion computed here with the keyword ranking weighted 1, 0.5 and 0.25.
+- fused: ``Memory.search``, the reciprocal rank fusion the drafts and /ask use; beside it
+  variants computed here from the same two rankings: the keyword ranking weighted 1, 0.5 and
+  0.25 ("kw xW"), fusion of only the top 5/10/20 of each ("rrf@N"), and plain interleaving.
 Baseline in the same run: a random ranking's expected hit@10 (10 / corpus size).
 Run: ``python -m bench.eval_retrieval [--quick]`` (a throw-away SQLite database; no services).
 """
@@ -82,10 +83,8 @@ async def _language(memory: Memory, lang: str, pool: int, pairs: int, seed: int)
     targets = await _store(memory, tenant_id, [doc for _, doc in labelled], first_id=pool + 1)
     loaded = time.perf_counter() - started
     variants = [f"kw x{w:g}" for w in KEYWORD_WEIGHTS]
-    hits = {
-        name: [0, 0]
-        for name in ("dense", "keyword", "fused", *variants, "rrf@5", "rrf@10", "rrf@20", "interleave")
-    }
+    names = ("dense", "keyword", "fused", *variants, "rrf@5", "rrf@10", "rrf@20", "interleave")
+    hits = {name: [0, 0] for name in names}
     for (query, _), target in zip(labelled, targets, strict=True):
         dense = [i for i, _ in await memory.dense_search(tenant_id, query, CANDIDATES)]
         keyword = [i for i, _ in await store.keyword_search(tenant_id, query, CANDIDATES)]
