@@ -78,6 +78,21 @@ class RedisScheduleSource(ListRedisScheduleSource):
         """Close the connection pool."""
         await self._connection_pool.disconnect()
 
+    def _parse_time_key(self, key: str) -> dt.datetime | None:
+        """The minute of a one-off bucket key ``<prefix>:time:<YYYY-MM-DDTHH:MM>``.
+
+        taskiq-redis splits the key on its first two colons, which only works for a prefix
+        without any; ours ("crm:schedule") has one, so buckets of past minutes were never
+        read again and a one-off not sent within its own minute was lost.
+        """
+        _, marker, stamp = key.rpartition(":time:")
+        if not marker:
+            return None
+        try:
+            return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+
     def _claim_key(self, task: ScheduledTask, now: dt.datetime) -> tuple[str, int]:
         if task.time is not None:
             return f"{self._claim_prefix}:{task.schedule_id}", self.CLAIM_SECONDS

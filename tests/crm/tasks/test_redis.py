@@ -200,6 +200,22 @@ async def test_a_task_of_a_killed_worker_is_redelivered_to_another(
     assert calls == [event.id]
 
 
+async def test_a_one_off_due_in_an_earlier_minute_is_still_sent(namespace: str) -> None:
+    # A scheduler that was down, or a tick that came after the minute turned: the one-off
+    # sits in an older minute's bucket and must go out on the next tick all the same.
+    config = BackboneConfig(namespace=namespace)
+    backbone = build_backbone(REDIS_URL, config)
+    await backbone.startup()
+    try:
+        due = dt.datetime.now(UTC) - dt.timedelta(minutes=3)
+        await schedule_at(backbone, "tests.crm.tasks.ping", due, "late")
+        assert await SchedulePoller(backbone.scheduler()).tick() == 1
+        assert await stream_state(config) == (1, 0)
+        assert await backbone.schedule_source.get_schedules() == []
+    finally:
+        await backbone.shutdown()
+
+
 async def test_two_schedulers_send_a_one_off_once(namespace: str) -> None:
     config = BackboneConfig(namespace=namespace)
     first, second = build_backbone(REDIS_URL, config), build_backbone(REDIS_URL, config)
