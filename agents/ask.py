@@ -16,8 +16,9 @@ from agents.memory import Memory, Passage
 from agents.runtime import ModelGateway
 
 ANSWER_PASSAGES = 6
-# Passages fused from both rankings score up to 2/61; below this a passage matched weakly.
-MIN_FUSED_SCORE = 1.0 / 90
+# Fused scores are relative (0..1 over the candidates): a passage under this share of the best
+# one matched weakly and is left out of the answer.
+MIN_SHARE_OF_BEST = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Asker:
     async def ask(self, tenant_id: int, question: str) -> Answer:
         """Retrieve the passages for ``question`` and answer from them."""
         found = await self.memory.search(tenant_id, question, ANSWER_PASSAGES)
-        passages = [p for p in found if p.score >= MIN_FUSED_SCORE] or found[:3]
+        best = found[0].score if found else 0.0
+        passages = [p for p in found if p.score >= best * MIN_SHARE_OF_BEST]
         citations = [citation(p) for p in passages]
         config = await self.gateway.config(tenant_id)
         if config is not None and passages:

@@ -5,7 +5,7 @@
 2. TenantIndex.search at 100k and 1M vectors in one tenant against exact IndexFlatIP on the same
    vectors: latency per query and recall@10. The vectors come from a pool of real embeddings of
    generated chat lines; the rest are convex mixes of two real ones plus a little noise.
-3. Dense recall@10 per language on labelled paraphrase pairs hidden among the real pool.
+Per-language retrieval quality (dense, keyword, fused) is measured by ``bench.eval_retrieval``.
 Run: ``python -m bench.bench_memory`` (``--quick`` for a smoke run; ``--help`` for the flags).
 """
 
@@ -20,6 +20,7 @@ import argparse
 import gc
 import random
 import statistics
+import string
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +62,7 @@ COMPETITORS = ["Salesforce", "HubSpot", "Pipedrive", "amoCRM", "Bitrix24", "Zoho
 INTEGRATIONS = ["1C", "Google Sheets", "Slack", "WhatsApp", "Telegram", "SAP"]
 
 # Every template of an intent carries the same slots, so two templates of one intent filled with
-# the same values are paraphrases of each other (the labelled pairs of part 3).
+# the same values are paraphrases of each other (the labelled pairs of bench.eval_retrieval).
 INTENTS: dict[str, dict[str, list[str]]] = {
     "intro": {
         "en": [
@@ -286,14 +287,33 @@ def _slots(lang: str, rng: random.Random) -> dict[str, str]:
     }
 
 
-def chat_line(rng: random.Random, lang: str | None = None) -> str:
-    """One generated outreach chat message, English or Russian (either when lang is None)."""
+@dataclass(frozen=True)
+class Meaning:
+    """What a generated line says: its intent and the values of that intent's slots."""
+
+    intent: str
+    values: tuple[tuple[str, str], ...]
+
+
+def _meaning(intent: str, template: str, slots: dict[str, str]) -> Meaning:
+    names = sorted({field for _, field, _, _ in string.Formatter().parse(template) if field})
+    return Meaning(intent, tuple((name, slots[name]) for name in names))
+
+
+def labelled_chat_line(rng: random.Random, lang: str | None = None) -> tuple[str, Meaning]:
+    """One generated outreach chat message with what it means (see ``Meaning``)."""
     lang = lang or rng.choice(("en", "ru"))
     intent = rng.choice(list(INTENTS))
     template = rng.choice(INTENTS[intent][lang])
     opener = rng.choice(EN_OPENERS if lang == "en" else RU_OPENERS)
     closer = rng.choice(EN_CLOSERS if lang == "en" else RU_CLOSERS)
-    return opener + template.format(**_slots(lang, rng)) + closer
+    slots = _slots(lang, rng)
+    return opener + template.format(**slots) + closer, _meaning(intent, template, slots)
+
+
+def chat_line(rng: random.Random, lang: str | None = None) -> str:
+    """One generated outreach chat message, English or Russian (either when lang is None)."""
+    return labelled_chat_line(rng, lang)[0]
 
 
 def chat_lines(n: int, seed: int, lang: str | None = None) -> list[str]:
@@ -302,16 +322,18 @@ def chat_lines(n: int, seed: int, lang: str | None = None) -> list[str]:
     return [chat_line(rng, lang) for _ in range(n)]
 
 
-def paraphrase_pairs(n: int, lang: str, seed: int) -> list[tuple[str, str]]:
-    """(query, relevant document): two templates of one intent filled with the same values."""
+def paraphrase_cases(n: int, lang: str, seed: int) -> list[tuple[str, str, Meaning]]:
+    """(query, relevant document, their meaning): two templates of one intent, same values."""
     rng = random.Random(seed)
-    pairs = []
+    cases = []
     for _ in range(n):
         intent = rng.choice(list(INTENTS))
         first, second = rng.sample(INTENTS[intent][lang], 2)
         slots = _slots(lang, rng)
-        pairs.append((first.format(**slots), second.format(**slots)))
-    return pairs
+        cases.append(
+            (first.format(**slots), second.format(**slots), _meaning(intent, first, slots))
+        )
+    return cases
 
 
 # -- measurement helpers --------------------------------------------------------------------------
@@ -586,62 +608,6 @@ def bench_retrieval(
     print("  build s includes k-means training and nprobe calibration; exact build = IndexFlatIP.")
 
 
-# -- 3. per-language quality ----------------------------------------------------------------------
-
-
-def bench_languages(
-    embedder: Embedder, pool: np.ndarray, pool_texts: list[str], pairs: int
-) -> None:
-    """Dense recall@10 of a known paraphrase among the pool, per language; TF-IDF beside it."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    print(f"\n3. Retrieval quality per language: {pairs} labelled paraphrase pairs per language,")
-    print(
-        f"  each relevant document hidden among the {len(pool):,} pool texts; recall@10 = the "
-        "query's paraphrase is in its top 10."
-    )
-    print(
-        f"  {'language':<10}{'dense r@1':>11}{'dense r@10':>12}{'keyword r@10':>14}"
-        f"{'fused r@10':>12}"
-    )
-    for lang, name in (("en", "English"), ("ru", "Russian")):
-        labelled = paraphrase_pairs(pairs, lang, seed=31 if lang == "en" else 37)
-        docs = [d for _, d in labelled]
-        asks = [q for q, _ in labelled]
-        doc_vectors = embedder.encode(docs)
-        ask_vectors = embedder.encode(asks)
-        corpus_ids = np.arange(len(pool) + len(docs), dtype=np.int64)
-        index = TenantIndex.build(corpus_ids, np.vstack([pool, doc_vectors]))
-        dense = [[i for i, _ in hits] for hits in index.search_many(ask_vectors, 50)]
-        # Keyword baseline: TF-IDF over word and character n-grams, as a search engine would.
-        tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)
-        matrix = tfidf.fit_transform(pool_texts + docs)
-        keyword_scores = (tfidf.transform(asks) @ matrix.T).toarray()
-        keyword = [list(np.argsort(-row, kind="stable")[:50]) for row in keyword_scores]
-        fused = [_rrf(d, k) for d, k in zip(dense, keyword, strict=True)]
-        targets = [len(pool) + j for j in range(len(docs))]
-        print(
-            f"  {name:<10}{_hit_rate(targets, dense, 1):>11.3f}"
-            f"{_hit_rate(targets, dense, 10):>12.3f}{_hit_rate(targets, keyword, 10):>14.3f}"
-            f"{_hit_rate(targets, fused, 10):>12.3f}"
-        )
-    print("  dense = TenantIndex over all-MiniLM-L6-v2 vectors (an English-trained model: Cyrillic")
-    print("  is split into single letters); keyword = TF-IDF over character 3-5-grams;")
-    print("  fused = reciprocal rank fusion (k=60) of the dense and keyword top 50.")
-
-
-def _hit_rate(targets: list[int], ranked: Sequence[Sequence[int]], k: int) -> float:
-    return sum(t in r[:k] for t, r in zip(targets, ranked, strict=True)) / len(targets)
-
-
-def _rrf(*rankings: Sequence[int], k: int = 60) -> list[int]:
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, doc in enumerate(ranking):
-            scores[int(doc)] = scores.get(int(doc), 0.0) + 1.0 / (k + rank + 1)
-    return sorted(scores, key=lambda d: -scores[d])
-
-
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -653,7 +619,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pool", type=int, default=None, help="real embeddings to encode")
     parser.add_argument("--queries", type=int, default=None, help="held-out query texts")
     parser.add_argument("--texts", type=int, default=None, help="texts for the throughput part")
-    parser.add_argument("--pairs", type=int, default=None, help="labelled pairs per language")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--noise", type=float, default=0.005, help="sigma of derived vectors")
     args = parser.parse_args(argv)
@@ -664,12 +629,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.pool = args.pool or (3_000 if quick else 30_000)
     args.queries = args.queries or (100 if quick else 500)
     args.texts = min(args.texts or (1_000 if quick else 5_000), args.pool)
-    args.pairs = args.pairs or (50 if quick else 200)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Throughput, then retrieval at each size, then per-language quality; one report."""
+    """Throughput, then retrieval at each size; one report."""
     args = parse_args(argv)
     started = time.perf_counter()
     print(
@@ -700,7 +664,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="crm-bench-memory-") as tmp:
         bench_retrieval(pool, queries, args.sizes, args.noise, Path(tmp))
-    bench_languages(embedder, pool, texts, args.pairs)
+    print("\nPer-language retrieval quality, through the product's search: bench.eval_retrieval")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

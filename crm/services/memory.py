@@ -240,8 +240,8 @@ def query_terms(query: str, limit: int = 12) -> list[str]:
     """The words of a query as prefixes: a poor man's stemmer that works in any language.
 
     Words longer than five letters lose their last two (цены, цена -> цен; pricing -> prici),
-    so inflected forms match without a language-specific stemmer. Stop words are left out,
-    unless the query has nothing else.
+    so inflected forms match without a language-specific stemmer. Numbers stay whole (an
+    invoice 174420 is not 1744...). Stop words are left out, unless the query has nothing else.
     """
     words = _WORD_RE.findall(_normalize(query))
     meaningful = [w for w in words if w.replace("ё", "е") not in STOPWORDS]
@@ -249,7 +249,7 @@ def query_terms(query: str, limit: int = 12) -> list[str]:
     for word in meaningful or words:
         if len(word) < 2 and not word.isdigit():
             continue
-        stem = word[:-2] if len(word) > 5 else word
+        stem = word[:-2] if len(word) > 5 and not word.isdigit() else word
         stem = stem if len(stem) >= MIN_PREFIX or word.isdigit() else word
         if stem not in terms:
             terms.append(stem)
@@ -263,7 +263,7 @@ async def keyword_search(tenant_id: int, query: str, limit: int = 20) -> list[tu
         return []
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
-        tsquery = " | ".join(f"{t}:*" for t in terms)
+        tsquery = " | ".join(t if t.isdigit() else f"{t}:*" for t in terms)
         # text_tsv is a stored generated column (migration 0011): nothing is parsed per row.
         sql = (
             "SELECT id, ts_rank(text_tsv, to_tsquery('simple', $2)) AS score "
@@ -273,7 +273,7 @@ async def keyword_search(tenant_id: int, query: str, limit: int = 20) -> list[tu
         )
         _, rows = await conn.execute_query(sql, [tenant_id, tsquery, limit])
         return [(int(r["id"]), float(r["score"])) for r in rows]
-    match = " OR ".join(f'"{t}"*' for t in terms)
+    match = " OR ".join(f'"{t}"' if t.isdigit() else f'"{t}"*' for t in terms)
     sql = (
         "SELECT c.id AS id, -bm25(memory_chunk_fts) AS score FROM memory_chunk_fts "
         "JOIN memory_chunk c ON c.id = memory_chunk_fts.rowid "
