@@ -2,8 +2,8 @@
 
 Retrieval fuses two rankings by their scores: the dense FAISS index (meaning, good in English)
 and keyword search in the database (names, numbers, and Russian, which the English-trained
-all-MiniLM-L6-v2 handles poorly). Vectors are stored in the database; the
-per-tenant FAISS index is derived from them and caught up or rebuilt by any process.
+all-MiniLM-L6-v2 handles poorly). Vectors are stored in the database; the per-tenant FAISS
+index is derived from them and caught up or rebuilt by any process.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Memory:
             return []
         dense = await self.dense_search(tenant_id, query, CANDIDATES, query_source)
         keyword = await store.keyword_search(tenant_id, query, CANDIDATES)
-        fused = fuse(dense, keyword)
+        fused = fuse(dense, keyword, depth=CANDIDATES)
         dense_scores = dict(dense)
         keyword_scores = dict(keyword)
         chunks = await store.chunks_by_id(tenant_id, [chunk_id for chunk_id, _ in fused])

@@ -29,7 +29,8 @@ from crm.models import (
 
 CHUNK_CHARS = 700
 CHUNK_OVERLAP = 100
-MIN_PREFIX = 4
+# Words longer than this lose their last two letters as a query term (a prefix of 4 or more).
+STEM_FROM = 6
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
@@ -247,13 +248,20 @@ def query_terms(query: str, limit: int = 12) -> list[str]:
     meaningful = [w for w in words if w.replace("ё", "е") not in STOPWORDS]
     terms: list[str] = []
     for word in meaningful or words:
-        if len(word) < 2 and not word.isdigit():
+        if word.isdigit():
+            stem = word
+        elif len(word) < 2:
             continue
-        stem = word[:-2] if len(word) > 5 and not word.isdigit() else word
-        stem = stem if len(stem) >= MIN_PREFIX or word.isdigit() else word
+        else:
+            stem = word[:-2] if len(word) >= STEM_FROM else word
         if stem not in terms:
             terms.append(stem)
     return terms[:limit]
+
+
+def _matches_by_prefix(term: str) -> bool:
+    """Words match their inflections by prefix; numbers (kept whole by query_terms) only as is."""
+    return not term.isdigit()
 
 
 async def keyword_search(tenant_id: int, query: str, limit: int = 20) -> list[tuple[int, float]]:
@@ -263,7 +271,7 @@ async def keyword_search(tenant_id: int, query: str, limit: int = 20) -> list[tu
         return []
     conn = connections.get("default")
     if conn.capabilities.dialect == "postgres":
-        tsquery = " | ".join(t if t.isdigit() else f"{t}:*" for t in terms)
+        tsquery = " | ".join(f"{t}:*" if _matches_by_prefix(t) else t for t in terms)
         # text_tsv is a stored generated column (migration 0011): nothing is parsed per row.
         sql = (
             "SELECT id, ts_rank(text_tsv, to_tsquery('simple', $2)) AS score "
@@ -273,7 +281,7 @@ async def keyword_search(tenant_id: int, query: str, limit: int = 20) -> list[tu
         )
         _, rows = await conn.execute_query(sql, [tenant_id, tsquery, limit])
         return [(int(r["id"]), float(r["score"])) for r in rows]
-    match = " OR ".join(f'"{t}"' if t.isdigit() else f'"{t}"*' for t in terms)
+    match = " OR ".join(f'"{t}"*' if _matches_by_prefix(t) else f'"{t}"' for t in terms)
     sql = (
         "SELECT c.id AS id, -bm25(memory_chunk_fts) AS score FROM memory_chunk_fts "
         "JOIN memory_chunk c ON c.id = memory_chunk_fts.rowid "
