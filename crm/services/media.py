@@ -61,17 +61,31 @@ async def do_upload(actor: Actor, store: LocalMediaStore, name: str, data: bytes
     return await store.put(actor.tenant_id, name, data)
 
 
+def _check_key_shape(key: str) -> None:
+    """Refuse keys that are not plain relative paths (the prefix check would not hold)."""
+    if "\x00" in key:
+        raise ValidationFailed("media_key", "must not contain NUL characters")
+    if key.startswith("/") or "\\" in key or re.match(r"[A-Za-z]:", key):
+        raise ValidationFailed("media_key", "must be a key from POST /media, not a path")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValidationFailed("media_key", "must not contain '..', '.' or empty path segments")
+
+
 def access_upload(
     actor: Actor, store: LocalMediaStore, key: str, filename: str | None
 ) -> dict[str, object]:
     """An upload of the actor's tenant, as a message's media (key, file name, size)."""
+    _check_key_shape(key)
     foreign = ValidationFailed("media_key", "is not an upload of this organization")
-    if not key.startswith(f"t{actor.tenant_id}/"):
+    if key.split("/", 1)[0] != f"t{actor.tenant_id}":
         raise foreign
     try:
         path = store.path_of(key)
     except ValueError:
         raise foreign from None
+    # Checked on the resolved file too: a symlink inside the store must not lead elsewhere.
+    if not path.is_relative_to(store.root / f"t{actor.tenant_id}"):
+        raise foreign
     if not path.is_file():
         raise ValidationFailed("media_key", "no such upload")
     stored_name = path.name.split("-", 1)[-1]

@@ -231,3 +231,33 @@ async def test_channel_credentials_are_never_returned(
         f"{API}/channels", json={"kind": "telegram", "sandbox": True}, headers=bidi
     )
     assert denied.status_code == 403
+
+
+async def test_a_media_key_cannot_climb_into_another_workspace(
+    client: httpx.AsyncClient, workspace: Workspace, other_workspace: Workspace
+) -> None:
+    uploaded = await client.post(
+        f"{API}/media",
+        files={"file": ("secret.pdf", b"%PDF-1.4 Acme only", "application/pdf")},
+        headers=workspace.headers,
+    )
+    key = uploaded.json()["media_key"]
+    wa = await whatsapp_connection(other_workspace)
+    conversation_id = await lead_message(wa, "wamid.t", "4915100000007")
+    url = f"{API}/conversations/{conversation_id}/messages"
+    month_and_name = key.split("/", 1)[1]
+    for bad in (
+        f"t{other_workspace.tenant_id}/../{key}",
+        f"t{other_workspace.tenant_id}/../t{workspace.tenant_id}/{month_and_name}",
+        f"t{other_workspace.tenant_id}/./../../{key}",
+        f"/t{other_workspace.tenant_id}/{month_and_name}",
+        f"t{other_workspace.tenant_id}/x\x00.pdf",
+        f"t{other_workspace.tenant_id}\\..\\{key}",
+    ):
+        sent = await client.post(
+            url, json={"kind": "document", "media_key": bad}, headers=other_workspace.headers
+        )
+        assert sent.status_code == 422, (bad, sent.text)
+        assert sent.json()["errors"][0]["field"] == "media_key"
+    history = await client.get(url, headers=other_workspace.headers)
+    assert [m["direction"] for m in history.json()["items"]] == ["in"]
