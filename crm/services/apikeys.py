@@ -103,7 +103,7 @@ async def list_api_keys(actor: Actor) -> list[ApiKey]:
 
 
 async def do_revoke_api_key(actor: Actor, api_key_id: int) -> ApiKey:
-    """Revoke a key: the actor's own, or any key of the workspace for an admin."""
+    """Revoke a key: the actor's own (write or admin scope), or any key for an admin."""
     async with in_transaction() as conn:
         api_key = (
             await ApiKey.filter(id=api_key_id, tenant_id=actor.tenant_id).using_db(conn).first()
@@ -112,6 +112,10 @@ async def do_revoke_api_key(actor: Actor, api_key_id: int) -> ApiKey:
             raise NotFound("api_key", api_key_id)
         if api_key.user_id != actor.user_id:
             actor.require_admin()
+        elif not actor.scopes & {Scope.WRITE, Scope.ADMIN}:
+            # A read-only key (one handed to a reporting tool, say) must not be able to cut
+            # off its member's other integrations.
+            raise PermissionDenied("revoking an API key needs the 'write' or 'admin' scope")
         if api_key.revoked_at is None:
             api_key.revoked_at = dt.datetime.now(dt.UTC)
             await api_key.save(using_db=conn, update_fields=["revoked_at"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 
 from crm.models import Role
+from crm.services.access import Actor
+from crm.services.apikeys import do_create_api_key
 from tests.conftest import Workspace
 
 
@@ -115,3 +117,27 @@ async def test_huge_payload_is_refused(client: httpx.AsyncClient, workspace: Wor
 async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_a_read_only_key_cannot_revoke_keys(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    viewer_id, viewer = await workspace.member(Role.VIEWER)
+    read_only = await do_create_api_key(
+        Actor.system(workspace.tenant_id), "report", ["read"], for_user_id=viewer_id
+    )
+    ro = {"Authorization": f"Bearer {read_only.token}"}
+    own = (await client.get("/api/v1/api-keys", headers=viewer)).json()["items"]
+    full = next(k for k in own if k["id"] != read_only.api_key.id)
+    refused = await client.delete(f"/api/v1/api-keys/{full['id']}", headers=ro)
+    assert refused.status_code == 403
+    assert "scope" in refused.json()["detail"]
+    assert (await client.get("/api/v1/members", headers=viewer)).status_code == 200
+    # itself neither: revoking is a write
+    assert (
+        await client.delete(f"/api/v1/api-keys/{read_only.api_key.id}", headers=ro)
+    ).status_code == 403
+    # the member's write-scoped key may revoke their own keys, even for a viewer
+    revoked = await client.delete(f"/api/v1/api-keys/{read_only.api_key.id}", headers=viewer)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert (await client.get("/api/v1/organization", headers=ro)).status_code == 401
