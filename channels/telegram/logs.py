@@ -14,15 +14,20 @@ import re
 import traceback
 from typing import Any
 
+# The colon of a token, as written or URL-encoded once or twice (a URL path segment, a URL in
+# a query parameter): uvicorn's access log shows "/bot123%3Aabc/..." as the client sent it.
+_COLON = r"(?::|%(?:25)?3[Aa])"
 # "bot<digits>:<secret>" in a URL, and a bare "<digits>:<35-ish chars>" token anywhere.
-_TOKEN_RE = re.compile(r"(?<=\bbot)\d+:[A-Za-z0-9_-]+|\b\d{5,}:[A-Za-z0-9_-]{30,}")
+_TOKEN_RE = re.compile(
+    rf"(?:(?<=\bbot)|(?<=%2[Ff]bot)|(?<=%252[Ff]bot))\d+{_COLON}[A-Za-z0-9_-]+|\b\d{{5,}}{_COLON}[A-Za-z0-9_-]{{30,}}"
+)
 REDACTED = "<redacted>"
 _MARK = "_telegram_token_redaction"
 
 
 def redact(text: str) -> str:
-    """``text`` with every bot token replaced by ``<redacted>``."""
-    if ":" not in text:
+    """``text`` with every bot token (plain or URL-encoded) replaced by ``<redacted>``."""
+    if ":" not in text and "%" not in text:
         return text
     return _TOKEN_RE.sub(REDACTED, text)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote
 
 _EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # Runs of digits with the usual separators; a phone has 7 to 15 digits.
@@ -62,16 +63,56 @@ def redact_value(value: object) -> object:
     return value
 
 
+def _redact_arg(value: object) -> object:
+    """One log argument redacted, keeping its type when there is nothing to hide."""
+    if value is None or isinstance(value, (int, float, bool)):
+        return value
+    rendered = value if isinstance(value, str) else str(value)
+    scrubbed = redact_encoded(rendered)
+    return value if scrubbed == rendered else scrubbed
+
+
+def redact_encoded(text: str) -> str:
+    """``redact`` that also finds data written URL-encoded (``anna%40example.com``)."""
+    scrubbed = redact(text)
+    if "%" not in text:
+        return scrubbed
+    decoded = unquote(unquote(text))  # once more for a URL inside a query parameter
+    if decoded == text or redact(decoded) == decoded:
+        return scrubbed
+    return redact(decoded)  # shown decoded: a placeholder cannot be URL-encoded back in place
+
+
 def _redact_record(record: logging.LogRecord) -> None:
     try:
         message = record.getMessage()
     except Exception:
         return  # a malformed record: logging reports it itself when it is handled
-    record.msg = redact(message)
-    record.args = None
+    clean = redact_encoded(message)
+    if clean != message:
+        _redact_parts(record, clean)
     if record.exc_info and not record.exc_text:
         # Formatted now, redacted once: handlers reuse exc_text instead of formatting again.
-        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_text = redact_encoded(logging.Formatter().formatException(record.exc_info))
+
+
+def _redact_parts(record: logging.LogRecord, clean: str) -> None:
+    if isinstance(record.msg, str):
+        record.msg = redact_encoded(record.msg)
+    # The arguments stay a tuple (or mapping) of the same shape: formatters such as uvicorn's
+    # access log unpack them, and a record without them fails in every handler.
+    if isinstance(record.args, tuple):
+        record.args = tuple(_redact_arg(a) for a in record.args)
+    elif isinstance(record.args, dict):
+        record.args = {k: _redact_arg(v) for k, v in record.args.items()}
+    try:
+        rendered = record.getMessage()
+    except (TypeError, ValueError):  # an argument became a placeholder where %d wanted a number
+        rendered = None
+    if rendered is None or redact_encoded(rendered) != rendered:
+        # Something only shows across arguments or in a number: keep the redacted text instead.
+        record.msg = clean
+        record.args = None
 
 
 def install_log_redaction() -> None:

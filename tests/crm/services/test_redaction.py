@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
+from typing import Any
 
+import httpx
 import pytest
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
+from channels.telegram import redact_tokens_in_logs
 from crm.services.redaction import install_log_redaction, redact, redact_value
 
 
@@ -62,3 +69,76 @@ def test_a_date_beside_a_time_is_not_a_phone() -> None:
     assert (
         redact("call on 2026-12-07 10:30 or 07.12.2026") == "call on 2026-12-07 10:30 or 07.12.2026"
     )
+
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+async def _serve_and_request(paths: list[str]) -> None:
+    """Run a real uvicorn with its own logging config and send it ``paths``."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_config=LOGGING_CONFIG, access_log=True, lifespan="on")
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(500):  # uvicorn offers no event to wait on
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for path in paths:
+                assert (await http.get(path)).status_code == 200
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+
+
+async def test_uvicorn_access_lines_survive_redaction_without_the_token(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    install_log_redaction()
+    redact_tokens_in_logs()
+    encoded = TOKEN.replace(":", "%3A")
+    await _serve_and_request(
+        [
+            f"/sandbox/telegram/bot{encoded}/getMe",
+            "/api/v1/contacts?email=anna%40example.com",
+            "/healthz",
+        ]
+    )
+    out, err = capfd.readouterr()
+    logged = out + err
+    assert "Logging error" not in logged
+    assert '"GET /sandbox/telegram/bot<redacted>/getMe HTTP/1.1" 200' in logged
+    assert '"GET /api/v1/contacts?email=[email] HTTP/1.1" 200' in logged
+    assert '"GET /healthz HTTP/1.1" 200' in logged
+    assert TOKEN.split(":")[1] not in logged
+    assert "anna" not in logged
+
+
+def test_a_record_with_the_url_encoded_token_shows_no_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    install_log_redaction()
+    redact_tokens_in_logs()
+    secret = TOKEN.split(":")[1]
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("aiohttp.client").info(
+            "POST %s", f"http://127.0.0.1/bot{TOKEN.replace(':', '%3A')}/sendMessage"
+        )
+        logging.getLogger("x").info(f"callback https%3A%2F%2Fh%2Fbot{TOKEN.replace(':', '%253A')}")
+    assert secret not in caplog.text
+    assert caplog.text.count("bot<redacted>") == 2
