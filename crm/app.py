@@ -34,6 +34,7 @@ from crm.api import (
     pipelines,
     tags,
 )
+from crm.api.docs import install_docs
 from crm.api.limits import BodySizeLimit
 from crm.api.problems import install_problem_handlers
 from crm.db import close_db, init_db
@@ -160,7 +161,10 @@ def create_app(
         version="0.1.0",
         description="A chat-first AI CRM: contacts, companies, pipelines, deals, audit log.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: install_docs
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.channels = wiring
     app.state.cipher = wiring.cipher
