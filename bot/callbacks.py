@@ -164,3 +164,10 @@ class DraftAction(CallbackData, prefix="df"):
 
     act: DraftAct
     id: int
+
+
+class InviteAnswer(CallbackData, prefix="iv"):
+    """Join (``ok=1``) or decline an invite addressed to the presser: ``iv:<invite id>:<ok>``."""
+
+    id: int
+    ok: int = 0

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.callbacks import WorkspacePick
+from bot.callbacks import InviteAnswer, WorkspacePick
 from bot.keyboards import workspaces_keyboard
 from bot.services import BotServices
 from bot.texts import no_workspace, role_name
-from crm.models import User
+from crm.models import Role, User
 from crm.services import operators
 from crm.services.errors import NotFound
 from crm.services.operators import InviteInvalid
@@ -42,11 +42,58 @@ async def start_with_invite(message: Message, command: CommandObject) -> None:
         await message.answer(_invite_error(exc))
         return
     await membership.fetch_related("tenant")
-    await message.answer(
-        _("Welcome! You joined “{workspace}” as {role}. Send /help to see what I can do.").format(
-            workspace=membership.tenant.name, role=role_name(membership.role)
+    await message.answer(_joined(membership.tenant.name, membership.role))
+
+
+def _joined(workspace: str, role: Role | str) -> str:
+    return _(
+        "Welcome! You joined “{workspace}” as {role}. Send /help to see what I can do."
+    ).format(workspace=workspace, role=role_name(role))
+
+
+async def offer_invites(message: Message, user: User) -> None:
+    """Show each open invite addressed to the user (an admin added them) with Join / Decline."""
+    for invite in await operators.pending_invites_of(user):
+        keyboard = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(
+                        text=_("✅ Join"), callback_data=InviteAnswer(id=invite.id, ok=1).pack()
+                    ),
+                    InlineKeyboardButton(
+                        text=_("Decline"), callback_data=InviteAnswer(id=invite.id, ok=0).pack()
+                    ),
+                ]
+            ]
         )
-    )
+        await message.answer(
+            _("You are invited to join the workspace “{workspace}” as {role}.").format(
+                workspace=invite.tenant.name, role=role_name(invite.role)
+            ),
+            reply_markup=keyboard,
+        )
+
+
+async def answer_invite(
+    query: CallbackQuery, callback_data: InviteAnswer, user: User | None
+) -> None:
+    """Join or decline the pressed invite; only the person it is addressed to may."""
+    if user is None:
+        await query.answer(_("This invite link is not valid."), show_alert=True)
+        return
+    try:
+        membership = await operators.do_answer_invite(user, callback_data.id, callback_data.ok == 1)
+    except InviteInvalid as exc:
+        await query.answer(_invite_error(exc), show_alert=True)
+        return
+    await query.answer()
+    if not isinstance(query.message, Message):
+        return
+    if membership is None:
+        await query.message.edit_text(_("You declined the invite."))
+        return
+    await membership.fetch_related("tenant")
+    await query.message.edit_text(_joined(membership.tenant.name, membership.role))
 
 
 async def start(message: Message, services: BotServices) -> None:
@@ -65,6 +112,7 @@ async def start(message: Message, services: BotServices) -> None:
                 name=sender.first_name, workspace=tenant.name, role=role
             )
         )
+        await offer_invites(message, user)
         return
     name = _("{name}'s workspace").format(name=sender.first_name)
     tenant = await operators.do_create_workspace_for(user, name, services.on_workspace_created)
@@ -81,6 +129,7 @@ async def start(message: Message, services: BotServices) -> None:
             "Telegram."
         ).format(url=url)
     await message.answer(text + "\n\n" + _("Send /help to see what I can do."))
+    await offer_invites(message, user)
 
 
 async def workspace(message: Message, user: User | None) -> None:
@@ -128,4 +177,5 @@ def build_router() -> Router:
     router.message.register(start, CommandStart())
     router.message.register(workspace, Command("workspace"))
     router.callback_query.register(pick_workspace, WorkspacePick.filter())
+    router.callback_query.register(answer_invite, InviteAnswer.filter())
     return router

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from fastapi import APIRouter, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
@@ -43,6 +45,17 @@ class MemberIn(StrictModel):
     telegram_id: int | None = None
     email: str | None = Field(default=None, max_length=254)
     name: str = Field(default="", max_length=200)
+
+
+class MemberInvitedOut(BaseModel):
+    """Someone with an account already: asked to join; they accept in the operator bot."""
+
+    invite_id: int
+    status: Literal["pending"] = "pending"
+    role: Role
+    telegram_id: int | None = Field(description="as sent")
+    email: str | None = Field(description="as sent")
+    expires_at: dt.datetime
 
 
 class MemberPatch(StrictModel):
@@ -115,13 +128,33 @@ async def get_members(actor: ActorDep) -> ListOut[MemberOut]:
     return ListOut(items=[_member_out(m) for m in members])
 
 
-@router.post("/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED)
-async def post_member(body: MemberIn, actor: ActorDep) -> MemberOut:
-    """Add a member by Telegram id or email (admin)."""
-    m = await tenants.do_add_member(
+@router.post(
+    "/members",
+    response_model=MemberOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        202: {
+            "model": MemberInvitedOut,
+            "description": "the person has an account already: invited, joins once they accept "
+            "in the operator bot",
+        }
+    },
+)
+async def post_member(body: MemberIn, actor: ActorDep) -> MemberOut | JSONResponse:
+    """Add a member by Telegram id or email (admin); someone with an account is invited."""
+    added = await tenants.do_add_member(
         actor, body.role, telegram_id=body.telegram_id, email=body.email, name=body.name
     )
-    return _member_out(m)
+    if isinstance(added, tenants.PendingMember):
+        invited = MemberInvitedOut(
+            invite_id=added.invite.id,
+            role=added.invite.role,
+            telegram_id=body.telegram_id,
+            email=body.email,
+            expires_at=added.invite.expires_at,
+        )
+        return JSONResponse(invited.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+    return _member_out(added)
 
 
 @router.get("/members/{user_id}", response_model=MemberOut)

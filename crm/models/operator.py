@@ -28,11 +28,17 @@ class Invite(Model):
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
     )
     used_at = fields.DatetimeField(null=True)
+    # Set when an admin added someone who already has an account: only they may accept it, in
+    # the bot. Such an invite has no link (its token is never shown).
+    invitee: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.CASCADE
+    )
     created_at = fields.DatetimeField(auto_now_add=True)
 
     tenant_id: int
     created_by_id: int | None
     used_by_id: int | None
+    invitee_id: int | None
 
     class Meta:
         table = "invite"

@@ -253,6 +253,64 @@ async def do_accept_invite(
     return membership
 
 
+async def pending_invites_of(user: User) -> list[Invite]:
+    """Open invites addressed to ``user`` (added by an admin through the API), with workspaces."""
+    return (
+        await Invite.filter(
+            invitee_id=user.id, used_at__isnull=True, expires_at__gt=dt.datetime.now(dt.UTC)
+        )
+        .prefetch_related("tenant")
+        .order_by("id")
+    )
+
+
+async def do_answer_invite(user: User, invite_id: int, accept: bool) -> Membership | None:
+    """Accept (join with its role, made current) or decline an invite addressed to ``user``."""
+    now = dt.datetime.now(dt.UTC)
+    async with in_transaction() as conn:
+        invite = (
+            await Invite.filter(id=invite_id, invitee_id=user.id)
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if invite is None:
+            raise InviteInvalid("invite_unknown", "this invite is not valid")
+        if invite.used_at is not None:
+            raise InviteInvalid("invite_used", "this invite was already answered")
+        if invite.expires_at <= now:
+            raise InviteInvalid("invite_expired", "this invite has expired")
+        invite.used_at = now
+        actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
+        if not accept:
+            await invite.save(using_db=conn, update_fields=["used_at"])
+            await record_event(actor, "invite.declined", "invite", invite.id, using_db=conn)
+            return None
+        if (
+            await Membership.filter(tenant_id=invite.tenant_id, user_id=user.id)
+            .using_db(conn)
+            .exists()
+        ):
+            raise InviteInvalid("already_member", "you are already a member of this workspace")
+        membership = await Membership.create(
+            tenant_id=invite.tenant_id, user_id=user.id, role=invite.role, using_db=conn
+        )
+        invite.used_by_id = user.id
+        await invite.save(using_db=conn, update_fields=["used_by_id", "used_at"])
+        user.current_tenant_id = invite.tenant_id
+        await user.save(using_db=conn, update_fields=["current_tenant_id"])
+        await record_event(
+            actor,
+            "member.added",
+            "membership",
+            membership.id,
+            after={"user_id": user.id, "role": Role(invite.role).value, "invite_id": invite.id},
+            using_db=conn,
+        )
+    membership.user = user
+    return membership
+
+
 async def recipients_for(conversation: Conversation) -> list[User]:
     """Who hears of a lead message: the assignee, else every member, with a Telegram id."""
     if conversation.assignee_id is not None:

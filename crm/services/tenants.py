@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from crm.models import Membership, Pipeline, Role, Stage, StageKind, Tenant, User
+from crm.models import Invite, Membership, Pipeline, Role, Stage, StageKind, Tenant, User
 from crm.services.access import Actor, ActorType
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crm.services.events import record_event, snapshot
+
+# How long a person added through the API has to accept, as for invite links.
+ADDED_INVITE_LIFETIME = dt.timedelta(days=7)
 
 DEFAULT_STAGES: tuple[tuple[str, StageKind], ...] = (
     ("Cold", StageKind.OPEN),
@@ -156,6 +161,13 @@ def _check_role_change_allowed(actor: Actor, current: Role | None, new: Role) ->
         raise PermissionDenied("only an owner may grant or take away the owner role")
 
 
+@dataclass(frozen=True)
+class PendingMember:
+    """Someone who already has an account: invited, not attached, until they accept in the bot."""
+
+    invite: Invite
+
+
 async def do_add_member(
     actor: Actor,
     role: Role,
@@ -163,20 +175,38 @@ async def do_add_member(
     telegram_id: int | None = None,
     email: str | None = None,
     name: str = "",
-) -> Membership:
-    """Add a person to the workspace with a role (admin); the user is found or created."""
+) -> Membership | PendingMember:
+    """Add a person to the workspace with a role (admin).
+
+    A person new to the product is created and added. Someone who already has an account (in
+    another workspace, say) is never attached without consent: they get a pending invite to
+    accept in the operator bot, and nothing about them is returned.
+    """
     actor.require_admin()
     if telegram_id is None and not email:
         raise ValidationFailed("telegram_id", "a member needs a telegram_id or an email")
     _check_role_change_allowed(actor, None, role)
     async with in_transaction() as conn:
-        user = await _find_or_create_user(telegram_id, email, name, conn)
-        if (
-            await Membership.filter(tenant_id=actor.tenant_id, user_id=user.id)
-            .using_db(conn)
-            .exists()
-        ):
-            raise Conflict("user", "is already a member of this organization")
+        user = None
+        if telegram_id is not None:
+            user = await User.filter(telegram_id=telegram_id).using_db(conn).first()
+        if user is None and email:
+            user = await User.filter(email=email.lower()).using_db(conn).first()
+        if user is not None:
+            if (
+                await Membership.filter(tenant_id=actor.tenant_id, user_id=user.id)
+                .using_db(conn)
+                .exists()
+            ):
+                raise Conflict("user", "is already a member of this organization")
+            invite = await _invite_existing_user(actor, user, role, conn)
+            return PendingMember(invite)
+        user = await User.create(
+            telegram_id=telegram_id,
+            email=email.lower() if email else None,
+            name=name,
+            using_db=conn,
+        )
         membership = await Membership.create(
             tenant_id=actor.tenant_id, user=user, role=role, using_db=conn
         )
@@ -190,6 +220,46 @@ async def do_add_member(
         )
     membership.user = user
     return membership
+
+
+async def _invite_existing_user(
+    actor: Actor, user: User, role: Role, conn: BaseDBAsyncClient
+) -> Invite:
+    """The pending invite of ``user`` to the actor's workspace: the open one, or a new one."""
+    now = dt.datetime.now(dt.UTC)
+    invite = (
+        await Invite.filter(
+            tenant_id=actor.tenant_id, invitee_id=user.id, used_at__isnull=True, expires_at__gt=now
+        )
+        .using_db(conn)
+        .select_for_update()
+        .first()
+    )
+    if invite is not None:
+        invite.role = role
+        invite.expires_at = now + ADDED_INVITE_LIFETIME
+        await invite.save(using_db=conn, update_fields=["role", "expires_at"])
+    else:
+        invite = await Invite.create(
+            tenant_id=actor.tenant_id,
+            # No link for this invite: a random value nobody holds the preimage of.
+            token_hash=secrets.token_hex(32),
+            role=role,
+            created_by_id=actor.user_id,
+            invitee_id=user.id,
+            expires_at=now + ADDED_INVITE_LIFETIME,
+            using_db=conn,
+        )
+    # The audit log names no user: who holds an account elsewhere is not the workspace's to see.
+    await record_event(
+        actor,
+        "invite.created",
+        "invite",
+        invite.id,
+        after={"role": role.value, "expires_at": invite.expires_at.isoformat(), "addressed": True},
+        using_db=conn,
+    )
+    return invite
 
 
 async def _count_owners(tenant_id: int, conn: object) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from crm.models import Role
+from crm.models import Membership, Role, User
 from crm.services.access import Actor
 from crm.services.apikeys import do_create_api_key
 from tests.conftest import Workspace
@@ -141,3 +141,44 @@ async def test_a_read_only_key_cannot_revoke_keys(
     revoked = await client.delete(f"/api/v1/api-keys/{read_only.api_key.id}", headers=viewer)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert (await client.get("/api/v1/organization", headers=ro)).status_code == 401
+
+
+async def test_adding_someone_with_an_account_invites_them_and_reveals_nothing(
+    client: httpx.AsyncClient, workspace: Workspace, other_workspace: Workspace
+) -> None:
+    stranger = await User.get(id=other_workspace.owner_id)
+    stranger.name, stranger.email = "Grace Hopper", "grace@globex.test"
+    await stranger.save()
+    by_telegram = await client.post(
+        "/api/v1/members",
+        json={"role": "bidi", "telegram_id": stranger.telegram_id},
+        headers=workspace.headers,
+    )
+    assert by_telegram.status_code == 202, by_telegram.text
+    body = by_telegram.json()
+    assert body["status"] == "pending" and body["role"] == "bidi"
+    assert body["telegram_id"] == stranger.telegram_id and body["email"] is None
+    assert "Grace" not in by_telegram.text and "grace@" not in by_telegram.text
+    assert "user_id" not in body
+    by_email = await client.post(
+        "/api/v1/members",
+        json={"role": "viewer", "email": "GRACE@globex.test"},
+        headers=workspace.headers,
+    )
+    assert by_email.status_code == 202, by_email.text
+    assert by_email.json()["invite_id"] == body["invite_id"]  # one open invite, role updated
+    assert by_email.json()["email"] == "GRACE@globex.test"
+    assert "Grace" not in by_email.text and "grace@" not in by_email.text
+    # not attached: not a member, and their workspace's key sees nothing of this one
+    members = await client.get("/api/v1/members", headers=workspace.headers)
+    assert stranger.id not in [m["user_id"] for m in members.json()["items"]]
+    assert not await Membership.exists(tenant_id=workspace.tenant_id, user_id=stranger.id)
+    events = await client.get("/api/v1/events", headers=workspace.headers)
+    assert "Grace" not in events.text and "grace@" not in events.text
+    # someone new to the product is still added at once
+    newcomer = await client.post(
+        "/api/v1/members",
+        json={"role": "bidi", "email": "new@acme.test", "name": "Nina"},
+        headers=workspace.headers,
+    )
+    assert newcomer.status_code == 201 and newcomer.json()["name"] == "Nina"
