@@ -74,6 +74,7 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>CRM sandbox</title>
+<link rel="icon" href="/sandbox/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/sandbox/page.css">
 <script src="/sandbox/page.js" defer></script>
 </head>
@@ -301,6 +302,13 @@ setInterval(() => {
 """
 
 
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#1d2330"/>'
+    '<path d="M4 5h8v5H7l-3 2z" fill="#dcf8c6"/></svg>'
+)
+
+
 def _asset(body: str, media_type: str) -> Response:
     return Response(body, media_type=media_type, headers=SECURITY_HEADERS)
 
@@ -321,6 +329,12 @@ async def sandbox_script() -> Response:
 async def sandbox_style() -> Response:
     """The page's style sheet."""
     return _asset(STYLE, "text/css; charset=utf-8")
+
+
+@router.get("/sandbox/favicon.svg", include_in_schema=False)
+async def sandbox_icon() -> Response:
+    """The page's icon (else the browser asks for /favicon.ico and gets a 404)."""
+    return _asset(ICON, "image/svg+xml")
 
 
 @router.post("/sandbox/session", tags=["sandbox"])
