@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+# A save blocks the event loop while it runs: wait this many times its duration before the next
+# one, so a big sandbox spends at most a few percent of its time saving.
+SAVE_SPACING = 20
 
 
 class StateFile:
@@ -34,6 +38,7 @@ class StateFile:
         self.delay = delay
         self._snapshot = snapshot
         self._pending: asyncio.TimerHandle | None = None
+        self._last_duration = 0.0
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when there is none (an unreadable file is set aside)."""
@@ -60,13 +65,15 @@ class StateFile:
             self.save()
             return
         if self._pending is None:
-            self._pending = loop.call_later(self.delay, self.save)
+            delay = max(self.delay, SAVE_SPACING * self._last_duration)
+            self._pending = loop.call_later(delay, self.save)
 
     def save(self) -> None:
         """Write the snapshot now (atomically: a crash leaves the previous one)."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
+        started = time.perf_counter()
         data = {"version": FORMAT_VERSION, **self._snapshot()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
@@ -74,6 +81,7 @@ class StateFile:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, ensure_ascii=False, separators=(",", ":"))
         os.replace(tmp, self.path)
+        self._last_duration = time.perf_counter() - started
 
     def _blob(self, key: str) -> Path:
         return self.blobs / hashlib.sha256(key.encode()).hexdigest()

@@ -75,6 +75,8 @@ _LIMIT_BOT = (30, 1.0)
 _LIMIT_BOT_PAID = (1000, 1.0)  # sends with allow_paid_broadcast
 _LIMIT_PRIVATE = (1, 1.0)
 _LIMIT_GROUP = (20, 60.0)
+# How many of a chat's latest messages survive a restart.
+PERSISTED_MESSAGES_PER_CHAT = 1000
 
 
 class TelegramApiError(Exception):
@@ -661,6 +663,8 @@ class TelegramEmulator:
             "bot_rights": chat.bot_rights,
             "next_message_id": chat.next_message_id,
             "topics": [[key, topic] for key, topic in chat.topics.items()],
+            # The latest messages only (what a reply or a button press may still point at); the
+            # next id is kept apart, so ids go on increasing all the same.
             "messages": [
                 {
                     "data": m.data,
@@ -673,8 +677,10 @@ class TelegramEmulator:
                     "edited": m.edited,
                     "received_at": m.received_at,
                 }
-                for m in chat.messages.values()
-            ],
+                for m in itertools.islice(
+                    reversed(chat.messages.values()), PERSISTED_MESSAGES_PER_CHAT
+                )
+            ][::-1],
         }
 
     def _restore(self, saved: dict[str, Any]) -> None:

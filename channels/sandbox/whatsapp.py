@@ -56,6 +56,8 @@ _DEFAULT_MIME = {
     "video": "video/mp4",
     "sticker": "image/webp",
 }
+# How many of the latest outbox entries survive a restart.
+PERSISTED_OUTBOX = 5000
 FaultKind = Literal["rate_limit", "pair_rate_limit", "server_error", "slow"]
 
 
@@ -405,7 +407,10 @@ class WhatsAppEmulator:
         return {
             "connections": [asdict(c) for c in self.connections.values()],
             "templates": [asdict(t) for t in self.templates.values()],
-            "outbox": [{**e.to_json(), "category": e.category} for e in self._outbox],
+            # The latest sends only: what the sandbox page shows of each lead's thread.
+            "outbox": [
+                {**e.to_json(), "category": e.category} for e in self._outbox[-PERSISTED_OUTBOX:]
+            ],
             "media": [
                 {
                     "id": m.id,
