@@ -84,8 +84,7 @@ async def _sandbox_note(services: BotServices, tenant_id: int, user_id: int) -> 
     if services.sandbox_link is not None:
         url = await services.sandbox_link(tenant_id, user_id)
     return "\n\n" + _(
-        "This is the sandbox: open {url} to write to yourself as a lead on WhatsApp or "
-        "Telegram."
+        "This is the sandbox: open {url} to write to yourself as a lead on WhatsApp or Telegram."
     ).format(url=url)
 
 
