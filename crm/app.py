@@ -36,10 +36,10 @@ from crm.api import (
 )
 from crm.api.docs import install_docs
 from crm.api.limits import BodySizeLimit
-from crm.api.problems import install_problem_handlers
+from crm.api.problems import install_problem_handlers, problem
 from crm.db import close_db, init_db
 from crm.services.redaction import install_log_redaction
-from crm.settings import Settings
+from crm.settings import Environment, Settings
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import registry as event_handlers
 from crm.tasks.runtime import embedded_backbone
@@ -103,7 +103,7 @@ def create_app(
     settings = settings or Settings()
     install_log_redaction()
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    wiring = build_channels(settings)
+    wiring = build_channels(settings, serve_sandbox=True)
     assistant = build_assistant(settings, wiring.cipher)
     # Before the bot's handlers: a lead notification then shows the message's intent.
     assistant.install(event_handlers)
@@ -190,10 +190,23 @@ def create_app(
         app.include_router(sandbox_model.build_router())
 
         last_api_sync = [0.0]
+        production = settings.environment is Environment.PRODUCTION
 
         @app.middleware("http")
         async def sandbox_sync(request: Request, call_next: Any) -> Any:
             path = request.url.path
+            if sandbox_page.is_control_path(path):
+                # The control API plays every workspace's leads and re-points webhooks: only
+                # for a person or a test on this machine, and never in production.
+                if production:
+                    return problem(404, "Not found", "the sandbox is not served in production")
+                if not sandbox_page.from_this_machine(request):
+                    return problem(
+                        403,
+                        "Forbidden",
+                        "the sandbox is served to this machine only (loopback, not through a "
+                        "proxy)",
+                    )
             if path.startswith(SANDBOX_API_CALLS):
                 # Bot API and Graph API calls come from this service's own senders, hundreds a
                 # second under load: a connection another process added is picked up within

@@ -34,15 +34,26 @@ async def _with_db(settings: Settings, work: Callable[[], Awaitable[int]]) -> in
         await close_db()
 
 
+def settings_for_up(settings: Settings, args: argparse.Namespace) -> Settings:
+    """``--host``/``--port`` set what CRM_HOST/CRM_PORT set, the public base URL included."""
+    changes: dict[str, Any] = {}
+    if args.host:
+        changes["host"] = args.host
+    if args.port:
+        changes["port"] = args.port
+    # base_url follows host and port unless CRM_PUBLIC_BASE_URL names it explicitly.
+    return settings.model_copy(update=changes) if changes else settings
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """API, workers and scheduler in one process, after applying migrations."""
     import uvicorn
 
     from crm.app import create_app
 
+    settings = settings_for_up(settings, args)
     asyncio.run(migrate_db(settings.database_url))
-    host = args.host or settings.host
-    port = args.port or settings.port
+    host, port = settings.host, settings.port
     print(f"crm: serving on http://{host}:{port} (docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=args.log_level)
     return 0
@@ -106,12 +117,13 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
             actor, "owner (cli)", [s.value for s in Scope], for_user_id=created.owner.id
         )
         sandbox = await _sandbox_connections_for(settings, created.tenant.id)
+        try_it = await _sandbox_sign_in(settings, actor) if sandbox else ""
         if args.json:
             _print_json({"tenant_id": created.tenant.id, "api_key": issued.token})
             for item in sandbox:  # stdout stays the documented JSON; the rest is a note
                 print(f"sandbox {item['kind']} connection {item['connection_id']}", file=sys.stderr)
             if sandbox:
-                print(f"try it: {settings.base_url}/sandbox#key={issued.token}", file=sys.stderr)
+                print(f"try it: {try_it}", file=sys.stderr)
         else:
             print(f"tenant {created.tenant.id} '{created.tenant.name}' created")
             print(f"owner user id: {created.owner.id}")
@@ -119,10 +131,18 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
             for item in sandbox:
                 print(f"sandbox {item['kind']} connection {item['connection_id']}")
             if sandbox:
-                print(f"try it: {settings.base_url}/sandbox#key={issued.token}")
+                print(f"try it: {try_it}")
         return 0
 
     return await _with_db(settings, work)
+
+
+async def _sandbox_sign_in(settings: Settings, actor: Actor) -> str:
+    """A single-use link to the sandbox page, signed in as the new owner (15 minutes)."""
+    from crm.services.signin import do_issue_sign_in
+    from crm.wiring import sandbox_sign_in_url
+
+    return sandbox_sign_in_url(settings.base_url, await do_issue_sign_in(actor))
 
 
 async def _sandbox_connections_for(settings: Settings, tenant_id: int) -> list[dict[str, Any]]:

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="serve the WhatsApp and Telegram emulators and give new tenants sandbox "
         "connections (auto: outside production)",
     )
+    sandbox_state_dir: Path = Field(
+        default=Path("data") / "sandbox",
+        description="where `crm up` keeps the emulators' bots, chats and message ids, so a "
+        "restart loses neither the operators' chats nor the lead's history",
+    )
     ai_index_dir: Path = Field(
         default=Path("data") / "ai-index",
         description="where each workspace's FAISS index file is kept (rebuilt from the database)",

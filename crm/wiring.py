@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -34,10 +35,10 @@ from crm.models import ChannelConnection, Role
 from crm.services import channels as channel_service
 from crm.services.access import Actor
 from crm.services.agents import do_run_due_follow_ups
-from crm.services.apikeys import do_create_api_key
 from crm.services.cipher import CredentialCipher
 from crm.services.media import LocalMediaStore
 from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter, fail_stale_sends
+from crm.services.signin import do_issue_sign_in
 from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
 
@@ -52,6 +53,9 @@ class ConnectionCache:
 
     cipher: CredentialCipher
     ttl: float = CONNECTION_CACHE_SECONDS
+    # This process's own URL: sandbox connections reach the emulators here, whatever URL was
+    # current when they were created (``crm up --port`` may differ from that of the CLI).
+    sandbox_base_url: str | None = None
     _entries: dict[int, tuple[float, ConnectionInfo | None]] = field(default_factory=dict)
 
     async def load(self, connection_id: int) -> ConnectionInfo | None:
@@ -61,12 +65,25 @@ class ConnectionCache:
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
         info = await channel_service.load_connection(self.cipher, connection_id)
+        if info is not None and info.sandbox and self.sandbox_base_url is not None:
+            info = at_sandbox_base(info, self.sandbox_base_url)
         self._entries[connection_id] = (now, info)
         return info
 
     def forget(self, connection_id: int) -> None:
         """Drop one entry (after a connection changed in this process)."""
         self._entries.pop(connection_id, None)
+
+
+def at_sandbox_base(info: ConnectionInfo, base_url: str) -> ConnectionInfo:
+    """A sandbox connection pointed at the emulators served at ``base_url``."""
+    base = base_url.rstrip("/")
+    settings = dict(info.settings)
+    if info.kind is ChannelKind.WHATSAPP:
+        settings["graph_base_url"] = f"{base}/sandbox/graph"
+    elif info.kind is ChannelKind.TELEGRAM:
+        settings["api_base"] = f"{base}/sandbox/telegram"
+    return dataclasses.replace(info, settings=settings)
 
 
 @dataclass
@@ -83,7 +100,7 @@ class ChannelWiring:
     limiter: RateLimiter
     whatsapp_emulator: WhatsAppEmulator | None = None
     telegram_emulator: TelegramEmulator | None = None
-    # Sandbox connections the in-process emulators know (they keep nothing on disk).
+    # Sandbox connections registered with the in-process emulators since this process started.
     registered: set[int] = field(default_factory=set)
 
     def webhook_url(self, connection: ChannelConnection | ConnectionInfo) -> str:
@@ -102,12 +119,20 @@ class ChannelWiring:
             await self.telegram_emulator.aclose()
 
 
-def build_channels(settings: Settings, limiter: RateLimiter | None = None) -> ChannelWiring:
-    """Adapters, emulators (sandbox mode) and the ingest/delivery runtime, installed."""
+def build_channels(
+    settings: Settings, limiter: RateLimiter | None = None, *, serve_sandbox: bool = False
+) -> ChannelWiring:
+    """Adapters, emulators (sandbox mode) and the ingest/delivery runtime, installed.
+
+    ``serve_sandbox``: this process serves the emulators (``crm up``), so they keep their
+    state under ``settings.sandbox_state_dir``; other processes only borrow them.
+    """
     redact_tokens_in_logs()
     cipher = CredentialCipher(settings.secret_key.get_secret_value())
     media_store = LocalMediaStore(settings.media_dir)
-    connections = ConnectionCache(cipher)
+    connections = ConnectionCache(
+        cipher, sandbox_base_url=settings.base_url if settings.sandbox_enabled else None
+    )
     if limiter is None:
         # With Redis every worker shares one pace per connection; alone, this process paces it.
         limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else LocalRateLimiter()
@@ -141,8 +166,13 @@ def build_channels(settings: Settings, limiter: RateLimiter | None = None) -> Ch
         limiter=limiter,
     )
     if settings.sandbox_enabled:
-        wiring.whatsapp_emulator = WhatsAppEmulator()
-        wiring.telegram_emulator = TelegramEmulator()
+        state = settings.sandbox_state_dir if serve_sandbox else None
+        wiring.whatsapp_emulator = WhatsAppEmulator(
+            state_path=state / "whatsapp.json" if state else None
+        )
+        wiring.telegram_emulator = TelegramEmulator(
+            state_path=state / "telegram.json" if state else None
+        )
     return wiring
 
 
@@ -158,7 +188,7 @@ def build_assistant(settings: Settings, cipher: CredentialCipher) -> Assistant:
 
 
 def register_with_emulator(wiring: ChannelWiring, info: ConnectionInfo) -> None:
-    """Tell the in-process emulator about a sandbox connection (they keep no state on disk)."""
+    """Tell the in-process emulator about a sandbox connection (its URL may have changed)."""
     url = wiring.webhook_url(info)
     if info.kind is ChannelKind.WHATSAPP and wiring.whatsapp_emulator is not None:
         wiring.whatsapp_emulator.register_connection(
@@ -286,6 +316,11 @@ def _operator_i18n() -> Any:
         return fallback_i18n()
 
 
+def sandbox_sign_in_url(base_url: str, token: str) -> str:
+    """The sandbox page's address that signs in with ``token`` (see crm.services.signin)."""
+    return f"{base_url}/sandbox?signin={token}"
+
+
 def build_operator_bot(
     wiring: ChannelWiring, assistant: Assistant | None = None
 ) -> OperatorBot | None:
@@ -312,10 +347,9 @@ def build_operator_bot(
         wiring.telegram_emulator.set_webhook(token, webhook_url, secret, list(OPERATOR_UPDATES))
 
     async def sandbox_link(tenant_id: int, user_id: int) -> str:
-        # The page reads the inbox through the API, so the new owner gets a key in the link.
+        # A chat keeps its history: it gets a single-use, expiring link, never an API key.
         owner = Actor(tenant_id=tenant_id, user_id=user_id, role=Role.OWNER)
-        issued = await do_create_api_key(owner, "sandbox page", ["read", "write"])
-        return f"{base}/sandbox#key={issued.token}"
+        return sandbox_sign_in_url(base, await do_issue_sign_in(owner))
 
     async def on_workspace_created(tenant_id: int) -> object:
         return await add_sandbox_connections(wiring, tenant_id)

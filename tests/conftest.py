@@ -169,6 +169,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         redis_url=None,
         ai_index_dir=Path(tempfile.mkdtemp(prefix="crm-ai-index-")),
+        sandbox_state_dir=Path(tempfile.mkdtemp(prefix="crm-sandbox-")),
         _env_file=None,
     )
 

@@ -107,11 +107,11 @@ async def start(message: Message, services: BotServices) -> None:
     if tenant is not None:
         actor = await operators.actor_for(user, tenant.id)
         role = role_name(actor.role) if actor is not None else ""
-        await message.answer(
-            _("Hello again, {name}! You are working in “{workspace}” as {role}.").format(
-                name=sender.first_name, workspace=tenant.name, role=role
-            )
+        text = _("Hello again, {name}! You are working in “{workspace}” as {role}.").format(
+            name=sender.first_name, workspace=tenant.name, role=role
         )
+        # A sign-in link works once and expires: /start is how to get a fresh one.
+        await message.answer(text + await _sandbox_note(services, tenant.id, user.id))
         await offer_invites(message, user)
         return
     name = _("{name}'s workspace").format(name=sender.first_name)
@@ -120,16 +120,21 @@ async def start(message: Message, services: BotServices) -> None:
         "Welcome, {name}! I created the workspace “{workspace}” and you are its owner. "
         "I will notify you here of every lead message; reply to a notification to answer."
     ).format(name=sender.first_name, workspace=tenant.name)
-    if services.sandbox_url:
-        url = services.sandbox_url
-        if services.sandbox_link is not None:
-            url = await services.sandbox_link(tenant.id, user.id)
-        text += "\n\n" + _(
-            "This is the sandbox: open {url} to write to yourself as a lead on WhatsApp or "
-            "Telegram."
-        ).format(url=url)
+    text += await _sandbox_note(services, tenant.id, user.id)
     await message.answer(text + "\n\n" + _("Send /help to see what I can do."))
     await offer_invites(message, user)
+
+
+async def _sandbox_note(services: BotServices, tenant_id: int, user_id: int) -> str:
+    """In sandbox mode, the page's address: a single-use sign-in link, never an API key."""
+    if not services.sandbox_url:
+        return ""
+    url = services.sandbox_url
+    if services.sandbox_link is not None:
+        url = await services.sandbox_link(tenant_id, user_id)
+    return "\n\n" + _(
+        "This is the sandbox: open {url} to write to yourself as a lead on WhatsApp or Telegram."
+    ).format(url=url)
 
 
 async def workspace(message: Message, user: User | None) -> None:

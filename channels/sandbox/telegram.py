@@ -6,8 +6,10 @@ bot methods arrive at ``/sandbox/telegram/bot{token}/{method}`` and file downloa
 users (``POST /updates``), connects Telegram Business accounts, injects faults and shows what
 the bots sent (``GET /sent``), so tests, benchmarks and the sandbox page can drive both sides.
 
-State lives in memory, per registered bot. Answers are real Bot API objects and errors carry
-Telegram's status codes and descriptions, so the SDK's own error handling runs as in production.
+State lives in memory, per registered bot, and with a ``state_path`` also on disk (bots, users,
+chats, messages, files, undelivered updates), so a restarted service keeps its chats and its
+message ids go on increasing. Answers are real Bot API objects and errors carry Telegram's
+status codes and descriptions, so the SDK's own error handling runs as in production.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
+
+from channels.sandbox.persist import StateFile
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ _LIMIT_BOT = (30, 1.0)
 _LIMIT_BOT_PAID = (1000, 1.0)  # sends with allow_paid_broadcast
 _LIMIT_PRIVATE = (1, 1.0)
 _LIMIT_GROUP = (20, 60.0)
+# How many of a chat's latest messages survive a restart.
+PERSISTED_MESSAGES_PER_CHAT = 1000
 
 
 class TelegramApiError(Exception):
@@ -99,6 +106,83 @@ def _bad(description: str) -> TelegramApiError:
 
 def _now() -> int:
     return int(time.time())
+
+
+_INT64 = 2**63
+
+
+def _control_int(payload: dict[str, Any], name: str, *, required: bool = False) -> int | None:
+    """An integer field of a control API request, or a 422 that names it."""
+    value = payload.get(name)
+    if value is None or value == "":
+        if required:
+            raise HTTPException(422, f"{name}: field required")
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"-?\d{1,19}", value.strip()):
+        number = int(value)
+    else:
+        raise HTTPException(422, f"{name}: must be an integer, not {value!r:.40}")
+    if not -_INT64 <= number < _INT64:
+        raise HTTPException(422, f"{name}: out of range")
+    return number
+
+
+def _control_float(payload: dict[str, Any], name: str) -> float:
+    """A number field of a control API request, or a 422 that names it."""
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise HTTPException(422, f"{name}: must be a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise HTTPException(422, f"{name}: must be a number") from None
+    if not math.isfinite(number):
+        raise HTTPException(422, f"{name}: must be a finite number")
+    return number
+
+
+def _control_ids(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with its id fields checked and made integers (a 422 names a bad one)."""
+    checked = dict(payload)
+    for name in (
+        "from_user_id",
+        "chat_id",
+        "message_id",
+        "message_thread_id",
+        "reply_to_message_id",
+        "user_id",
+    ):
+        if name in checked:
+            checked[name] = _control_int(checked, name)
+    for name in (
+        "connection_id",
+        "text",
+        "business_connection_id",
+        "first_name",
+        "last_name",
+        "username",
+        "language_code",
+        "chat_title",
+        "filename",
+        "mime_type",
+        *(f"{kind}_base64" for kind in _MEDIA_FIELDS),
+    ):
+        value = checked.get(name)
+        if name == "connection_id" and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if value is not None and not isinstance(value, str):
+            raise HTTPException(422, f"{name}: must be a string")
+    ids = checked.get("delete_message_ids")
+    if ids is not None:
+        if not isinstance(ids, list):
+            raise HTTPException(422, "delete_message_ids: must be a list of message ids")
+        checked["delete_message_ids"] = [
+            _control_int({"delete_message_ids": i}, "delete_message_ids", required=True)
+            for i in ids
+        ]
+    return checked
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,8 +557,12 @@ class TelegramEmulator:
         enforce_limits: bool = False,
         shuffle_window: float = 0.05,
         rng: random.Random | None = None,
+        state_path: Path | None = None,
     ) -> None:
-        """``rng`` makes shuffled delivery reproducible; ``shuffle_window`` batches pushes."""
+        """``rng`` makes shuffled delivery reproducible; ``shuffle_window`` batches pushes.
+
+        With ``state_path`` the state is loaded from that file and saved to it as it changes.
+        """
         self.webhook_retry_delays = tuple(webhook_retry_delays)
         self.shuffle_window = shuffle_window
         self._rng = rng or random.Random()
@@ -495,7 +583,178 @@ class TelegramEmulator:
             for name in dir(self)
             if name.startswith("_m_")
         }
+        self._state = StateFile(state_path, self._snapshot) if state_path is not None else None
+        if self._state is not None and (saved := self._state.load()) is not None:
+            self._restore(saved)
         self.router = self._build_router()
+
+    # ---- persistence -----------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        if self._state is not None:
+            self._state.changed()
+
+    @staticmethod
+    def _peek(counter: itertools.count[int]) -> tuple[int, itertools.count[int]]:
+        value = next(counter)
+        return value, itertools.count(value)
+
+    def _snapshot(self) -> dict[str, Any]:
+        assert self._state is not None
+        next_seq, self._seq = self._peek(self._seq)
+        next_id, self._ids = self._peek(self._ids)
+        bots = []
+        for bot in self._bots.values():
+            for record in bot.files.values():
+                if record.data:
+                    self._state.put_blob(record.file_id, record.data)
+            hook = bot.webhook
+            bots.append(
+                {
+                    "connection_id": bot.connection_id,
+                    "token": bot.token,
+                    "user": bot.user,
+                    "next_update_id": bot.next_update_id,
+                    "users": list(bot.users.values()),
+                    "blocked": sorted(bot.blocked),
+                    # Not delivered yet: handed on after the restart, like Telegram keeps them.
+                    "pending": [*bot.pending, *bot.outbox],
+                    "webhook": None
+                    if hook is None
+                    else {
+                        "url": hook.url,
+                        "secret_token": hook.secret_token,
+                        "allowed_updates": hook.allowed_updates,
+                        "max_connections": hook.max_connections,
+                    },
+                    "poll_allowed_updates": bot.poll_allowed_updates,
+                    "commands": [[*key, value] for key, value in bot.commands.items()],
+                    "menu_buttons": [[key, value] for key, value in bot.menu_buttons.items()],
+                    "business_connections": bot.business_connections,
+                    "files": [
+                        {
+                            "file_id": f.file_id,
+                            "file_unique_id": f.file_unique_id,
+                            "file_path": f.file_path,
+                            "mime_type": f.mime_type,
+                            "filename": f.filename,
+                            "url": f.url,
+                            "stored": bool(f.data),
+                        }
+                        for f in bot.files.values()
+                    ],
+                    "chats": [self._chat_snapshot(chat) for chat in bot.chats.values()],
+                }
+            )
+        return {"next_seq": next_seq, "next_id": next_id, "bots": bots}
+
+    @staticmethod
+    def _chat_snapshot(chat: _Chat) -> dict[str, Any]:
+        return {
+            "id": chat.id,
+            "type": chat.type,
+            "business_connection_id": chat.business_connection_id,
+            "title": chat.title,
+            "first_name": chat.first_name,
+            "last_name": chat.last_name,
+            "username": chat.username,
+            "is_forum": chat.is_forum,
+            "bot_status": chat.bot_status,
+            "bot_rights": chat.bot_rights,
+            "next_message_id": chat.next_message_id,
+            "topics": [[key, topic] for key, topic in chat.topics.items()],
+            # The latest messages only (what a reply or a button press may still point at); the
+            # next id is kept apart, so ids go on increasing all the same.
+            "messages": [
+                {
+                    "data": m.data,
+                    "seq": m.seq,
+                    "outgoing": m.outgoing,
+                    "method": m.method,
+                    "parse_mode": m.parse_mode,
+                    "reply_markup": m.reply_markup,
+                    "deleted": m.deleted,
+                    "edited": m.edited,
+                    "received_at": m.received_at,
+                }
+                for m in itertools.islice(
+                    reversed(chat.messages.values()), PERSISTED_MESSAGES_PER_CHAT
+                )
+            ][::-1],
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        assert self._state is not None
+        self._seq = itertools.count(int(saved.get("next_seq", 1)))
+        self._ids = itertools.count(int(saved.get("next_id", 1)))
+        for raw in saved.get("bots", []):
+            bot = _BotState(
+                connection_id=raw["connection_id"],
+                token=raw["token"],
+                user=raw["user"],
+                next_update_id=int(raw["next_update_id"]),
+            )
+            bot.users = {int(u["id"]): u for u in raw.get("users", [])}
+            bot.blocked = {int(i) for i in raw.get("blocked", [])}
+            bot.pending.extend(raw.get("pending", []))
+            if (hook := raw.get("webhook")) is not None:
+                bot.webhook = _Webhook(
+                    url=hook["url"],
+                    secret_token=hook["secret_token"],
+                    allowed_updates=hook["allowed_updates"],
+                    max_connections=int(hook["max_connections"]),
+                )
+            bot.poll_allowed_updates = raw.get("poll_allowed_updates")
+            bot.commands = {(c[0], c[1]): c[2] for c in raw.get("commands", [])}
+            bot.menu_buttons = {m[0]: m[1] for m in raw.get("menu_buttons", [])}
+            bot.business_connections = dict(raw.get("business_connections", {}))
+            for f in raw.get("files", []):
+                data = (self._state.get_blob(f["file_id"]) or b"") if f["stored"] else b""
+                bot.files[f["file_id"]] = _File(
+                    file_id=f["file_id"],
+                    file_unique_id=f["file_unique_id"],
+                    file_path=f["file_path"],
+                    data=data,
+                    mime_type=f["mime_type"],
+                    filename=f["filename"],
+                    url=f["url"],
+                )
+            for c in raw.get("chats", []):
+                chat = _Chat(
+                    id=int(c["id"]),
+                    type=c["type"],
+                    business_connection_id=c["business_connection_id"],
+                    title=c["title"],
+                    first_name=c["first_name"],
+                    last_name=c["last_name"],
+                    username=c["username"],
+                    is_forum=bool(c["is_forum"]),
+                    bot_status=c["bot_status"],
+                    bot_rights=dict(c["bot_rights"]),
+                    next_message_id=int(c["next_message_id"]),
+                )
+                chat.topics = {int(key): topic for key, topic in c.get("topics", [])}
+                for m in c.get("messages", []):
+                    message = _Message(
+                        data=m["data"],
+                        seq=int(m["seq"]),
+                        outgoing=bool(m["outgoing"]),
+                        method=m["method"],
+                        parse_mode=m["parse_mode"],
+                        reply_markup=m["reply_markup"],
+                        deleted=bool(m["deleted"]),
+                        edited=bool(m["edited"]),
+                        received_at=float(m["received_at"]),
+                    )
+                    chat.messages[message.message_id] = message
+                bot.chats[(chat.business_connection_id or "", chat.id)] = chat
+            self._bots[bot.connection_id] = bot
+            self._by_token[bot.token] = bot
+
+    def save(self) -> None:
+        """Write the state file now (no-op without a ``state_path``)."""
+        if self._state is not None:
+            self._state.save()
 
     # ---- bots ------------------------------------------------------------------------------
 
@@ -522,12 +781,14 @@ class TelegramEmulator:
         if old is not None and old.token == token:
             # The same bot registering again (a restart) keeps its chats.
             old.user = user
+            self._changed()
             return dict(user)
         if old is not None:
             self._by_token.pop(old.token, None)
         state = _BotState(connection_id=connection_id, token=token, user=user)
         self._bots[connection_id] = state
         self._by_token[token] = state
+        self._changed()
         return dict(user)
 
     def set_webhook(
@@ -548,6 +809,7 @@ class TelegramEmulator:
             self._m_setwebhook(bot, _Params(raw, {}))
         except TelegramApiError as exc:
             raise ValueError(exc.description) from None
+        self._changed()
 
     def _bot(self, connection_id: str) -> _BotState:
         state = self._bots.get(connection_id)
@@ -593,6 +855,7 @@ class TelegramEmulator:
             bot.users.setdefault(
                 chat_id, {"id": chat_id, "is_bot": False, "first_name": chat.first_name}
             )
+        self._changed()
         return chat.as_dict()
 
     def block_user(self, connection_id: str, user_id: int, blocked: bool = True) -> None:
@@ -602,6 +865,7 @@ class TelegramEmulator:
             bot.blocked.add(user_id)
         else:
             bot.blocked.discard(user_id)
+        self._changed()
 
     def _ensure_chat(
         self,
@@ -1535,6 +1799,7 @@ class TelegramEmulator:
                 result = await result
         except TelegramApiError as exc:
             return exc.status, exc.body()
+        self._changed()
         return 200, {"ok": True, "result": result}
 
     async def _apply_fault(self, bot: _BotState, method: str) -> None:
@@ -1599,7 +1864,7 @@ class TelegramEmulator:
         elif isinstance(payload.get("contact"), dict):
             contact = dict(payload["contact"])
             if "phone_number" not in contact:
-                raise HTTPException(400, "contact needs phone_number")
+                raise HTTPException(422, "contact.phone_number: field required")
             contact.setdefault("first_name", payload.get("first_name") or "Lead")
             # The "share my phone number" button: the contact is the sender's own.
             contact.setdefault("user_id", int(payload["from_user_id"]))
@@ -1609,8 +1874,8 @@ class TelegramEmulator:
         elif isinstance(payload.get("location"), dict):
             location = payload["location"]
             content["location"] = {
-                "latitude": float(location["latitude"]),
-                "longitude": float(location["longitude"]),
+                "latitude": _control_float(location, "latitude"),
+                "longitude": _control_float(location, "longitude"),
             }
         elif text:
             content["text"] = text
@@ -1626,8 +1891,9 @@ class TelegramEmulator:
     async def post_update(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Play a user: build the Update ``payload`` describes and deliver it to the bot."""
         bot = self._bot(str(payload.get("connection_id", "")))
-        if "from_user_id" not in payload:
-            raise HTTPException(400, "from_user_id is required")
+        payload = _control_ids(payload)
+        if payload.get("from_user_id") is None:
+            raise HTTPException(422, "from_user_id: field required")
         if "inline_query" in payload:
             return self._post_inline_query(bot, payload)
         user = self._user(bot, payload)
@@ -1799,9 +2065,8 @@ class TelegramEmulator:
     async def connect_business(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A rep connects (or disconnects) the bot to their account: a business_connection."""
         bot = self._bot(str(payload.get("connection_id", "")))
-        if "user_id" not in payload:
-            raise HTTPException(400, "user_id is required")
-        user_id = int(payload["user_id"])
+        user_id = _control_int(payload, "user_id", required=True)
+        assert user_id is not None
         business_connection_id = str(
             payload.get("business_connection_id") or f"BC{bot.id}x{next(self._ids)}"
         )
@@ -1837,6 +2102,7 @@ class TelegramEmulator:
         return next(k for k in update if k != "update_id")
 
     def _emit(self, bot: _BotState, update: dict[str, Any]) -> None:
+        self._changed()
         bot.history.append(update)
         allowed = bot.webhook.allowed_updates if bot.webhook else bot.poll_allowed_updates
         kind = self._kind_of(update)
@@ -1881,6 +2147,7 @@ class TelegramEmulator:
                 await self._push(bot, update)
             finally:
                 self._settle(1)
+                self._changed()
 
     async def _push(self, bot: _BotState, update: dict[str, Any]) -> None:
         if self._client is None:
@@ -2002,12 +2269,14 @@ class TelegramEmulator:
         if keep_bots:
             for connection_id, token, username in registered:
                 self.register_bot(connection_id, token, username)
+        self._changed()
 
     async def aclose(self) -> None:
-        """Stop pushing and close the HTTP client."""
+        """Stop pushing, save the state and close the HTTP client."""
         for bot in self._bots.values():
             if bot.worker is not None:
                 bot.worker.cancel()
+        self.save()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -2176,24 +2445,29 @@ class TelegramEmulator:
 
         @router.post(PREFIX + "/chats")
         async def chats(payload: dict[str, Any]) -> dict[str, Any]:
+            chat_id = _control_int(payload, "chat_id", required=True)
+            assert chat_id is not None
+            bot_rights = payload.get("bot_rights")
+            if bot_rights is not None and not isinstance(bot_rights, dict):
+                raise HTTPException(422, "bot_rights: must be an object of right names")
             return emulator.register_chat(
                 str(payload.get("connection_id", "")),
-                int(payload["chat_id"]),
+                chat_id,
                 chat_type=payload.get("type"),
                 title=payload.get("title"),
                 is_forum=payload.get("is_forum"),
                 bot_status=payload.get("bot_status"),
-                bot_rights=payload.get("bot_rights"),
+                bot_rights=bot_rights,
                 first_name=payload.get("first_name"),
                 username=payload.get("username"),
             )
 
         @router.post(PREFIX + "/blocks")
         async def blocks(payload: dict[str, Any]) -> dict[str, bool]:
+            user_id = _control_int(payload, "user_id", required=True)
+            assert user_id is not None
             emulator.block_user(
-                str(payload.get("connection_id", "")),
-                int(payload["user_id"]),
-                bool(payload.get("blocked", True)),
+                str(payload.get("connection_id", "")), user_id, bool(payload.get("blocked", True))
             )
             return {"ok": True}
 
@@ -2231,15 +2505,22 @@ class TelegramEmulator:
 
         @router.post(PREFIX + "/faults")
         async def add_fault(payload: dict[str, Any]) -> dict[str, bool]:
+            methods = payload.get("methods")
+            if methods is not None and not (
+                isinstance(methods, list) and all(isinstance(m, str) for m in methods)
+            ):
+                raise HTTPException(422, "methods: must be a list of method names")
             try:
                 emulator.add_fault(
                     str(payload.get("kind")),
-                    int(payload.get("count", 1)),
-                    connection_id=payload.get("connection_id"),
-                    retry_after=int(payload.get("retry_after", 1)),
-                    delay=float(payload.get("delay", 1.0)),
-                    status=int(payload.get("status", 500)),
-                    methods=payload.get("methods"),
+                    _control_int(payload, "count") or 1,
+                    connection_id=None
+                    if payload.get("connection_id") is None
+                    else str(payload["connection_id"]),
+                    retry_after=_control_int(payload, "retry_after") or 1,
+                    delay=_control_float(payload, "delay") if "delay" in payload else 1.0,
+                    status=_control_int(payload, "status") or 500,
+                    methods=methods,
                 )
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
@@ -2253,7 +2534,7 @@ class TelegramEmulator:
         @router.post(PREFIX + "/delivery")
         async def delivery(payload: dict[str, Any]) -> dict[str, bool]:
             emulator.set_delivery(
-                duplicates=int(payload.get("duplicates", 0)),
+                duplicates=_control_int(payload, "duplicates") or 0,
                 shuffle=bool(payload.get("shuffle", False)),
             )
             return {"ok": True}

@@ -5,7 +5,8 @@ pywa talks to it unchanged: its requests to ``https://graph.facebook.com/v22.0/.
 The emulator answers in Meta's wire format, errors included, and pushes webhooks signed with the
 connection's app secret, the way Meta does: from the background, retried when the receiver is
 down, optionally duplicated or shuffled. The ``/sandbox/whatsapp/...`` control API plays the lead
-(inbound messages, marketing opt-out) and shows what the business sent (the outbox).
+(inbound messages, marketing opt-out) and shows what the business sent (the outbox). With a
+``state_path`` the numbers, the outbox, the media and each lead's 24-hour window survive a restart.
 
 This module imports nothing from ``channels.whatsapp``: it is the other side of the wire.
 """
@@ -27,13 +28,16 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+
+from channels.sandbox.persist import StateFile
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ _DEFAULT_MIME = {
     "video": "video/mp4",
     "sticker": "image/webp",
 }
+# How many of the latest outbox entries survive a restart.
+PERSISTED_OUTBOX = 5000
 FaultKind = Literal["rate_limit", "pair_rate_limit", "server_error", "slow"]
 
 
@@ -349,7 +355,9 @@ class WhatsAppEmulator:
         push_timeout: float = 10.0,
         rng: random.Random | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
+        state_path: Path | None = None,
     ) -> None:
+        """With ``state_path`` the state is loaded from that file and saved to it as it changes."""
         self.auto_read = auto_read
         self.status_before_response = status_before_response
         self.status_delay = status_delay
@@ -376,7 +384,73 @@ class WhatsAppEmulator:
         self._progress: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
         self._reset_state()
+        self._state = StateFile(state_path, self._snapshot) if state_path is not None else None
+        if self._state is not None and (saved := self._state.load()) is not None:
+            self._restore(saved)
         self.router = self._build_router()
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        if self._state is not None:
+            self._state.changed()
+
+    def save(self) -> None:
+        """Write the state file now (no-op without a ``state_path``)."""
+        if self._state is not None:
+            self._state.save()
+
+    def _snapshot(self) -> dict[str, Any]:
+        assert self._state is not None
+        for stored in self._media.values():
+            self._state.put_blob(stored.id, stored.data)
+        return {
+            "connections": [asdict(c) for c in self.connections.values()],
+            "templates": [asdict(t) for t in self.templates.values()],
+            # The latest sends only: what the sandbox page shows of each lead's thread.
+            "outbox": [
+                {**e.to_json(), "category": e.category} for e in self._outbox[-PERSISTED_OUTBOX:]
+            ],
+            "media": [
+                {
+                    "id": m.id,
+                    "phone_id": m.phone_id,
+                    "mime_type": m.mime_type,
+                    "filename": m.filename,
+                }
+                for m in self._media.values()
+            ],
+            "last_inbound": [[*key, at.isoformat()] for key, at in self._last_inbound.items()],
+            "conversations": [
+                [*key, conversation_id, expires.isoformat()]
+                for key, (conversation_id, expires) in self._conversations.items()
+            ],
+        }
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        assert self._state is not None
+        for raw in saved.get("connections", []):
+            connection = EmulatedConnection(**raw)
+            self.connections[connection.connection_id] = connection
+        for raw in saved.get("templates", []):
+            template = Template(**raw)
+            self.templates[(template.name, template.language)] = template
+        for raw in saved.get("outbox", []):
+            fields = {k: v for k, v in raw.items() if k != "created_at"}
+            self._outbox.append(
+                OutboxEntry(**fields, created_at=dt.datetime.fromisoformat(raw["created_at"]))
+            )
+        for raw in saved.get("media", []):
+            data = self._state.get_blob(raw["id"])
+            if data is not None:
+                self._media[raw["id"]] = StoredMedia(data=data, **raw)
+        for phone_id, wa_id, at in saved.get("last_inbound", []):
+            self._last_inbound[(phone_id, wa_id)] = dt.datetime.fromisoformat(at)
+        for phone_id, wa_id, conversation_id, expires in saved.get("conversations", []):
+            self._conversations[(phone_id, wa_id)] = (
+                conversation_id,
+                dt.datetime.fromisoformat(expires),
+            )
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -393,8 +467,7 @@ class WhatsAppEmulator:
         self._conversations.clear()
         self._faults.clear()
 
-    async def reset(self) -> None:
-        """Forget everything: connections, outbox, media, faults, pending pushes."""
+    async def _stop_pushing(self) -> None:
         tasks = [*self._workers.values(), *self._progress]
         for task in tasks:
             task.cancel()
@@ -402,11 +475,17 @@ class WhatsAppEmulator:
         self._workers.clear()
         self._progress.clear()
         self._queues.clear()
+
+    async def reset(self) -> None:
+        """Forget everything: connections, outbox, media, faults, pending pushes."""
+        await self._stop_pushing()
         self._reset_state()
+        self._changed()
 
     async def aclose(self) -> None:
-        """Stop pushing and close the HTTP client."""
-        await self.reset()
+        """Stop pushing, save the state and close the HTTP client."""
+        await self._stop_pushing()
+        self.save()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -433,6 +512,7 @@ class WhatsAppEmulator:
             display_phone_number=display_phone_number or "1555" + _digits(phone_id)[-7:],
         )
         self.connections[connection.connection_id] = connection
+        self._changed()
         return connection
 
     def add_template(
@@ -441,6 +521,7 @@ class WhatsAppEmulator:
         """Approve a template; its parameter count is the number of ``{{n}}`` in ``body``."""
         template = Template(name, language, body, category)
         self.templates[(name, language)] = template
+        self._changed()
         return template
 
     def set_last_inbound(self, connection_id: str, wa_id: str, at: dt.datetime | None) -> None:
@@ -450,6 +531,7 @@ class WhatsAppEmulator:
             self._last_inbound.pop(key, None)
         else:
             self._last_inbound[key] = at
+        self._changed()
 
     def add_fault(
         self,
@@ -559,6 +641,7 @@ class WhatsAppEmulator:
             )
         )
         self._last_inbound[(connection.phone_id, wa_id)] = now
+        self._changed()
         value = self._value(connection)
         value["contacts"] = [{"profile": {"name": name or wa_id}, "wa_id": wa_id}]
         value["messages"] = [message]
@@ -692,6 +775,7 @@ class WhatsAppEmulator:
         if kind != "template":
             self._check_window(connection, to)
         self._outbox.append(entry)
+        self._changed()
         answer: dict[str, Any] = {"id": entry.id}
         if kind == "template":
             answer["message_status"] = "accepted"
@@ -899,6 +983,7 @@ class WhatsAppEmulator:
             filename=upload.filename,
         )
         self._media[stored.id] = stored
+        self._changed()
         return JSONResponse({"id": stored.id})
 
     def _owned_media(self, request: Request, media_id: str, method: str) -> StoredMedia:
@@ -969,6 +1054,7 @@ class WhatsAppEmulator:
             }
         entry.status = status
         entry.statuses.append(status)
+        self._changed()
         value = self._value(connection)
         value["statuses"] = [receipt]
         return self._enqueue(connection, self._envelope(connection, value, "messages"), wait=wait)
@@ -1143,6 +1229,9 @@ class WhatsAppEmulator:
             except GraphError as error:
                 return error.response()
             del self._media[media_id]
+            if self._state is not None:
+                self._state.drop_blob(media_id)
+            self._changed()
             return JSONResponse({"success": True})
 
         control = APIRouter(prefix=CONTROL_PREFIX, tags=["sandbox: whatsapp"])
@@ -1169,6 +1258,8 @@ class WhatsAppEmulator:
         @control.post("/inbound")
         async def inbound(data: InboundIn) -> dict[str, Any]:
             """Play the lead: send a message (or a marketing preference) to the business."""
+            if not 5 <= len(_digits(str(data.from_))) <= 15:
+                raise HTTPException(422, "from: must be the lead's phone number (5 to 15 digits)")
             try:
                 if data.marketing is not None:
                     await self.marketing_preference(

@@ -40,7 +40,7 @@ from crm.models.operator import (
     TeamTopic,
 )
 from crm.models.pipelines import Deal, DealStageChange, Pipeline, Stage, StageKind
-from crm.models.tenancy import ROLE_RANK, ApiKey, Membership, Role, Tenant, User
+from crm.models.tenancy import ROLE_RANK, ApiKey, Membership, Role, SignInLink, Tenant, User
 
 __all__ = [
     "ROLE_RANK",
@@ -83,6 +83,7 @@ __all__ = [
     "Pipeline",
     "ProcessedUpdate",
     "Role",
+    "SignInLink",
     "Stage",
     "StageKind",
     "Tag",

@@ -101,3 +101,25 @@ class ApiKey(Model):
 
     class Meta:
         table = "api_key"
+
+
+class SignInLink(Model):
+    """A single-use, short-lived link that signs a member in to a web page, stored as a hash."""
+
+    id = fields.IntField(primary_key=True)
+    tenant: fields.ForeignKeyRelation[Tenant] = fields.ForeignKeyField(
+        "models.Tenant", related_name=False, on_delete=fields.CASCADE
+    )
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    tenant_id: int
+    user_id: int
+
+    class Meta:
+        table = "sign_in_link"

@@ -41,13 +41,18 @@ async def test_start_creates_a_workspace_owned_by_the_newcomer_once(
     user = await onboard_owner(service, OWNER, "Olga")
     welcome = (await sent(service, OWNER))[0]
     assert "Olga's workspace" in welcome["text"] and "owner" in welcome["text"]
-    # The sandbox link signs the owner in: its key reads the new workspace's inbox.
-    match = re.search(r"/sandbox#key=(crm_\S+)", welcome["text"])
+    # The sandbox link signs the owner in once: no reusable API key sits in the chat.
+    assert "crm_" not in welcome["text"]
+    match = re.search(r"/sandbox\?signin=(\S+)", welcome["text"])
     assert match is not None, welcome["text"]
+    session = await service.http.post("/sandbox/session", json={"token": match.group(1)})
+    assert session.status_code == 200, session.text
     inbox = await service.http.get(
-        "/api/v1/conversations", headers={"Authorization": f"Bearer {match.group(1)}"}
+        "/api/v1/conversations", headers={"Authorization": f"Bearer {session.json()['api_key']}"}
     )
     assert inbox.status_code == 200
+    reused = await service.http.post("/sandbox/session", json={"token": match.group(1)})
+    assert reused.status_code == 410
     (membership,) = await Membership.filter(user_id=user.id)
     assert membership.role == "owner"
     assert user.current_tenant_id == membership.tenant_id
@@ -57,6 +62,9 @@ async def test_start_creates_a_workspace_owned_by_the_newcomer_once(
     await say(service, OWNER, "/start", first_name="Olga")
     again = await wait_for(service, OWNER, "Hello again")
     assert "Olga's workspace" in again["text"]
+    # /start is how to get a fresh sign-in link when the first one was used or expired.
+    fresh = re.search(r"/sandbox\?signin=(\S+)", again["text"])
+    assert fresh is not None and fresh.group(1) != match.group(1)
     assert await Membership.filter(user_id=user.id).count() == 1
     assert await User.filter(telegram_id=OWNER).count() == 1
 

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    env["CRM_DATABASE_URL"] = f"sqlite://{tmp_path / 'cli.sqlite3'}"
+    # This checkout's code, not whichever one the environment has installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 @pytest.fixture
 def run(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Run ``crm ARGS`` in ``tmp_path`` with a fresh database; returns the finished process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
-    env["CRM_DATABASE_URL"] = f"sqlite://{tmp_path / 'cli.sqlite3'}"
+    env = _env(tmp_path)
 
     def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -130,3 +143,71 @@ def test_channels_add_prints_the_connection_and_its_webhook_url(run) -> None:  #
         run("channels", "add", "telegram", "--tenant", tenant, "--sandbox", "--json").stdout
     )
     assert sandbox["webhook_url"].endswith(f"/webhooks/telegram/{sandbox['connection_id']}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_up_port_moves_the_public_url_and_sandbox_leads_arrive(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("migrate")
+    created = json.loads(run("tenants", "create", "Acme", "--json").stdout)
+    port = _free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "crm.cli", "up", "--port", str(port), "--log-level", "warning"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            deadline = time.monotonic() + 90
+            while True:
+                assert up.poll() is None, up.communicate()[1]
+                try:
+                    if http.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "crm up did not start"
+                time.sleep(0.2)
+            # Webhooks, the operator bot and the page all use the port given on the command line.
+            hooks = [c["webhook_url"] for c in http.get("/sandbox/whatsapp/connections").json()]
+            assert hooks and all(h.startswith(f"{base}/webhooks/") for h in hooks), hooks
+            operator = http.get("/sandbox/telegram/state", params={"connection_id": "operator"})
+            assert operator.json()["webhook"]["url"].startswith(f"{base}/"), operator.text
+
+            (whatsapp,) = [
+                c
+                for c in http.get(
+                    "/api/v1/channels", headers={"Authorization": f"Bearer {created['api_key']}"}
+                ).json()["items"]
+                if c["kind"] == "whatsapp"
+            ]
+            sent = http.post(
+                "/sandbox/whatsapp/inbound",
+                json={"connection_id": str(whatsapp["id"]), "from": "4915112345678", "text": "hi"},
+            )
+            assert sent.status_code == 200, sent.text
+            deadline = time.monotonic() + 30
+            while True:  # the lead's message reaches the inbox instead of port 8000
+                inbox = http.get(
+                    "/api/v1/conversations",
+                    headers={"Authorization": f"Bearer {created['api_key']}"},
+                ).json()
+                if inbox["items"]:
+                    break
+                assert time.monotonic() < deadline, "the lead's message never arrived"
+                time.sleep(0.2)
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()

@@ -375,7 +375,8 @@ async def test_a_failed_message_sent_from_the_api_is_still_told_apart(
     await lead_wrote(service, OWNER)
     emulator(service).set_last_inbound(str(connection_id), LEAD, None)
     welcome = (await sent(service, OWNER))[0]["text"]
-    key = welcome.split("/sandbox#key=", 1)[1].split()[0]
+    token = welcome.split("/sandbox?signin=", 1)[1].split()[0]
+    key = (await service.http.post("/sandbox/session", json={"token": token})).json()["api_key"]
     conversation_id = (await Message.get(direction=Direction.IN)).conversation_id
 
     posted = await service.http.post(

@@ -25,6 +25,7 @@ from aiogram.exceptions import (
 from aiogram.types import (
     BotCommand,
     BotCommandScopeChat,
+    BufferedInputFile,
     FSInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -582,3 +583,107 @@ async def test_set_webhook_from_python(env: Env) -> None:
         env.emulator.set_webhook("1:unknown", "http://127.0.0.1/hook")
     with pytest.raises(ValueError, match="unallowed"):
         env.emulator.set_webhook(TOKEN, "http://127.0.0.1/hook", "not allowed!")
+
+
+async def test_state_survives_a_restart_and_message_ids_go_on(tmp_path: Path) -> None:
+    state = tmp_path / "sandbox" / "telegram.json"
+    first = TelegramEmulator(state_path=state)
+    async with (
+        serve(create_emulator_app(first)) as base_url,
+        httpx.AsyncClient(base_url=base_url) as http,
+    ):
+        first.register_bot(CONN, TOKEN, "lead_test_bot")
+        started = await http.post(
+            "/sandbox/telegram/updates",
+            json={
+                "connection_id": CONN,
+                "from_user_id": USER,
+                "first_name": "Olga",
+                "text": "/start",
+            },
+        )
+        assert started.status_code == 200, started.text
+        bot = sandbox_bot(base_url, TOKEN)
+        try:
+            await bot.send_message(USER, "one")
+            two = await bot.send_message(USER, "two")
+            document = await bot.send_document(
+                USER, BufferedInputFile(b"%PDF-1.4 offer", filename="offer.pdf")
+            )
+        finally:
+            await bot.session.close()
+    assert document.document is not None
+    # The service stopped: a new emulator on the same file, as after `crm up` restarts.
+    second = TelegramEmulator(state_path=state)
+    async with (
+        serve(create_emulator_app(second)) as base_url,
+        httpx.AsyncClient(base_url=base_url) as http,
+    ):
+        bot = sandbox_bot(base_url, TOKEN)
+        try:
+            assert (await bot.get_me()).username == "lead_test_bot"
+            # The user who pressed Start is still known: no "chat not found".
+            three = await bot.send_message(USER, "three")
+            assert three.message_id > document.message_id > two.message_id
+            assert three.chat.first_name == "Olga"
+            # The user replies to a message sent before the restart.
+            replied = await http.post(
+                "/sandbox/telegram/updates",
+                json={
+                    "connection_id": CONN,
+                    "from_user_id": USER,
+                    "text": "yes",
+                    "reply_to_message_id": two.message_id,
+                },
+            )
+            assert replied.status_code == 200, replied.text
+            assert replied.json()["message_id"] > three.message_id
+            assert replied.json()["update_id"] == started.json()["update_id"] + 1
+            file = await bot.get_file(document.document.file_id)
+            assert file.file_path is not None
+            buffer = io.BytesIO()
+            await bot.download_file(file.file_path, destination=buffer)
+            assert buffer.getvalue() == b"%PDF-1.4 offer"
+        finally:
+            await bot.session.close()
+        sent = (
+            await http.get(
+                "/sandbox/telegram/sent", params={"connection_id": CONN, "chat_id": USER}
+            )
+        ).json()
+        assert [m.get("text") for m in sent] == ["one", "two", None, "three"]
+    assert state.stat().st_mode & 0o077 == 0  # it holds bot tokens: owner only
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field_name"),
+    [
+        ("chats", {"connection_id": CONN}, "chat_id"),
+        ("chats", {"connection_id": CONN, "chat_id": "abc"}, "chat_id"),
+        ("chats", {"connection_id": CONN, "chat_id": 5, "bot_rights": [1]}, "bot_rights"),
+        ("blocks", {"connection_id": CONN}, "user_id"),
+        ("blocks", {"connection_id": CONN, "user_id": "1e9"}, "user_id"),
+        ("updates", {"connection_id": CONN, "text": "hi"}, "from_user_id"),
+        ("updates", {"connection_id": CONN, "from_user_id": "anna", "text": "hi"}, "from_user_id"),
+        ("updates", {"connection_id": CONN, "from_user_id": 5, "text": ["hi"]}, "text"),
+        (
+            "updates",
+            {"connection_id": CONN, "from_user_id": 5, "text": "x", "chat_id": 1.5},
+            "chat_id",
+        ),
+        (
+            "updates",
+            {"connection_id": CONN, "from_user_id": 5, "location": {"latitude": "north"}},
+            "latitude",
+        ),
+        ("business_connections", {"connection_id": CONN, "user_id": "rep"}, "user_id"),
+        ("faults", {"kind": "slow", "delay": None}, "delay"),
+        ("delivery", {"duplicates": "many"}, "duplicates"),
+    ],
+)
+async def test_control_api_names_the_bad_field(
+    env: Env, path: str, payload: dict[str, Any], field_name: str
+) -> None:
+    response = await env.http.post(f"/sandbox/telegram/{path}", json=payload)
+    assert response.status_code == 422, response.text
+    assert field_name in response.json()["detail"]

@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -381,6 +382,10 @@ async def test_inbound_control_api_errors(env: Env) -> None:
         "/sandbox/whatsapp/inbound", json={"connection_id": "c1", "from": LEAD, "type": "poll"}
     )
     assert bad_type.status_code == 422
+    not_a_number = await post(
+        "/sandbox/whatsapp/inbound", json={"connection_id": "c1", "from": "Anna", "text": "hi"}
+    )
+    assert not_a_number.status_code == 422 and "from" in not_a_number.json()["detail"]
 
 
 async def test_connections_api_replaces_and_hides_secrets(env: Env) -> None:
@@ -407,3 +412,48 @@ async def test_reset_clears_state(env: Env) -> None:
     assert (await env.http.post("/sandbox/whatsapp/reset")).json() == {"ok": True}
     assert env.emulator.outbox() == [] and env.emulator.connections == {}
     assert (await env.http.get("/sandbox/whatsapp/outbox")).json() == []
+
+
+async def test_state_survives_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "sandbox" / "whatsapp.json"
+    receiver = RecordingReceiver(APP_SECRET)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    text = {"messaging_product": "whatsapp", **_text("Hello back")}
+    async with serve(receiver.app) as receiver_url:
+        first = WhatsAppEmulator(retry_backoff=0.01, state_path=state)
+        async with (
+            serve(create_emulator_app(first)) as emulator_url,
+            httpx.AsyncClient(base_url=emulator_url) as http,
+        ):
+            first.register_connection("c1", PHONE_ID, TOKEN, APP_SECRET, f"{receiver_url}/hook")
+            await first.inbound("c1", LEAD, "hi there", name="Lead")
+            sent = await http.post(f"{GRAPH}/{PHONE_ID}/messages", json=text, headers=auth)
+            assert sent.status_code == 200, sent.text
+            uploaded = await http.post(
+                f"{GRAPH}/{PHONE_ID}/media",
+                files={
+                    "file": ("pic.png", b"PNG bytes", "image/png"),
+                    "messaging_product": (None, "whatsapp"),
+                },
+                headers=auth,
+            )
+            await first.drain()
+
+        second = WhatsAppEmulator(retry_backoff=0.01, state_path=state)
+        async with (
+            serve(create_emulator_app(second)) as emulator_url,
+            httpx.AsyncClient(base_url=emulator_url) as http,
+        ):
+            # The number, the lead's open 24-hour window and the outbox are still there.
+            again = await http.post(f"{GRAPH}/{PHONE_ID}/messages", json=text, headers=auth)
+            assert again.status_code == 200, again.text
+            listed = (
+                await http.get("/sandbox/whatsapp/outbox", params={"connection_id": "c1"})
+            ).json()
+            assert [(e["text"], e["status"]) for e in listed] == [("Hello back", "read")] * 2
+            assert listed[0]["id"] == sent.json()["messages"][0]["id"]
+            media = await http.get(f"{GRAPH}/{uploaded.json()['id']}", headers=auth)
+            assert media.status_code == 200
+            downloaded = await http.get(media.json()["url"], headers=auth)
+            assert downloaded.content == b"PNG bytes"
+            await second.drain()
