@@ -173,7 +173,9 @@ async def test_ai_settings_refuse_null_for_a_field_that_always_has_a_value(
 ) -> None:
     reply = await client.patch(f"{API}/ai/settings", json={field: None}, headers=workspace.headers)
     assert _field_of(reply) == field
-    assert "null" in reply.json()["errors"][0]["reason"]
+    assert reply.json()["errors"][0]["reason"] == (
+        "must not be null (leave the field out to keep its value)"
+    )
     shown = await client.get(f"{API}/ai/settings", headers=workspace.headers)
     assert shown.status_code == 200 and shown.json()[field] is not None
 
