@@ -252,7 +252,7 @@ def clean_inbound(inbound: InboundMessage) -> InboundMessage:
     (and the lead cannot be asked to resend), a bidi override would reverse what follows the
     lead's name or text in every notification and page that shows it.
     """
-    texts = {
+    texts: dict[str, Any] = {
         f.name: clean_text(value)
         for f in dataclasses.fields(inbound)
         if type(value := getattr(inbound, f.name)) is str  # the kind is an enum: kept
