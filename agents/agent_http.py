@@ -7,19 +7,18 @@ runs it, and ``GET /agent-runs/{id}`` shows how it went.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel
+from crm.api.schemas import BigId, Id, ListOut, PageLimit, StrictModel
 from crm.models import Agent, AgentRun
 from crm.services import agents, ai_modes
 from crm.services.agents import MAX_INPUT, MAX_NAME, MAX_PROMPT, RunRequest, guardrails_of
 from crm.services.ai_modes import MAX_REASON, AiControl
 
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 Kind = Literal["sdr", "follow_up", "qualification", "analytics"]
 
 
@@ -60,8 +59,8 @@ class AgentOut(BaseModel):
 
 
 class ExecuteIn(StrictModel):
-    conversation_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    contact_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    conversation_id: Id | None = None
+    contact_id: Id | None = None
     instructions: str = Field(default="", max_length=MAX_INPUT)
 
 
@@ -192,14 +191,14 @@ def build_router() -> APIRouter:
 
     @router.get("/agents/{agent_id}/runs", response_model=ListOut[RunOut])
     async def list_runs(
-        agent_id: Id, actor: ActorDep, cursor: str | None = None, limit: int = 50
+        agent_id: Id, actor: ActorDep, cursor: str | None = None, limit: PageLimit = 50
     ) -> Any:
         """An agent's runs, newest first, with their logs."""
         page = await agents.list_runs(actor, agent_id, cursor=cursor, limit=limit)
         return ListOut(items=[run_out(r) for r in page.items], next_cursor=page.next_cursor)
 
     @router.get("/agent-runs/{run_id}", response_model=RunOut)
-    async def get_run(run_id: Id, actor: ActorDep) -> RunOut:
+    async def get_run(run_id: BigId, actor: ActorDep) -> RunOut:
         """One run and its log."""
         return run_out(await agents.access_run(actor, run_id))
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
 
 from agents.assistant import MAX_QUESTION, Assistant
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel
+from crm.api.schemas import BigId, Finite, Id, ListOut, PageLimit, StrictModel, not_null
 from crm.models import AiCall, AiSettings, Draft, KnowledgeDoc, MessageIntent
 from crm.services import ai_settings, drafts, intents, knowledge
 from crm.services.access import Actor
-from crm.services.ai_settings import INTENTS
+from crm.services.ai_settings import INTENTS, MAX_COST, MAX_TIMEOUT, MIN_TIMEOUT
 from crm.services.cipher import CredentialCipher
-
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _assistant(request: Request) -> Assistant:
@@ -121,10 +119,12 @@ class SettingsPatch(StrictModel):
     fallbacks: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=5
     )
-    timeout_seconds: float | None = Field(default=None, gt=0, le=300)
+    timeout_seconds: Finite | None = Field(
+        default=None, ge=MIN_TIMEOUT, le=MAX_TIMEOUT, description="seconds per model call"
+    )
     max_retries: int | None = Field(default=None, ge=0, le=5)
-    input_cost_per_million: float | None = Field(default=None, ge=0)
-    output_cost_per_million: float | None = Field(default=None, ge=0)
+    input_cost_per_million: Finite | None = Field(default=None, ge=0, le=MAX_COST)
+    output_cost_per_million: Finite | None = Field(default=None, ge=0, le=MAX_COST)
     business_profile: str | None = Field(default=None, max_length=4000)
     intent_rules: dict[str, str] | None = None
     handoff_confidence: float | None = Field(default=None, ge=0, le=1)
@@ -136,6 +136,9 @@ class SettingsPatch(StrictModel):
     default_ai_mode: Literal["off", "draft", "autonomous"] | None = Field(
         default=None, description="the AI mode new conversations start in"
     )
+
+    # These columns always hold a value: null is a 422, leaving the field out keeps it.
+    _not_null = not_null(*ai_settings.NOT_NULL)
 
 
 class DocIn(StrictModel):
@@ -348,17 +351,17 @@ def build_router() -> APIRouter:
         return draft_out(await assistant.draft_reply(actor, conversation_id))
 
     @router.get("/drafts/{draft_id}", response_model=DraftOut)
-    async def get_draft(draft_id: Id, actor: ActorDep) -> DraftOut:
+    async def get_draft(draft_id: BigId, actor: ActorDep) -> DraftOut:
         """One draft."""
         return draft_out(await drafts.access_draft(actor, draft_id))
 
     @router.post("/drafts/{draft_id}/send", response_model=DraftOut)
-    async def send_draft(draft_id: Id, body: SendDraftIn, actor: ActorDep) -> DraftOut:
+    async def send_draft(draft_id: BigId, body: SendDraftIn, actor: ActorDep) -> DraftOut:
         """Send a draft as written, or with ``text`` (recorded as an edit)."""
         return draft_out(await drafts.do_send_draft(actor, draft_id, body.text))
 
     @router.post("/drafts/{draft_id}/reject", response_model=DraftOut)
-    async def reject_draft(draft_id: Id, actor: ActorDep) -> DraftOut:
+    async def reject_draft(draft_id: BigId, actor: ActorDep) -> DraftOut:
         """Throw a draft away."""
         return draft_out(await drafts.do_reject_draft(actor, draft_id))
 
@@ -367,22 +370,24 @@ def build_router() -> APIRouter:
         response_model=DraftOut,
         status_code=status.HTTP_201_CREATED,
     )
-    async def regenerate_draft(draft_id: Id, actor: ActorDep, assistant: AssistantDep) -> DraftOut:
+    async def regenerate_draft(
+        draft_id: BigId, actor: ActorDep, assistant: AssistantDep
+    ) -> DraftOut:
         """A new draft instead of this one."""
         return draft_out(await assistant.regenerate(actor, draft_id))
 
     @router.get("/messages/{message_id}/intent", response_model=IntentOut)
-    async def get_intent(message_id: Id, actor: ActorDep) -> IntentOut:
+    async def get_intent(message_id: BigId, actor: ActorDep) -> IntentOut:
         """The intent of a lead message."""
         return _intent_out(await intents.access_intent(actor, message_id))
 
     @router.put("/messages/{message_id}/intent", response_model=IntentOut)
-    async def put_intent(message_id: Id, body: IntentIn, actor: ActorDep) -> IntentOut:
+    async def put_intent(message_id: BigId, body: IntentIn, actor: ActorDep) -> IntentOut:
         """Correct a lead message's intent: the workspace's classifier learns from it."""
         return _intent_out(await intents.do_correct_intent(actor, message_id, body.intent))
 
     @router.get("/knowledge", response_model=ListOut[DocOut])
-    async def list_docs(actor: ActorDep, cursor: str | None = None, limit: int = 50) -> Any:
+    async def list_docs(actor: ActorDep, cursor: str | None = None, limit: PageLimit = 50) -> Any:
         """The knowledge base, newest first."""
         page = await knowledge.list_docs(actor, cursor, limit)
         return ListOut(items=[_doc_out(d) for d in page.items], next_cursor=page.next_cursor)

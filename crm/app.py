@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 
 from agents import agent_http, sandbox_model
 from agents import http as ai_http
@@ -37,6 +37,7 @@ from crm.api import (
 from crm.api.docs import install_docs
 from crm.api.limits import BodySizeLimit
 from crm.api.problems import install_problem_handlers, problem
+from crm.api.schemas import reject_control_characters
 from crm.db import close_db, init_db
 from crm.services.redaction import install_log_redaction
 from crm.settings import Environment, Settings
@@ -63,7 +64,8 @@ API_PREFIX = "/api/v1"
 
 def build_api_router() -> APIRouter:
     """Every /api/v1 router, in one place."""
-    api = APIRouter(prefix=API_PREFIX)
+    # Query strings are checked here once, so no listing's filter can carry a NUL to the database.
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reject_control_characters)])
     api.include_router(orgs.router)
     api.include_router(contacts_io.router)  # static /contacts/... paths before /contacts/{id}
     api.include_router(contacts.router)

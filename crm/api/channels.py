@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field, SecretStr
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel
+from crm.api.schemas import Id, ListOut, StrictModel
 from crm.messaging import ChannelKind
 from crm.models import ChannelConnection
 from crm.services import channels
@@ -19,7 +19,7 @@ from crm.services.channels import NewConnection, public_view
 
 router = APIRouter(tags=["channels"])
 
-ConnectionId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ConnectionId = Id
 # Called after a connection is stored: registers the Telegram webhook or the sandbox emulator.
 # It answers an error text for the client, or None when the setup went through.
 ConnectionSetup = Callable[[ChannelConnection], Awaitable[str | None]]

@@ -5,18 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel, not_null
+from crm.api.schemas import Id, ListOut, PageLimit, StrictModel, not_null
 from crm.models import Company
 from crm.services import companies
 
 router = APIRouter(tags=["companies"])
 
 # Ids are 32-bit in the database: a larger one is bad input, not a database error.
-CompanyId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CompanyId = Id
 
 
 class CompanyOut(BaseModel):
@@ -37,14 +37,14 @@ class CompanyDetailOut(CompanyOut):
 class CompanyIn(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     domain: str | None = Field(default=None, max_length=200)
-    owner_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="default: you")
+    owner_id: Id | None = Field(default=None, description="default: you")
     custom_fields: dict[str, Any] = Field(default_factory=dict)
 
 
 class CompanyPatch(StrictModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     domain: str | None = Field(default=None, max_length=200)
-    owner_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    owner_id: Id | None = None
     custom_fields: dict[str, Any] | None = None
 
     _not_null = not_null("name", "custom_fields")
@@ -67,7 +67,7 @@ async def get_companies(
     q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None,
     sort: Annotated[str, Query(description="name, created_at; '-' first: descending")] = "name",
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[CompanyOut]:
     """Companies, optionally those whose name contains ``q``."""
     page = await companies.list_companies(actor, q=q, sort=sort, cursor=cursor, limit=limit)

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel
+from crm.api.schemas import Id, ListOut, PageLimit, StrictModel, TelegramId
 from crm.models import Consent
 from crm.services import contacts
 from crm.services.contacts import ContactFilters, ContactRecord
 
 router = APIRouter(tags=["contacts"])
-ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ContactId = Id
 
 
 class ContactOut(BaseModel):
@@ -43,15 +43,15 @@ class ContactOut(BaseModel):
 class ContactIn(StrictModel):
     name: str = Field(default="", max_length=200)
     title: str | None = Field(default=None, max_length=200)
-    company_id: int | None = None
+    company_id: Id | None = None
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=254)
     telegram_username: str | None = Field(default=None, max_length=80)
-    telegram_id: int | None = Field(default=None, gt=0)
+    telegram_id: TelegramId | None = None
     whatsapp_id: str | None = Field(default=None, max_length=32)
     tags: list[str] = Field(default_factory=list, max_length=100)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
-    owner_id: int | None = None
+    owner_id: Id | None = None
     source: str | None = Field(default=None, max_length=64)
     consent: Consent = Consent.UNKNOWN
     timezone: str | None = Field(default=None, max_length=64)
@@ -60,15 +60,15 @@ class ContactIn(StrictModel):
 class ContactPatch(StrictModel):
     name: str | None = Field(default=None, max_length=200)
     title: str | None = Field(default=None, max_length=200)
-    company_id: int | None = None
+    company_id: Id | None = None
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=254)
     telegram_username: str | None = Field(default=None, max_length=80)
-    telegram_id: int | None = Field(default=None, gt=0)
+    telegram_id: TelegramId | None = None
     whatsapp_id: str | None = Field(default=None, max_length=32)
     tags: list[str] | None = Field(default=None, max_length=100)
     custom_fields: dict[str, Any] | None = None
-    owner_id: int | None = None
+    owner_id: Id | None = None
     source: str | None = Field(default=None, max_length=64)
     consent: Consent | None = None
     timezone: str | None = Field(default=None, max_length=64)
@@ -107,14 +107,14 @@ async def get_contacts(
         default=None, max_length=200, description="matches name, phone, email or Telegram username"
     ),
     tag: str | None = Query(default=None, max_length=64),
-    owner_id: int | None = None,
-    company_id: int | None = None,
-    stage_id: int | None = Query(default=None, description="contacts with a deal in this stage"),
+    owner_id: Id | None = None,
+    company_id: Id | None = None,
+    stage_id: Id | None = Query(default=None, description="contacts with a deal in this stage"),
     sort: str = Query(
         default="-created_at", description="created_at, updated_at or name; '-' for descending"
     ),
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[ContactOut]:
     """Search and list contacts."""
     page = await contacts.list_contacts(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, UploadFile, status
+from fastapi import APIRouter, Query, Request, UploadFile, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel
+from crm.api.schemas import BigId, Id, ListOut, PageLimit, StrictModel
 from crm.messaging import Button, ChannelKind, OutboundKind
 from crm.models import Conversation, ConversationStatus, Message
 from crm.services import conversations
@@ -19,7 +19,7 @@ from crm.services.outbound import MAX_TEXT, Outgoing, do_send_message
 
 router = APIRouter(tags=["inbox"])
 
-ConversationId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ConversationId = Id
 
 
 class ConversationOut(BaseModel):
@@ -79,7 +79,7 @@ class SendIn(StrictModel):
     filename: str | None = Field(default=None, max_length=200)
     template: TemplateIn | None = None
     buttons: list[ButtonIn] = Field(default_factory=list, max_length=3)
-    reply_to_message_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+    reply_to_message_id: BigId | None = None
     marketing: bool = False
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
 
@@ -89,7 +89,7 @@ class NoteIn(StrictModel):
 
 
 class AssignIn(StrictModel):
-    assignee_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None
+    assignee_id: Id | None
 
 
 class SnoozeIn(StrictModel):
@@ -151,16 +151,16 @@ def message_out(message: Message) -> MessageOut:
 async def get_conversations(
     actor: ActorDep,
     unread: bool | None = None,
-    assignee_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    assignee_id: Id | None = None,
     unassigned: bool = False,
     channel: ChannelKind | None = None,
     status: ConversationStatus | None = None,
-    contact_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    contact_id: Id | None = None,
     sort: Annotated[str, Query(description="last_message_at or created_at, - for newest")] = (
         "-last_message_at"
     ),
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[ConversationOut]:
     """The unified inbox, most recent activity first."""
     page = await conversations.list_conversations(
@@ -190,7 +190,7 @@ async def get_messages(
     actor: ActorDep,
     order: Literal["newest", "oldest"] = "newest",
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[MessageOut]:
     """Messages and private notes of a conversation, newest first by default."""
     page = await conversations.list_messages(
@@ -293,9 +293,9 @@ async def post_private_note(
 async def get_message_search(
     actor: ActorDep,
     q: Annotated[str, Query(min_length=1, max_length=200)],
-    conversation_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    conversation_id: Id | None = None,
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[MessageOut]:
     """Messages whose text contains ``q``, newest first."""
     page = await conversations.search_messages(

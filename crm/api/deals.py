@@ -6,19 +6,19 @@ import datetime as dt
 import decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel, not_null
+from crm.api.schemas import Id, ListOut, PageLimit, StrictModel, not_null
 from crm.models import Deal, DealStageChange, StageKind
 from crm.services import deals
 
 router = APIRouter(tags=["deals"])
 
-DealId = Annotated[int, Path(ge=1, le=MAX_ID)]
-RefId = Annotated[int, Field(ge=1, le=MAX_ID)]
-FilterId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+DealId = Id
+RefId = Id
+FilterId = Id | None
 # A JSON number or a decimal string; the service checks sign, scale and size.
 Amount = decimal.Decimal
 
@@ -127,7 +127,7 @@ async def get_deals(
         str, Query(description="created_at, updated_at, value; '-' first: descending")
     ] = "created_at",
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[DealOut]:
     """Deals matching every filter given."""
     page = await deals.list_deals(
@@ -180,7 +180,7 @@ async def patch_deal_stage(deal_id: DealId, body: DealStageIn, actor: ActorDep) 
 
 @router.get("/deals/{deal_id}/history", response_model=ListOut[StageChangeOut])
 async def get_deal_history(
-    deal_id: DealId, actor: ActorDep, cursor: str | None = None, limit: int = 50
+    deal_id: DealId, actor: ActorDep, cursor: str | None = None, limit: PageLimit = 50
 ) -> ListOut[StageChangeOut]:
     """The stages the deal went through, oldest first (the first row is its creation)."""
     page = await deals.list_deal_history(actor, deal_id, cursor=cursor, limit=limit)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut
+from crm.api.schemas import BigId, Id, ListOut, PageLimit
 from crm.models import Event
 from crm.services import audit
 
@@ -36,14 +36,14 @@ async def get_events(
         str | None, Query(max_length=64, description="e.g. deal.created, or deal.* for all")
     ] = None,
     entity_type: Annotated[str | None, Query(max_length=32)] = None,
-    entity_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
-    actor_user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    entity_id: BigId | None = None,
+    actor_user_id: Id | None = None,
     since: Annotated[
         dt.datetime | None, Query(description="ISO 8601, inclusive; no zone means UTC")
     ] = None,
     until: Annotated[dt.datetime | None, Query(description="ISO 8601, exclusive")] = None,
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[EventOut]:
     """Audit events, newest first (admins and owners)."""
     page = await audit.list_events(

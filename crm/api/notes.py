@@ -5,20 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel
+from crm.api.schemas import Id, ListOut, PageLimit, StrictModel
 from crm.models import Note
 from crm.services import notes
 from crm.services.notes import MAX_BODY
 
 router = APIRouter(tags=["notes"])
 
-NoteId = Annotated[int, Path(ge=1, le=MAX_ID)]
-RefId = Annotated[int, Field(ge=1, le=MAX_ID)]
-FilterId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+NoteId = Id
+RefId = Id
+FilterId = Id | None
 
 
 class NoteOut(BaseModel):
@@ -55,7 +55,7 @@ async def get_notes(
     deal_id: FilterId = None,
     sort: Annotated[str, Query(description="created_at or -created_at")] = "-created_at",
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[NoteOut]:
     """Notes, newest first, optionally those on one contact, company or deal."""
     page = await notes.list_notes(

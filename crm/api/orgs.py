@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import ListOut, StrictModel
+from crm.api.schemas import Id, ListOut, StrictModel, TelegramId
 from crm.models import ApiKey, Membership, Role
 from crm.services import apikeys, tenants
 
@@ -42,7 +42,7 @@ class MemberOut(BaseModel):
 
 class MemberIn(StrictModel):
     role: Role
-    telegram_id: int | None = None
+    telegram_id: TelegramId | None = None
     email: str | None = Field(default=None, max_length=254)
     name: str = Field(default="", max_length=200)
 
@@ -80,7 +80,7 @@ class ApiKeyCreated(ApiKeyOut):
 class ApiKeyIn(StrictModel):
     name: str = Field(default="", max_length=100)
     scopes: list[str] | None = None
-    user_id: int | None = None
+    user_id: Id | None = None
 
 
 def _member_out(m: Membership) -> MemberOut:
@@ -158,19 +158,19 @@ async def post_member(body: MemberIn, actor: ActorDep) -> MemberOut | JSONRespon
 
 
 @router.get("/members/{user_id}", response_model=MemberOut)
-async def get_member(user_id: int, actor: ActorDep) -> MemberOut:
+async def get_member(user_id: Id, actor: ActorDep) -> MemberOut:
     """One member."""
     return _member_out(await tenants.access_membership(actor, user_id))
 
 
 @router.patch("/members/{user_id}", response_model=MemberOut)
-async def patch_member(user_id: int, body: MemberPatch, actor: ActorDep) -> MemberOut:
+async def patch_member(user_id: Id, body: MemberPatch, actor: ActorDep) -> MemberOut:
     """Change a member's role (admin; the owner role only by an owner)."""
     return _member_out(await tenants.do_change_member_role(actor, user_id, body.role))
 
 
 @router.delete("/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_member(user_id: int, actor: ActorDep) -> None:
+async def delete_member(user_id: Id, actor: ActorDep) -> None:
     """Remove a member (admin; never the last owner)."""
     await tenants.do_remove_member(actor, user_id)
 
@@ -192,6 +192,6 @@ async def post_api_key(body: ApiKeyIn, actor: ActorDep) -> ApiKeyCreated:
 
 
 @router.delete("/api-keys/{api_key_id}", response_model=ApiKeyOut)
-async def delete_api_key(api_key_id: int, actor: ActorDep) -> ApiKeyOut:
+async def delete_api_key(api_key_id: Id, actor: ActorDep) -> ApiKeyOut:
     """Revoke an API key."""
     return _key_out(await apikeys.do_revoke_api_key(actor, api_key_id))

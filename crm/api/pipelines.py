@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel, not_null
+from crm.api.schemas import Count, Id, ListOut, PageLimit, StrictModel, not_null
 from crm.models import Stage, StageKind
 from crm.services import pipelines
 from crm.services.pipelines import MAX_STAGES, PipelineView
 
 router = APIRouter(tags=["pipelines"])
 
-PipelineId = Annotated[int, Path(ge=1, le=MAX_ID)]
-StageId = Annotated[int, Path(ge=1, le=MAX_ID)]
+PipelineId = Id
+StageId = Id
 
 
 class StageOut(BaseModel):
@@ -61,7 +60,7 @@ class PipelinePatch(StrictModel):
 class StageIn(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     kind: StageKind = StageKind.OPEN
-    position: int | None = Field(default=None, ge=0, description="default: after the last")
+    position: Count | None = Field(default=None, description="default: after the last")
 
 
 class StagePatch(StrictModel):
@@ -72,7 +71,7 @@ class StagePatch(StrictModel):
 
 
 class StageOrderIn(StrictModel):
-    stage_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(max_length=MAX_STAGES)
+    stage_ids: list[Id] = Field(max_length=MAX_STAGES)
 
 
 def _stage_out(stage: Stage) -> StageOut:
@@ -92,7 +91,7 @@ def _out(view: PipelineView) -> PipelineOut:
 
 @router.get("/pipelines", response_model=ListOut[PipelineOut])
 async def get_pipelines(
-    actor: ActorDep, cursor: str | None = None, limit: int = 50
+    actor: ActorDep, cursor: str | None = None, limit: PageLimit = 50
 ) -> ListOut[PipelineOut]:
     """Pipelines, each with its stages in order."""
     page = await pipelines.list_pipelines(actor, cursor, limit)

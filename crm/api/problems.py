@@ -76,6 +76,9 @@ def _validation_reason(error: dict[str, Any]) -> str:
         return "field required"
     if kind == "json_invalid":
         return f"malformed JSON: {error.get('ctx', {}).get('error', 'cannot be parsed')}"
+    if kind == "value_error":
+        # Our own validators' words, without pydantic's "Value error, " in front.
+        return str(error.get("ctx", {}).get("error", error.get("msg", "invalid value")))
     return str(error.get("msg", "invalid value"))
 
 

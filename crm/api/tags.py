@@ -5,18 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
-from crm.api.schemas import MAX_ID, ListOut, StrictModel
+from crm.api.schemas import Id, ListOut, PageLimit, StrictModel
 from crm.services import tags
 from crm.services.tags import MAX_TAGS_PER_REQUEST, TagView
 
 router = APIRouter(tags=["tags"])
 
-TagId = Annotated[int, Path(ge=1, le=MAX_ID)]
-ContactId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TagId = Id
+ContactId = Id
 
 
 class TagOut(BaseModel):
@@ -52,7 +52,7 @@ async def get_tags(
     actor: ActorDep,
     q: Annotated[str | None, Query(max_length=64, description="part of the name")] = None,
     cursor: str | None = None,
-    limit: int = 50,
+    limit: PageLimit = 50,
 ) -> ListOut[TagOut]:
     """Tags by name, each with the number of contacts carrying it."""
     page = await tags.list_tags(actor, q=q, cursor=cursor, limit=limit)

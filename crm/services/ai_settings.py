@@ -19,6 +19,7 @@ from crm.services.access import Actor
 from crm.services.cipher import CredentialCipher
 from crm.services.errors import ValidationFailed
 from crm.services.events import record_event, snapshot
+from crm.services.text import clean_text
 
 INTENTS: tuple[str, ...] = (
     "interested",
@@ -40,6 +41,21 @@ DEFAULT_INTENT_RULES: dict[str, str] = {
 REPLY_RULE = ("Cold", "Replied")
 OPT_OUT_ACTION = "opt_out"
 NO_ACTION = "none"
+# A model call gets 1 to 300 seconds: a smaller timeout fails every call (the model is silently
+# gone), a larger one holds a worker for minutes.
+MIN_TIMEOUT = 1.0
+MAX_TIMEOUT = 300.0
+MAX_COST = 1_000_000.0  # dollars per million tokens
+# Settings whose column holds a value: they can be changed, never set to null.
+NOT_NULL = (
+    "timeout_seconds",
+    "max_retries",
+    "business_profile",
+    "handoff_confidence",
+    "quiet_start_hour",
+    "quiet_end_hour",
+    "default_ai_mode",
+)
 _MODEL_RE = re.compile(r"^[A-Za-z0-9._:/@+-]{1,200}$")
 SETTINGS_HIDDEN = frozenset({"api_key_encrypted"})
 
@@ -87,7 +103,8 @@ async def model_config_of(tenant_id: int, cipher: CredentialCipher) -> ModelConf
         api_base=row.api_base,
         api_key=str(api_key) if api_key else None,
         fallbacks=tuple(row.fallbacks or ()),
-        timeout_seconds=row.timeout_seconds,
+        # A row saved before the bounds existed may hold 5e-324: that would fail every call.
+        timeout_seconds=min(max(row.timeout_seconds, MIN_TIMEOUT), MAX_TIMEOUT),
         max_retries=row.max_retries,
         input_cost_per_million=row.input_cost_per_million,
         output_cost_per_million=row.output_cost_per_million,
@@ -115,6 +132,8 @@ def _clean_model(name: str, field_name: str) -> str:
 def _clean_changes(changes: dict[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in changes.items():
+        if value is None and key in NOT_NULL:
+            raise ValidationFailed(key, "must not be null (leave the field out to keep its value)")
         if key == "model":
             clean[key] = _clean_model(str(value or ""), "model")
         elif key == "fallbacks":
@@ -148,8 +167,20 @@ def _clean_changes(changes: dict[str, Any]) -> dict[str, Any]:
                 raise ValidationFailed(key, "must be an hour from 0 to 23")
             clean[key] = int(value)
         elif key == "banned_phrases":
-            phrases = [str(p).strip() for p in value or [] if str(p).strip()]
-            clean[key] = phrases
+            phrases = [clean_text(str(p)).strip() for p in value or []]
+            clean[key] = [p for p in phrases if p]
+        elif key == "timeout_seconds":
+            if not MIN_TIMEOUT <= float(value) <= MAX_TIMEOUT:
+                raise ValidationFailed(
+                    key, f"must be between {MIN_TIMEOUT:g} and {MAX_TIMEOUT:g} seconds"
+                )
+            clean[key] = float(value)
+        elif key in ("input_cost_per_million", "output_cost_per_million"):
+            if value is not None and not 0 <= float(value) <= MAX_COST:
+                raise ValidationFailed(key, f"must be between 0 and {MAX_COST:g}")
+            clean[key] = None if value is None else float(value)
+        elif key == "business_profile":
+            clean[key] = clean_text(str(value))
         else:
             clean[key] = value
     return clean

@@ -32,6 +32,7 @@ from crm.services.references import (
     default_owner,
     lock_in_tenant,
 )
+from crm.services.text import clean_json, clean_text
 
 COMPANY_SORTS = {
     "name": SortSpec("name_key", "str"),
@@ -54,7 +55,7 @@ def name_key(name: str) -> str:
 
 
 def _clean_name(name: str) -> str:
-    cleaned = name.strip()
+    cleaned = clean_text(name).strip()
     if not cleaned:
         raise ValidationFailed("name", "must not be empty")
     if len(cleaned) > 200:
@@ -65,7 +66,7 @@ def _clean_name(name: str) -> str:
 def _clean_domain(domain: str | None) -> str | None:
     if domain is None or not domain.strip():
         return None
-    cleaned = domain.strip().lower()
+    cleaned = clean_text(domain).strip().lower()
     for prefix in ("https://", "http://"):
         cleaned = cleaned.removeprefix(prefix)
     cleaned = cleaned.removeprefix("www.").rstrip("/")
@@ -139,7 +140,7 @@ async def do_create_company(
                 name_key=name_key(cleaned),
                 domain=_clean_domain(domain),
                 owner_id=owner,
-                custom_fields=custom_fields or {},
+                custom_fields=clean_json(custom_fields or {}),
                 using_db=conn,
             )
         except IntegrityError:
@@ -177,7 +178,7 @@ async def do_update_company(
             await check_owner_assignable(actor, owner_id, conn)
             company.owner_id = owner_id
         if not isinstance(custom_fields, Unset):
-            company.custom_fields = custom_fields
+            company.custom_fields = clean_json(custom_fields)
         try:
             await save_if_changed(
                 actor, company, before, "company.updated", "company", using_db=conn

@@ -27,6 +27,7 @@ from crm.services.events import changed_fields, record_event, snapshot
 from crm.services.notes import list_notes
 from crm.services.pagination import Page, SortSpec, check_limit, paginate_sorted
 from crm.services.references import check_owner_assignable, lock_in_tenant, require_in_tenant
+from crm.services.text import clean_json
 
 IDENTIFIER_FIELDS = ("email", "phone", "telegram_username", "telegram_id", "whatsapp_id")
 CONTACT_SORTS = {
@@ -110,7 +111,8 @@ async def _tenant_region(tenant_id: int) -> str:
 
 def _normalize(values: dict[str, Any], region: str) -> dict[str, Any]:
     """Normalize identifiers and plain fields; raises ValidationFailed naming the field."""
-    out = dict(values)
+    # Control and bidi characters leave every text first, custom fields and tags included.
+    out = {k: clean_json(v) if k != "consent" else v for k, v in values.items()}
     if "email" in out:
         out["email"] = normalize_email(out["email"])
     if "phone" in out:

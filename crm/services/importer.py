@@ -39,6 +39,7 @@ from crm.services.contact_fields import (
 )
 from crm.services.errors import NotFound, ValidationFailed
 from crm.services.events import record_event
+from crm.services.text import clean_text
 
 BATCH_SIZE = 1000
 MAX_REPORTED_ERRORS = 1000
@@ -374,7 +375,7 @@ class _RowParser:
                 value = fixed
             if value[0] == "'" and len(value) > 1 and value[1] in _FORMULA_START:
                 value = value[1:]  # undo the spreadsheet-formula guard of our own export
-            raw[name] = value
+            raw[name] = clean_text(value)  # as stored from any other source
         if errors:
             return errors
         if not raw:

@@ -7,6 +7,7 @@ at least once and in any order, so each write is keyed on the provider's own id:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from crm.services.access import Actor
 from crm.services.contact_fields import build_search_text
 from crm.services.events import record_event, snapshot
 from crm.services.references import lock_in_tenant
+from crm.services.text import clean_json, clean_optional, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -243,13 +245,34 @@ async def _conversation_for(
     )
 
 
+def clean_inbound(inbound: InboundMessage) -> InboundMessage:
+    """The message with control and bidi characters removed from every text it carries.
+
+    The one place both channels pass through: a NUL would make PostgreSQL refuse the message
+    (and the lead cannot be asked to resend), a bidi override would reverse what follows the
+    lead's name or text in every notification and page that shows it.
+    """
+    texts: dict[str, Any] = {
+        f.name: clean_text(value)
+        for f in dataclasses.fields(inbound)
+        if type(value := getattr(inbound, f.name)) is str  # the kind is an enum: kept
+    }
+    media = inbound.media
+    if media is not None:
+        media = dataclasses.replace(media, filename=clean_optional(media.filename))
+    return dataclasses.replace(inbound, **texts, media=media, payload=clean_json(inbound.payload))
+
+
 async def receive_message(
     connection: ConnectionInfo, inbound: InboundMessage, media: dict[str, Any] | None = None
 ) -> Received:
     """Store a lead's message once: contact and conversation found or created, event emitted.
 
     ``media`` is the stored attachment (key, mime type, ...) when the worker downloaded one.
+    Text is stored cleaned (``clean_inbound``): the same on SQLite and PostgreSQL.
     """
+    inbound = clean_inbound(inbound)
+    media = clean_json(media) if media is not None else None
     for attempt in range(CREATE_ATTEMPTS):
         try:
             return await _store_inbound(connection, inbound, media)
@@ -421,7 +444,7 @@ async def apply_status(connection: ConnectionInfo, receipt: InboundStatus) -> Me
             external_id=receipt.external_id,
             status=receipt.status,
             error_code=receipt.error_code,
-            error_title=receipt.error_title,
+            error_title=clean_optional(receipt.error_title),
             at=receipt.at,
         )
     except IntegrityError:
@@ -464,7 +487,7 @@ async def _advance(message: Message, receipt: InboundStatus, conn: BaseDBAsyncCl
     message.status_at = receipt.at
     if receipt.status is DeliveryStatus.FAILED:
         message.error_code = receipt.error_code
-        message.error_title = (receipt.error_title or "")[:500] or None
+        message.error_title = clean_text(receipt.error_title or "")[:500] or None
     await message.save(
         using_db=conn, update_fields=["status", "status_at", "error_code", "error_title"]
     )
@@ -527,9 +550,10 @@ async def apply_edit(connection: ConnectionInfo, edit: InboundEdit) -> Message |
                 return message
             message.deleted = True
         else:
-            if edit.text is None or edit.text == message.text:
+            text = clean_optional(edit.text)
+            if text is None or text == message.text:
                 return message
-            message.text = edit.text
+            message.text = text
             message.edited = True
         await message.save(using_db=conn, update_fields=["text", "edited", "deleted"])
         await record_event(
@@ -581,7 +605,7 @@ async def apply_business_connection(
                 business_connection_id=update.business_connection_id,
                 rep_telegram_id=update.rep_telegram_id,
             )
-        link.rep_name = (update.rep_name or "")[:200]
+        link.rep_name = clean_text(update.rep_name or "")[:200]
         link.user_id = user.id if user is not None else None
         link.enabled = update.enabled
         link.can_reply = update.can_reply

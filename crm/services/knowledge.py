@@ -10,6 +10,7 @@ from crm.services.errors import NotFound, ValidationFailed
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, paginate_by_id
 from crm.services.references import lock_in_tenant
+from crm.services.text import clean_text
 
 MAX_TITLE = 200
 MAX_TEXT = 200_000
@@ -17,7 +18,7 @@ EVENT_CHARS = 200
 
 
 def _clean(title: str, text: str) -> tuple[str, str]:
-    title, text = title.strip(), text.strip()
+    title, text = clean_text(title).strip(), clean_text(text).strip()
     if not title:
         raise ValidationFailed("title", "must not be empty")
     if len(title) > MAX_TITLE:

@@ -18,6 +18,7 @@ from crm.services.errors import NotFound, PermissionDenied, ValidationFailed
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
 from crm.services.references import lock_in_tenant, require_in_tenant
+from crm.services.text import clean_text
 
 MAX_BODY = 20_000
 TARGETS: dict[str, type[Model]] = {"contact_id": Contact, "company_id": Company, "deal_id": Deal}
@@ -25,7 +26,7 @@ NOTE_SORTS = {"created_at": SortSpec("created_at", "datetime")}
 
 
 def _clean_body(body: str) -> str:
-    cleaned = body.strip()
+    cleaned = clean_text(body).strip()
     if not cleaned:
         raise ValidationFailed("body", "must not be empty")
     if len(cleaned) > MAX_BODY:

@@ -23,6 +23,7 @@ from crm.services.errors import Conflict, NotFound, PermissionDenied, Validation
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
 from crm.services.references import lock_in_tenant
+from crm.services.text import clean_text
 
 MAX_TAGS_PER_REQUEST = 100
 MAX_IDS_IN_EVENT = 1000
@@ -43,7 +44,7 @@ def tag_key(name: str) -> str:
 
 
 def _clean_name(name: str, field: str = "name") -> str:
-    cleaned = " ".join(name.split())
+    cleaned = " ".join(clean_text(name).split())
     if not cleaned:
         raise ValidationFailed(field, "must not be empty")
     if len(cleaned) > 64:

@@ -11,7 +11,15 @@ from typing import Any
 
 from bot.runtime import OperatorBot, OperatorBotConfig
 from bot.services import BotServices
-from crm.models import Conversation, ConversationStatus, Membership, Tenant, User
+from crm.models import (
+    Contact,
+    Conversation,
+    ConversationStatus,
+    Membership,
+    Message,
+    Tenant,
+    User,
+)
 from crm.tasks.handlers import HandlerRegistry
 from tests.bot.support import (
     buttons,
@@ -143,6 +151,24 @@ async def test_lead_message_notifies_and_a_reply_reaches_the_lead(
 
     await eventually(delivered)
     assert await lead_received(service) == ["Hi Anna, it is 49 EUR."]
+
+
+async def test_control_and_bidi_characters_of_a_lead_reach_no_one(
+    service: RunningService,
+) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    connection_id = await whatsapp_connection(owner.current_tenant_id or 0)
+    # U+202E would show "invoice.exe" as "invoice.pdf"-like reversed text in the notification;
+    # the NUL made PostgreSQL refuse the message after the webhook had answered 200.
+    await lead_writes(service, connection_id, "Anna\u202e\x00gnp", "see\x00 \u202efdp.exe now")
+
+    notification = await wait_for(service, OWNER, "see fdp.exe now")
+    assert "\u202e" not in notification["text"] and "\x00" not in notification["text"]
+    assert "<b>Annagnp</b> via WhatsApp" in notification["text"]
+    contact = await Contact.get(tenant_id=owner.current_tenant_id)
+    assert contact.name == "Annagnp"
+    (message,) = await Message.filter(tenant_id=owner.current_tenant_id)
+    assert message.text == "see fdp.exe now"
 
 
 async def test_the_reply_button_asks_for_a_reply_that_reaches_the_lead(

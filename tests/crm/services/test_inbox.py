@@ -17,6 +17,7 @@ from crm.messaging import (
     InboundMessage,
     InboundPreference,
     InboundStatus,
+    MediaRef,
 )
 from crm.models import (
     Consent,
@@ -302,3 +303,39 @@ async def test_tenants_do_not_share_contacts(
     assert a.created and b.created
     assert a.contact_id != b.contact_id
     assert (await Contact.get(id=b.contact_id)).tenant_id == other_workspace.tenant_id
+
+
+async def test_nul_control_and_bidi_characters_are_stripped_never_the_message(
+    workspace: Workspace,
+) -> None:
+    # PostgreSQL refuses NUL; U+202E would reverse what follows the name in every notification.
+    connection = await telegram_connection(workspace)
+    inbound = InboundMessage(
+        external_id="77:nul",
+        sender_id="77",
+        sender_name="Ann\x00a \u202eevil\u2066",
+        sent_at=NOW,
+        text="price\x00 of\u202e gnp.exe\x07\nplease\t!",
+        payload={"caption\x00": ["a\x00b", {"k": "\u202ev"}]},
+        media=MediaRef(provider_media_id="f1", filename="doc\x00\u202efdp.exe"),
+    )
+    received = await inbox.receive_message(
+        connection, inbound, {"filename": "doc\x00.pdf", "key": "k"}
+    )
+    message = await Message.get(id=received.message.id)
+    assert message.text == "price of gnp.exe\nplease\t!"
+    assert message.payload == {"caption": ["ab", {"k": "v"}]}
+    assert message.media == {"filename": "doc.pdf", "key": "k"}
+    contact = await Contact.get(id=received.contact_id)
+    assert contact.name == "Anna evil"
+    conversation = await Conversation.get(id=received.conversation_id)
+    assert conversation.last_message_preview == "price of gnp.exe please !"
+    event = await Event.get(type="message.received", entity_id=message.id)
+    assert event.after is not None and event.after["text"] == message.text
+    # A redelivery finds the stored message: the cleaning does not break the dedupe.
+    again = await inbox.receive_message(connection, inbound)
+    assert not again.created and again.message.id == message.id
+
+    edit = InboundEdit(external_id="77:nul", sender_id="77", at=NOW, text="new\x00 \u202dtext")
+    await inbox.apply_edit(connection, edit)
+    assert (await Message.get(id=message.id)).text == "new text"
