@@ -153,8 +153,7 @@ async def test_a_model_that_times_out_falls_back_saying_so_in_the_leads_language
     assert english.status_code == 201, english.text
     assert english.json()["source"] == "offline"
     assert english.json()["rationale"].startswith(
-        "The AI model openai/sandbox-chat did not answer (timeout); this is the offline "
-        "suggestion."
+        "The AI model openai/sandbox-chat did not answer (timeout); this is the offline suggestion."
     )
     russian = await ai.http.post(
         f"{API}/conversations/{corpus.maria}/drafts", headers=workspace.headers
