@@ -8,6 +8,7 @@ writes nothing, an intent is an upsert, a stage move to the current stage is a n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,15 +88,39 @@ class Assistant:
         self.asker = Asker(self.memory, self.gateway)
         self.intents = IntentService(self.gateway)
         self.runner = AgentRunner(self.gateway, self.memory)
+        self._warming: asyncio.Task[None] | None = None
 
     async def warm_up(self) -> None:
-        """Load the embedding model and train the base classifier before the first lead writes.
+        """Load the embedding model and train the base classifier, in worker threads.
 
-        Both take seconds the first time in a process (imports, weights); paid here, they do
-        not delay the first lead notification, whose handler runs after the AI's.
+        Both take seconds the first time in a process (imports, weights) and ~250 MB; paid
+        before the first lead's AI handler, they do not delay that lead's notification.
         """
         await self.memory.embedder.aencode(["warm up"])
         await asyncio.to_thread(base_classifier)
+
+    def prepare(self) -> None:
+        """Start ``warm_up`` in the background once (the first lead message calls this).
+
+        `crm up` loads no model at start-up: readiness and an idle service's memory do not pay
+        for AI that may never be used. The first need starts the load, off the event loop.
+        """
+        if self._warming is None or (self._warming.done() and self._warming.cancelled()):
+            self._warming = asyncio.create_task(self._warm_up_logged())
+
+    async def _warm_up_logged(self) -> None:
+        try:
+            await self.warm_up()
+        except Exception:  # the handler that needs the model reports its own failure
+            logger.exception("AI warm-up failed")
+
+    async def close(self) -> None:
+        """Cancel a warm-up still running (the service is stopping)."""
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
+            with contextlib.suppress(BaseException):
+                await warming
 
     async def draft_reply(self, actor: Actor, conversation_id: int) -> Draft:
         """A new pending draft answering the lead's latest message."""

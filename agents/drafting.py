@@ -125,6 +125,33 @@ async def load_context(conversation: Conversation) -> DraftContext:
     return DraftContext(conversation, contact, lead_message, thread, deal)
 
 
+def failure_reason(exc: ModelError) -> tuple[str, str]:
+    """Why a model call failed, in a few words an operator understands: (English, Russian)."""
+    error = (exc.usage.error or "").lower()
+    if "timeout" in error or "timed out" in error:
+        return "timeout", "истекло время ожидания"
+    if any(hint in error for hint in ("credential", "api key", "api_key", "authentic", "(401)")):
+        return "the API key was not accepted", "ключ API не принят"
+    if "ratelimit" in error or "rate limit" in error or "(429)" in error:
+        return "too many requests", "слишком много запросов"
+    if "empty answer" in error:
+        return "empty answer", "пустой ответ"
+    if re.search(r"\(5\d\d\)", error):
+        return "the model's server failed", "сбой на сервере модели"
+    if "connect" in error:
+        return "cannot connect", "нет соединения"
+    return "error", "ошибка"
+
+
+def model_failed(model: str, exc: ModelError, question: str) -> str:
+    """The first sentence of a draft's rationale when the model failed and the offline drafter
+    answered instead, in the question's language."""
+    english, russian = failure_reason(exc)
+    if detect_language(question) == "ru":
+        return f"AI-модель {model} не ответила ({russian}), поэтому это офлайн-предложение. "
+    return f"The AI model {model} did not answer ({english}); this is the offline suggestion. "
+
+
 class Drafter:
     """Writes reply drafts for a conversation."""
 
@@ -141,12 +168,13 @@ class Drafter:
                 return await self._model_draft(context, config)
             except ModelError as exc:
                 offline = await self.offline_draft(context)
-                reason = f"The model failed ({exc.usage.error or 'error'}); offline draft instead. "
                 return ProposedDraft(
                     text=offline.text,
                     source=offline.source,
-                    rationale=reason + offline.rationale,
+                    rationale=model_failed(config.model, exc, context.question) + offline.rationale,
                     citations=offline.citations,
+                    # An offline draft that names a model: that model was asked and failed.
+                    model=config.model,
                 )
         return await self.offline_draft(context)
 

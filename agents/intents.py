@@ -16,11 +16,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+
+if TYPE_CHECKING:
+    # scikit-learn and SciPy cost a second and ~100 MB: imported when a classifier is trained.
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
 
 INTENTS: tuple[str, ...] = (
     "interested",
@@ -160,6 +164,8 @@ def _one_hot(intent: str) -> IntentPrediction:
 def _features(
     chars: TfidfVectorizer, words: TfidfVectorizer, embed: Embed | None, prepared: Sequence[str]
 ) -> sp.csr_matrix:
+    import scipy.sparse as sp
+
     blocks = [chars.transform(prepared), words.transform(prepared)]
     if embed is not None:
         dense = np.asarray(embed(list(prepared)), dtype=np.float64)
@@ -214,6 +220,8 @@ class IntentClassifier:
         weights = np.array([1.0] * len(kept) + [CORRECTION_WEIGHT] * len(corrections))
         if len(set(labels)) < 2:
             raise ValueError("training needs examples of at least two intents")
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
 
         chars = TfidfVectorizer(
             analyzer="char_wb", ngram_range=(2, 5), lowercase=True, sublinear_tf=True

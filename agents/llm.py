@@ -51,6 +51,13 @@ _SECRET_PATTERNS = (
     re.compile(r"(?i)(api[_-]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
 )
 
+# Providers that speak OpenAI's API to any base URL. A local server behind one (Ollama, vLLM,
+# LM Studio, the sandbox model) needs no key, but the OpenAI SDK refuses to send a request
+# without one ("Missing credentials"): such a call gets a placeholder, never the OPENAI_API_KEY
+# of the environment (a real key must not travel to another host).
+_OPENAI_COMPATIBLE = frozenset({"openai", "hosted_vllm", "lm_studio", "openai_like"})
+KEYLESS_PLACEHOLDER = "no-key"
+
 _LITELLM_PREFIX_RE = re.compile(r"^(?:litellm\.\w+:\s*)?(?:\w+Error:\s*)?(?:\w+Exception\s*-\s*)?")
 
 _litellm_module: Any = None
@@ -168,6 +175,17 @@ async def load_litellm() -> Any:
     return await asyncio.to_thread(_import_litellm)
 
 
+def api_key_for(spec: ModelConfig, model: str) -> str | None:
+    """The key to send to ``model``: the configured one, else a placeholder for an
+    OpenAI-compatible ``api_base`` (which asks for none), else None (litellm's own lookup)."""
+    if spec.api_key:
+        return spec.api_key
+    provider = model.split("/", 1)[0] if "/" in model else ""
+    if spec.api_base and provider in _OPENAI_COMPATIBLE:
+        return KEYLESS_PLACEHOLDER
+    return None
+
+
 def scrub(text: str, secret: str | None) -> str:
     """``text`` without ``secret`` or anything shaped like a credential."""
     if secret:
@@ -279,7 +297,6 @@ class ModelClient:
         litellm = await load_litellm()
         kwargs: dict[str, Any] = {
             "api_base": spec.api_base,
-            "api_key": spec.api_key,
             "timeout": spec.timeout_seconds,
             "temperature": temperature,
             # The OpenAI SDK retries twice by default (litellm passes it through): retries
@@ -301,7 +318,10 @@ class ModelClient:
                     # litellm may rewrite messages in place; the caller's stay untouched.
                     response = await asyncio.wait_for(
                         litellm.acompletion(
-                            model=model, messages=[dict(m) for m in messages], **kwargs
+                            model=model,
+                            messages=[dict(m) for m in messages],
+                            api_key=api_key_for(spec, model),
+                            **kwargs,
                         ),
                         # httpx's timeout is per read; this one bounds the whole attempt.
                         timeout=spec.timeout_seconds + 1.0,

@@ -22,9 +22,8 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import faiss
 import numpy as np
 
 from agents.embeddings import DIMENSION
@@ -61,9 +60,27 @@ SEARCH_THREADS = 1
 BUILD_THREADS = max(1, min(2, os.cpu_count() or 1))
 BATCH_PARALLEL_FROM = 32
 META_FORMAT = 1
-# faiss ships partial type stubs; the SWIG enums it leaves out are read through an Any alias.
-_faiss_untyped: Any = faiss
-_HASHTABLE_MAP: int = _faiss_untyped.DirectMap.Hashtable
+
+
+class _LazyFaiss:
+    """faiss, imported on first use: a process that never searches memory never loads it."""
+
+    def __getattr__(self, name: str) -> Any:
+        import faiss as module
+
+        return getattr(module, name)
+
+
+if TYPE_CHECKING:
+    import faiss
+else:
+    faiss = _LazyFaiss()
+
+
+def _hashtable_map() -> int:
+    # faiss ships partial type stubs; the SWIG enums it leaves out are read through an Any alias.
+    untyped: Any = faiss
+    return int(untyped.DirectMap.Hashtable)
 
 
 def _omp(threads: int) -> None:
@@ -238,7 +255,7 @@ class TenantIndex:
         ivf.cp.seed = self._seed
         ivf.train(sample)
         # A hashtable direct map lets remove_ids find an id's list without scanning every list.
-        ivf.set_direct_map_type(_HASHTABLE_MAP)
+        ivf.set_direct_map_type(_hashtable_map())
         ivf.add_with_ids(vectors, ids)
         ivf.nprobe, self.calibrated_recall = self._calibrate(ivf, ids, vectors, rng)
         log.info(
@@ -469,7 +486,7 @@ class TenantIndex:
             if raw.ntotal != meta["count"]:
                 return None
             if kind == "ivf":
-                if raw.direct_map.type != _HASHTABLE_MAP:
+                if raw.direct_map.type != _hashtable_map():
                     return None
                 raw.nprobe = int(meta["nprobe"])
             index = cls(

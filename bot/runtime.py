@@ -11,9 +11,8 @@ import asyncio
 import contextlib
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -26,6 +25,7 @@ from aiogram.utils.i18n import I18n
 from bot.alerts import Alerts
 from bot.background import BackgroundTasks
 from bot.commands import set_commands
+from bot.config import ALLOWED_UPDATES, OperatorBotConfig
 from bot.middlewares import (
     FloodLimiter,
     FloodLimitMiddleware,
@@ -44,31 +44,7 @@ from crm.tasks.handlers import registry as event_handlers
 
 logger = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
 SETUP_ATTEMPTS = 8
-
-
-@dataclass(frozen=True)
-class OperatorBotConfig:
-    """How the operator bot reaches Telegram and how Telegram reaches it."""
-
-    token: str
-    webhook_secret: str
-    mode: Literal["webhook", "polling"] = "webhook"
-    # The Bot API host: the sandbox emulator's base, or None for api.telegram.org.
-    api_base: str | None = None
-    # Where Telegram posts updates in webhook mode; None leaves setWebhook to someone else
-    # (the sandbox wiring registers the webhook with the in-process emulator directly).
-    webhook_url: str | None = None
-    request_timeout: float = 30.0
-    # How often the daily digest loop looks for members at their local morning; None: never.
-    digest_interval: float | None = 60.0
-    # allow_paid_broadcast on sends, and the bot's send budget raised from 30 to 1000 msg/s.
-    paid_broadcast: bool = False
-    # Space sends by Telegram's flood limits; off against the sandbox emulator, which enforces
-    # none, so a developer (and the test suite) sees answers at once.
-    pace_sends: bool = True
-
 
 OPERATOR_CHAT_BURST = 3  # messages to one operator at once; then one a second on average
 FSM_KEY_PREFIX = "crm:fsm"

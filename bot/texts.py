@@ -45,7 +45,12 @@ def refusal(exc: ServiceError, actor: Actor | None) -> str:
 
 def render_draft(draft: Draft) -> str:
     """The HTML of a draft: who wrote it, the text, and why (all escaped)."""
-    if draft.source is DraftSource.OFFLINE:
+    if draft.source is DraftSource.OFFLINE and draft.model:
+        # The model was asked and failed (the rationale says why): this is the fallback.
+        head = _(
+            "✨ <b>Draft</b> (offline suggestion: the AI model {model} did not answer)"
+        ).format(model=html.escape(draft.model))
+    elif draft.source is DraftSource.OFFLINE:
         head = _("✨ <b>Draft</b> (offline drafter, no AI model configured)")
     else:
         head = _("✨ <b>Draft</b> by {model}").format(model=html.escape(draft.model or "AI"))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 
 from agents import agent_http, sandbox_model
 from agents import http as ai_http
+from agents.assistant import Assistant
 from bot import webhook as operator_webhook
 from channels.base import INGEST_TASK, WebhookRuntime
 from channels.runtime import process_webhook
@@ -47,10 +48,11 @@ from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import TaskiqTaskQueue
 from crm.wiring import (
     ChannelWiring,
+    DeferredOperatorBot,
     build_assistant,
     build_channels,
-    build_operator_bot,
     connection_setup,
+    operator_bot_config,
     run_housekeeping,
     sync_sandbox,
 )
@@ -82,8 +84,11 @@ def build_api_router() -> APIRouter:
     return api
 
 
-def _webhook_runtime(app: FastAPI, wiring: ChannelWiring) -> WebhookRuntime:
+def _webhook_runtime(app: FastAPI, wiring: ChannelWiring, assistant: Assistant) -> WebhookRuntime:
     async def enqueue_ingest(connection_id: int, body: bytes) -> None:
+        # A lead wrote: the AI's models are about to be needed (intent, memory); they load in
+        # the background while the message is stored, not at start-up.
+        assistant.prepare()
         queue = getattr(app.state, "task_queue", None)
         if queue is None:
             # No backbone (an app embedded in tests without one): process in the request.
@@ -92,6 +97,12 @@ def _webhook_runtime(app: FastAPI, wiring: ChannelWiring) -> WebhookRuntime:
         await queue.enqueue(INGEST_TASK, connection_id, body.decode("utf-8", "replace"))
 
     return WebhookRuntime(load_connection=wiring.connections.load, enqueue_ingest=enqueue_ingest)
+
+
+async def _settled(task: asyncio.Task[Any]) -> None:
+    """Wait for a task that may have failed or been cancelled (its owner reported that)."""
+    with contextlib.suppress(BaseException):
+        await task
 
 
 def create_app(
@@ -109,7 +120,8 @@ def create_app(
     assistant = build_assistant(settings, wiring.cipher)
     # Before the bot's handlers: a lead notification then shows the message's intent.
     assistant.install(event_handlers)
-    operator = build_operator_bot(wiring, assistant)
+    bot_config = operator_bot_config(wiring)
+    operator = None if bot_config is None else DeferredOperatorBot(wiring, assistant, bot_config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,9 +131,14 @@ def create_app(
             await sync_sandbox(wiring)
             async with AsyncExitStack() as stack:
                 if operator is not None:
-                    # Entered first, left last: workers stop before its session closes.
-                    await operator.start()
+                    # Not on the path to readiness: the bot loads on first need (see
+                    # DeferredOperatorBot). Left last: workers stop before its session closes.
                     stack.push_async_callback(operator.stop)
+                    event_handlers.before_dispatch(operator.ensure_started)
+                    stack.callback(event_handlers.remove_before_dispatch, operator.ensure_started)
+                    if operator.eager:
+                        eager = asyncio.create_task(operator.ensure_started())
+                        stack.push_async_callback(_settled, eager)
                 if run_backbone:
                     config = BackboneConfig(
                         relay_interval=settings.relay_interval_seconds,
@@ -141,16 +158,8 @@ def create_app(
                         await housekeeping
 
                     stack.push_async_callback(stop_housekeeping)
-                    # In the background: serving webhooks does not wait for the model to load.
-                    warm_up = asyncio.create_task(assistant.warm_up())
-                    app.state.ai_warm_up = warm_up
-
-                    async def stop_warm_up() -> None:
-                        warm_up.cancel()
-                        with contextlib.suppress(BaseException):
-                            await warm_up
-
-                    stack.push_async_callback(stop_warm_up)
+                # The AI's models load on first need (see Assistant.prepare), never here.
+                stack.push_async_callback(assistant.close)
                 yield
         finally:
             await assistant.memory.flush()
@@ -174,11 +183,11 @@ def create_app(
     app.state.public_base_url = settings.base_url
     app.state.sandbox_base_url = settings.base_url
     app.state.connection_setup = connection_setup(wiring)
-    app.state.operator_bot = operator
+    app.state.operator = operator  # the bot loads on first need: operator.ensure_started()
     app.state.assistant = assistant
     install_problem_handlers(app)
     # Webhooks first: routes match in order, and they are the hottest path.
-    webhooks = _webhook_runtime(app, wiring)
+    webhooks = _webhook_runtime(app, wiring, assistant)
     app.include_router(whatsapp_webhooks(webhooks))
     app.include_router(telegram_webhooks(webhooks))
     if operator is not None and operator.config.mode == "webhook":

@@ -16,21 +16,29 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from agents.assistant import Assistant
 from agents.embeddings import Embedder
 from bot import webhook as operator_webhook
-from bot.runtime import ALLOWED_UPDATES as OPERATOR_UPDATES
-from bot.runtime import OperatorBot, OperatorBotConfig, fallback_i18n, fsm_storage
+from bot.config import ALLOWED_UPDATES as OPERATOR_UPDATES
+from bot.config import OperatorBotConfig
 from bot.services import BotServices
 from channels.runtime import ChannelRuntime, install
 from channels.sandbox.telegram import TelegramEmulator
 from channels.sandbox.whatsapp import WhatsAppEmulator
-from channels.telegram import TelegramAdapter, redact_tokens_in_logs
+from channels.telegram import redact_tokens_in_logs
 from channels.telegram.logs import redact
 from channels.whatsapp import WhatsAppAdapter
-from crm.messaging import ChannelAdapter, ChannelKind, ConnectionInfo
+from crm.messaging import (
+    ChannelAdapter,
+    ChannelKind,
+    ConnectionInfo,
+    InboundUpdate,
+    MediaRef,
+    OutboundMessage,
+    SendResult,
+)
 from crm.models import ChannelConnection, Role
 from crm.services import channels as channel_service
 from crm.services.access import Actor
@@ -41,6 +49,10 @@ from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter, f
 from crm.services.signin import do_issue_sign_in
 from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
+
+if TYPE_CHECKING:
+    from bot.runtime import OperatorBot
+    from channels.telegram import TelegramAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +98,63 @@ def at_sandbox_base(info: ConnectionInfo, base_url: str) -> ConnectionInfo:
     return dataclasses.replace(info, settings=settings)
 
 
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+A = TypeVar("A", bound=_Closable)
+
+
+class LazyAdapter(Generic[A]):
+    """A channel adapter built on first use: its SDK may cost seconds and ~100 MB to import
+    (aiogram), which a process that never meets that channel should not pay at start-up."""
+
+    def __init__(self, kind: ChannelKind, factory: Callable[[], A]) -> None:
+        self.kind = kind
+        self._factory = factory
+        self._built: A | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether the adapter (and its SDK) is loaded yet."""
+        return self._built is not None
+
+    @property
+    def adapter(self) -> A:
+        """The adapter, built now if it was not yet."""
+        if self._built is None:
+            self._built = self._factory()
+        return self._built
+
+    def parse(self, connection: ConnectionInfo, body: bytes) -> list[InboundUpdate]:
+        """See ``ChannelAdapter.parse``."""
+        adapter: Any = self.adapter
+        return list(adapter.parse(connection, body))
+
+    async def send(self, connection: ConnectionInfo, message: OutboundMessage) -> SendResult:
+        """See ``ChannelAdapter.send``."""
+        adapter: Any = self.adapter
+        result: SendResult = await adapter.send(connection, message)
+        return result
+
+    async def download_media(self, connection: ConnectionInfo, media: MediaRef) -> bytes:
+        """See ``ChannelAdapter.download_media``."""
+        adapter: Any = self.adapter
+        data: bytes = await adapter.download_media(connection, media)
+        return data
+
+    async def close(self) -> None:
+        """Close the adapter if it was ever built."""
+        if self._built is not None:
+            await self._built.close()
+
+
+def _telegram_adapter() -> TelegramAdapter:
+    from channels.telegram import TelegramAdapter
+
+    return TelegramAdapter()
+
+
 @dataclass
 class ChannelWiring:
     """Everything the channel edges need in one process."""
@@ -95,7 +164,7 @@ class ChannelWiring:
     media_store: LocalMediaStore
     connections: ConnectionCache
     whatsapp: WhatsAppAdapter
-    telegram: TelegramAdapter
+    telegram: LazyAdapter[TelegramAdapter]
     runtime: ChannelRuntime
     limiter: RateLimiter
     whatsapp_emulator: WhatsAppEmulator | None = None
@@ -137,7 +206,7 @@ def build_channels(
         # With Redis every worker shares one pace per connection; alone, this process paces it.
         limiter = RedisRateLimiter(settings.redis_url) if settings.redis_url else LocalRateLimiter()
     whatsapp = WhatsAppAdapter()
-    telegram = TelegramAdapter()
+    telegram: LazyAdapter[TelegramAdapter] = LazyAdapter(ChannelKind.TELEGRAM, _telegram_adapter)
     adapters: dict[ChannelKind, ChannelAdapter] = {
         ChannelKind.WHATSAPP: whatsapp,
         ChannelKind.TELEGRAM: telegram,
@@ -243,7 +312,7 @@ def connection_setup(wiring: ChannelWiring) -> Callable[[ChannelConnection], Awa
             return None
         if info.kind is ChannelKind.TELEGRAM:
             try:
-                await wiring.telegram.register_webhook(info, wiring.webhook_url(info))
+                await wiring.telegram.adapter.register_webhook(info, wiring.webhook_url(info))
             except Exception as exc:  # the connection stays; the admin retries the setup
                 reason = redact(str(exc))  # an aiohttp error may carry the URL with the token
                 logger.warning("setWebhook for connection %s failed: %s", info.id, reason)
@@ -308,6 +377,7 @@ def sandbox_operator_token(settings: Settings) -> str:
 def _operator_i18n() -> Any:
     """The catalogs under locales/, or English-only when they cannot be loaded yet."""
     from bot import i18n as bot_i18n
+    from bot.runtime import fallback_i18n
 
     try:
         return bot_i18n.build_i18n()
@@ -321,12 +391,12 @@ def sandbox_sign_in_url(base_url: str, token: str) -> str:
     return f"{base_url}/sandbox?signin={token}"
 
 
-def build_operator_bot(
-    wiring: ChannelWiring, assistant: Assistant | None = None
-) -> OperatorBot | None:
-    """The operator bot: the configured token, or a sandbox bot on the emulator, or none."""
-    from bot.i18n import OperatorI18nMiddleware
+def operator_bot_config(wiring: ChannelWiring) -> OperatorBotConfig | None:
+    """The operator bot's configuration: the configured token, or a sandbox bot, or none.
 
+    Needs no aiogram: a sandbox bot is registered with the emulator here, so its webhook
+    works before the bot itself is built.
+    """
     settings = wiring.settings
     base = settings.base_url
     sandbox = wiring.telegram_emulator is not None
@@ -345,6 +415,32 @@ def build_operator_bot(
     if api_base is not None and wiring.telegram_emulator is not None:
         wiring.telegram_emulator.register_bot(OPERATOR_CONNECTION, token, OPERATOR_SANDBOX_USERNAME)
         wiring.telegram_emulator.set_webhook(token, webhook_url, secret, list(OPERATOR_UPDATES))
+    return OperatorBotConfig(
+        token=token,
+        webhook_secret=secret,
+        mode=mode,
+        api_base=api_base,
+        webhook_url=webhook_url if api_base is None else None,
+        paid_broadcast=settings.operator_bot_paid_broadcast,
+        pace_sends=api_base is None,  # the sandbox emulator enforces no flood limits
+    )
+
+
+def build_operator_bot(
+    wiring: ChannelWiring,
+    assistant: Assistant | None = None,
+    config: OperatorBotConfig | None = None,
+) -> OperatorBot | None:
+    """The operator bot (``config`` from ``operator_bot_config``, computed if not given)."""
+    from bot.i18n import OperatorI18nMiddleware
+    from bot.runtime import OperatorBot, fsm_storage
+
+    config = config or operator_bot_config(wiring)
+    if config is None:
+        return None
+    settings = wiring.settings
+    base = settings.base_url
+    sandbox = wiring.telegram_emulator is not None
 
     async def sandbox_link(tenant_id: int, user_id: int) -> str:
         # A chat keeps its history: it gets a single-use, expiring link, never an API key.
@@ -362,15 +458,6 @@ def build_operator_bot(
         assistant=assistant,
     )
     i18n = _operator_i18n()
-    config = OperatorBotConfig(
-        token=token,
-        webhook_secret=secret,
-        mode=mode,
-        api_base=api_base,
-        webhook_url=webhook_url if api_base is None else None,
-        paid_broadcast=settings.operator_bot_paid_broadcast,
-        pace_sends=api_base is None,  # the sandbox emulator enforces no flood limits
-    )
     return OperatorBot(
         config,
         services,
@@ -379,3 +466,66 @@ def build_operator_bot(
         # Dialogue state in Redis when configured: it survives restarts and spans web processes.
         storage=fsm_storage(settings.redis_url),
     )
+
+
+def _import_operator_bot() -> None:
+    import bot.i18n
+    import bot.runtime  # noqa: F401
+
+
+class DeferredOperatorBot:
+    """The operator bot of ``crm up``, built and started on first need, off the event loop.
+
+    aiogram and the bot's routers cost seconds of imports and ~130 MB. A configured bot (a real
+    token: its webhook, polling and morning digest must run) starts right after the service is
+    ready; the sandbox bot starts on its first update or the first event to dispatch (the bot's
+    handlers are installed before any event runs, see ``HandlerRegistry.before_dispatch``).
+    """
+
+    def __init__(self, wiring: ChannelWiring, assistant: Assistant, config: OperatorBotConfig):
+        self.config = config
+        self.webhook_secret = config.webhook_secret
+        # Sandbox: no webhook to register with Telegram, nobody to poll for: wait for a need.
+        self.eager = config.api_base is None
+        self.bot: OperatorBot | None = None
+        self._wiring = wiring
+        self._assistant = assistant
+        self._starting: asyncio.Task[OperatorBot | None] | None = None
+
+    async def ensure_started(self) -> OperatorBot | None:
+        """The running bot, started now if it was not yet; None if it could not start."""
+        if self._starting is None:
+            self._starting = asyncio.create_task(self._start(), name="crm-operator-bot-start")
+        # Shielded: a caller cancelled while waiting (a request gone) must not cancel the start.
+        return await asyncio.shield(self._starting)
+
+    async def _start(self) -> OperatorBot | None:
+        try:
+            await asyncio.to_thread(_import_operator_bot)  # seconds of imports, off the loop
+            operator = build_operator_bot(self._wiring, self._assistant, self.config)
+            if operator is not None:
+                await operator.start()
+        except Exception:
+            logger.exception("the operator bot did not start")
+            return None
+        self.bot = operator
+        return operator
+
+    async def feed(self, update: dict[str, Any]) -> None:
+        """Process one update (the first one starts the bot)."""
+        operator = await self.ensure_started()
+        if operator is None:
+            logger.warning("operator bot not running: update %s dropped", update.get("update_id"))
+            return
+        await operator.feed(update)
+
+    async def stop(self) -> None:
+        """Stop the bot if it started (a start still running is cancelled)."""
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
+            starting.cancel()
+            with contextlib.suppress(BaseException):
+                await starting
+        if self.bot is not None:
+            await self.bot.stop()
+            self.bot = None

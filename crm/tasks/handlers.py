@@ -45,6 +45,22 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._before: list[Callable[[], Awaitable[object]]] = []
+
+    def before_dispatch(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Await ``hook`` before each dispatch: a part loaded on first need (the operator bot)
+        installs its handlers there, so no event skips them."""
+        self._before.append(hook)
+
+    def remove_before_dispatch(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Forget a ``before_dispatch`` hook; unknown hooks are ignored."""
+        with contextlib.suppress(ValueError):
+            self._before.remove(hook)
+
+    async def prepare(self) -> None:
+        """Run the ``before_dispatch`` hooks (each returns at once after its first time)."""
+        for hook in list(self._before):
+            await hook()
 
     def add(
         self, event_type: str, func: EventHandler, *, name: str, atomic: bool = True
@@ -149,6 +165,7 @@ async def dispatch(event_id: int, handlers: HandlerRegistry | None = None) -> Di
         # Its tenant was deleted (the cascade took the event with it): nothing to do.
         logger.info("event %s no longer exists; nothing to dispatch", event_id)
         return report
+    await handlers.prepare()
     todo = handlers.matching(event.type)
     if not todo:
         return report

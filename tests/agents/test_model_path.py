@@ -101,10 +101,68 @@ async def test_a_model_that_is_down_falls_back_to_the_offline_drafter(
         f"{API}/conversations/{corpus.anna}/drafts", headers=workspace.headers
     )
     assert reply.status_code == 201, reply.text
-    assert reply.json()["source"] == "offline"
-    assert reply.json()["rationale"].startswith("The model failed")
+    draft = reply.json()
+    assert draft["source"] == "offline"
+    assert draft["model"] == "openai/sandbox-chat"  # the model that was asked and failed
+    assert draft["rationale"].startswith(
+        "The AI model openai/sandbox-chat did not answer (the model's server failed); this is "
+        "the offline suggestion. Offline drafter:"
+    )
     failed = await AiCall.get(purpose="draft")
     assert failed.ok is False and failed.error and KEY not in failed.error
+
+
+async def test_the_readme_sandbox_model_steps_work_without_an_api_key(
+    ai: AiService,
+    workspace: Workspace,
+    model_base: tuple[str, SandboxModel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """README: set `model` and `api_base` only; the sandbox, like Ollama or vLLM, wants no key."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    corpus = await make_corpus(workspace)
+    await ai.run_handlers()
+    reply = await ai.http.patch(
+        f"{API}/ai/settings",
+        json={"model": "openai/sandbox-chat", "api_base": model_base[0]},
+        headers=workspace.headers,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["api_key_set"] is False
+    reply = await ai.http.post(
+        f"{API}/conversations/{corpus.anna}/drafts", headers=workspace.headers
+    )
+    assert reply.status_code == 201, reply.text
+    draft = reply.json()
+    assert draft["source"] == "model", draft["rationale"]
+    assert draft["model"] == "openai/sandbox-chat"
+    assert (await AiCall.get(purpose="draft")).ok
+
+
+async def test_a_model_that_times_out_falls_back_saying_so_in_the_leads_language(
+    ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
+) -> None:
+    api_base, model = model_base
+    corpus = await make_corpus(workspace)
+    await ai.run_handlers()
+    await configure_model(ai, workspace, api_base, max_retries=0, timeout_seconds=0.3)
+    model.add_faults("slow", 2, seconds=1.0)
+    english = await ai.http.post(
+        f"{API}/conversations/{corpus.anna}/drafts", headers=workspace.headers
+    )
+    assert english.status_code == 201, english.text
+    assert english.json()["source"] == "offline"
+    assert english.json()["rationale"].startswith(
+        "The AI model openai/sandbox-chat did not answer (timeout); this is the offline suggestion."
+    )
+    russian = await ai.http.post(
+        f"{API}/conversations/{corpus.maria}/drafts", headers=workspace.headers
+    )
+    assert russian.status_code == 201, russian.text
+    assert russian.json()["rationale"].startswith(
+        "AI-модель openai/sandbox-chat не ответила (истекло время ожидания), поэтому это "
+        "офлайн-предложение."
+    )
 
 
 async def test_the_model_classifies_when_configured(

@@ -62,7 +62,7 @@ DIGEST_HEADER_EN = "☀️ <b>Good morning! Your daily digest</b>"
 
 def alerts_of(service: RunningService) -> Alerts:
     """The alerts of the service's operator bot."""
-    alerts = service.app.state.operator_bot.alerts
+    alerts = service.app.state.operator.bot.alerts
     assert isinstance(alerts, Alerts)
     return alerts
 

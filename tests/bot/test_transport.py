@@ -185,7 +185,7 @@ def test_random_plain_texts_join_back_exactly() -> None:
 
 
 def operator_of(service: RunningService) -> OperatorBot:
-    operator = service.app.state.operator_bot
+    operator = service.app.state.operator.bot
     assert isinstance(operator, OperatorBot)
     return operator
 

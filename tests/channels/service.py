@@ -53,8 +53,10 @@ async def running_service(settings: Settings, **overrides: object) -> AsyncItera
                 raise RuntimeError("the service stopped before it started")
             await asyncio.sleep(0.005)
         # The AI handlers run before the notifications: a test's first lead message must not
-        # wait for the model to load.
+        # wait for the model to load. Nor its first update for the operator bot to load.
         await app.state.assistant.warm_up()
+        if app.state.operator is not None:
+            await app.state.operator.ensure_started()
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             yield RunningService(app, base_url, http)
     finally:

@@ -66,7 +66,7 @@ class Recorder(BaseRequestMiddleware):
 
 
 def operator_of(service: RunningService) -> OperatorBot:
-    operator = service.app.state.operator_bot
+    operator = service.app.state.operator.bot
     assert isinstance(operator, OperatorBot)
     return operator
 

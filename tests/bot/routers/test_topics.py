@@ -56,7 +56,7 @@ NO_TOPICS_RIGHT_GROUP = -1001700000006
 
 
 def poster(service: RunningService) -> TeamInboxPoster:
-    operator: OperatorBot = service.app.state.operator_bot
+    operator: OperatorBot = service.app.state.operator.bot
     return operator.team_inbox
 
 

@@ -1,0 +1,34 @@
+"""How the operator bot reaches Telegram: plain values, importable without aiogram.
+
+The composition root knows the bot's webhook secret and mode before aiogram (seconds of
+imports, ~100 MB) is loaded; ``bot.runtime`` builds the bot from this later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
+
+
+@dataclass(frozen=True)
+class OperatorBotConfig:
+    """How the operator bot reaches Telegram and how Telegram reaches it."""
+
+    token: str
+    webhook_secret: str
+    mode: Literal["webhook", "polling"] = "webhook"
+    # The Bot API host: the sandbox emulator's base, or None for api.telegram.org.
+    api_base: str | None = None
+    # Where Telegram posts updates in webhook mode; None leaves setWebhook to someone else
+    # (the sandbox wiring registers the webhook with the in-process emulator directly).
+    webhook_url: str | None = None
+    request_timeout: float = 30.0
+    # How often the daily digest loop looks for members at their local morning; None: never.
+    digest_interval: float | None = 60.0
+    # allow_paid_broadcast on sends, and the bot's send budget raised from 30 to 1000 msg/s.
+    paid_broadcast: bool = False
+    # Space sends by Telegram's flood limits; off against the sandbox emulator, which enforces
+    # none, so a developer (and the test suite) sees answers at once.
+    pace_sends: bool = True
