@@ -61,12 +61,13 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
-# A late "delivered" never undoes "read"; "failed" wins over everything but "read".
+# A late "delivered" never undoes "read". "failed" wins over queued and sent; "delivered" and
+# "read" prove the message reached the lead, so they win over a failure in either order.
 STATUS_RANK = {
     DeliveryStatus.QUEUED: 0,
     DeliveryStatus.SENT: 1,
-    DeliveryStatus.DELIVERED: 2,
-    DeliveryStatus.FAILED: 3,
+    DeliveryStatus.FAILED: 2,
+    DeliveryStatus.DELIVERED: 3,
     DeliveryStatus.READ: 4,
 }
 

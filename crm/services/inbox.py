@@ -436,13 +436,33 @@ async def apply_preference(connection: ConnectionInfo, preference: InboundPrefer
         )
 
 
+TRACKER_PREFIX = "crm-message:"
+
+
+def tracker_for(message_id: int) -> str:
+    """What a send attaches so the provider's receipts name our message (WhatsApp)."""
+    return f"{TRACKER_PREFIX}{message_id}"
+
+
+def _tracked_message_id(tracker: str | None) -> int | None:
+    if not tracker or not tracker.startswith(TRACKER_PREFIX):
+        return None
+    number = tracker[len(TRACKER_PREFIX) :]
+    return int(number) if number.isdigit() and len(number) < 19 else None
+
+
 async def apply_status(connection: ConnectionInfo, receipt: InboundStatus) -> Message | None:
     """Move an outbound message forward (sent, delivered, read, failed); never backward.
 
     A receipt for an id not stored yet (the send call has not returned) waits in
-    PendingStatus and is applied when the sender records the id.
+    PendingStatus and is applied when the sender records the id. When the receipt's tracker
+    names a message whose provider id was never recorded (its worker died, or the answer to
+    the send was lost), the receipt records the id and its status replaces our guess.
     """
     message = await _apply_status_to_stored(connection.id, receipt)
+    if message is not None:
+        return message
+    message = await _apply_status_by_tracker(connection.id, receipt)
     if message is not None:
         return message
     try:
@@ -485,6 +505,39 @@ async def _apply_status_to_stored(
     return message
 
 
+async def _apply_status_by_tracker(connection_id: int, receipt: InboundStatus) -> Message | None:
+    message_id = _tracked_message_id(receipt.tracker)
+    if message_id is None:
+        return None
+    async with in_transaction() as conn:
+        message = (
+            await Message.filter(
+                id=message_id,
+                connection_id=connection_id,
+                direction=Direction.OUT,
+                external_id=None,
+            )
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if message is None:
+            return None
+        # The provider accepted it after all: whatever we marked (queued, or failed with the
+        # delivery state unknown) was a guess, and the provider's word replaces it.
+        guessed = message.status
+        message.external_id = receipt.external_id
+        message.sending_since = None
+        await message.save(using_db=conn, update_fields=["external_id", "sending_since"])
+        if guessed is DeliveryStatus.FAILED:
+            message.status = DeliveryStatus.QUEUED
+            message.error_code = None
+            message.error_title = None
+        if not await _advance(message, receipt, conn):
+            message.status = guessed
+    return message
+
+
 async def _advance(message: Message, receipt: InboundStatus, conn: BaseDBAsyncClient) -> bool:
     if message.direction is not Direction.OUT:
         return False
@@ -495,6 +548,10 @@ async def _advance(message: Message, receipt: InboundStatus, conn: BaseDBAsyncCl
     if receipt.status is DeliveryStatus.FAILED:
         message.error_code = receipt.error_code
         message.error_title = (receipt.error_title or "")[:500] or None
+    else:
+        # Delivered or read after a failure: it arrived; the failure no longer describes it.
+        message.error_code = None
+        message.error_title = None
     await message.save(
         using_db=conn, update_fields=["status", "status_at", "error_code", "error_title"]
     )
