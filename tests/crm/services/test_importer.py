@@ -612,10 +612,7 @@ async def test_a_bad_phone_beside_a_valid_email_keeps_the_row_with_a_warning(
 
 def test_count_rows_counts_records_after_the_header_and_rewinds() -> None:
     data = io.BytesIO(
-        b"\xef\xbb\xbfname,email,notes\r\n"
-        b'A,a@example.com,"two\nlines"\r\n'
-        b"\r\n"
-        b"B,b@example.com,\r\n"
+        b'\xef\xbb\xbfname,email,notes\r\nA,a@example.com,"two\nlines"\r\n\r\nB,b@example.com,\r\n'
     )
     data.seek(0)
     assert count_rows(data) == 3  # the multi-line record is one; the blank one counts too
