@@ -61,12 +61,13 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
-# A late "delivered" never undoes "read"; "failed" wins over everything but "read".
+# A late "delivered" never undoes "read". "failed" wins over queued and sent; "delivered" and
+# "read" prove the message reached the lead, so they win over a failure in either order.
 STATUS_RANK = {
     DeliveryStatus.QUEUED: 0,
     DeliveryStatus.SENT: 1,
-    DeliveryStatus.DELIVERED: 2,
-    DeliveryStatus.FAILED: 3,
+    DeliveryStatus.FAILED: 2,
+    DeliveryStatus.DELIVERED: 3,
     DeliveryStatus.READ: 4,
 }
 
@@ -88,7 +89,9 @@ class InboundMessage:
     """A message a lead sent, normalized from a webhook or update."""
 
     external_id: str
-    sender_id: str  # WhatsApp wa_id, or the Telegram user id as text
+    # WhatsApp: the wa_id (phone digits), or the business-scoped user id ("US.1349...") when
+    # the lead hides their number behind a username; Telegram: the user id as text.
+    sender_id: str
     sent_at: dt.datetime
     kind: MessageKind = MessageKind.TEXT
     text: str = ""  # the text, a caption, a button title or a reaction's emoji
@@ -100,6 +103,11 @@ class InboundMessage:
     payload: dict[str, Any] = field(default_factory=dict)  # location, contacts, button data
     reply_to_external_id: str | None = None
     business_connection_id: str | None = None  # Telegram Business: the rep's chat
+    # WhatsApp's username-era ids: business-scoped user id, its parent (shared by linked
+    # businesses) and the lead's @username, each when the webhook carries it.
+    whatsapp_user_id: str | None = None
+    whatsapp_parent_user_id: str | None = None
+    whatsapp_username: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,10 @@ class InboundStatus:
     recipient_id: str | None = None
     error_code: int | None = None
     error_title: str | None = None
+    recipient_user_id: str | None = None  # WhatsApp business-scoped user id
+    # What the sender attached to the send (WhatsApp ``biz_opaque_callback_data``): names our
+    # message when the send's answer, and so the provider id, was lost.
+    tracker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,7 @@ class InboundPreference:
     sender_id: str
     opted_out: bool
     at: dt.datetime
+    user_id: str | None = None  # WhatsApp business-scoped user id, when given
 
 
 @dataclass(frozen=True)
@@ -177,7 +190,7 @@ class Button:
 class OutboundMessage:
     """A message to send to one lead on one connection."""
 
-    to: str  # WhatsApp wa_id, or the Telegram chat id as text
+    to: str  # WhatsApp wa_id or business-scoped user id, or the Telegram chat id as text
     kind: OutboundKind = OutboundKind.TEXT
     text: str = ""  # body, or the caption of a media message
     media_path: str | None = None  # a stored file to upload
@@ -190,6 +203,7 @@ class OutboundMessage:
     buttons: tuple[Button, ...] = ()
     reply_to_external_id: str | None = None
     business_connection_id: str | None = None
+    tracker: str | None = None  # echoed in the provider's receipts, where it has them
 
 
 @dataclass(frozen=True)

@@ -87,10 +87,16 @@ def _short_name(document: Document) -> str:
     return name if len(name) <= 64 else name[:30] + "…" + name[-30:]
 
 
-def progress_text(file_name: str, rows: int) -> str:
-    """The progress message while ``rows`` rows have been read."""
+def progress_text(file_name: str, rows: int, total: int | None = None) -> str:
+    """The progress message while ``rows`` of ``total`` rows (when known) have been read."""
     if rows <= 0:
         return _("Importing {file}…").format(file=file_name)
+    if total:
+        # The total is counted before the import; a file with odd lines may read a few more.
+        total = max(total, rows)
+        return _(
+            "Importing {file}… {n} of {total} row", "Importing {file}… {n} of {total} rows", total
+        ).format(file=file_name, n=_number(rows), total=_number(total))
     return _("Importing {file}… {n} row", "Importing {file}… {n} rows", rows).format(
         file=file_name, n=_number(rows)
     )
@@ -113,6 +119,14 @@ def summary_text(file_name: str, result: importer.ImportResult) -> str:
             n=_number(result.rejected)
         ),
     ]
+    if result.warned:
+        lines.append(
+            _(
+                "{n} row imported without a bad field",
+                "{n} rows imported without a bad field",
+                result.warned,
+            ).format(n=_number(result.warned))
+        )
     if result.errors:
         lines.append(
             _("The rejected rows and the reasons are in {file}.").format(file=REJECTED_FILE_NAME)
@@ -121,15 +135,15 @@ def summary_text(file_name: str, result: importer.ImportResult) -> str:
 
 
 def rejected_rows_csv(errors: list[importer.RowError]) -> bytes:
-    """The rejected rows as CSV: row, field, reason (UTF-8 with a BOM, for spreadsheets)."""
+    """The rejected rows and warnings as CSV: row, field, reason, level (UTF-8 with a BOM)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(["row", "field", "reason"])
+    writer.writerow(["row", "field", "reason", "level"])
     for error in errors:
         reason = error.reason
         if reason.startswith(_FORMULA_START):  # a spreadsheet must not run it as a formula
             reason = "'" + reason
-        writer.writerow([error.row, error.field, reason])
+        writer.writerow([error.row, error.field, reason, error.level])
     return buffer.getvalue().encode("utf-8-sig")
 
 
@@ -146,6 +160,7 @@ class ProgressMessage:
         self.interval = options.progress_interval
         self.clock = options.clock
         self.rows = 0
+        self.total: int | None = None  # the file's data rows, once counted
         self._last_at = self.clock()  # sending the message counts as its first change
         self._last_text = progress_text(file_name, 0)
         self._blocked_until = float("-inf")
@@ -159,7 +174,7 @@ class ProgressMessage:
             return
         if self._editing is not None and not self._editing.done():
             return
-        text = progress_text(self.file_name, rows)
+        text = progress_text(self.file_name, rows, self.total)
         if text == self._last_text:
             return
         self._last_at = now
@@ -294,6 +309,10 @@ class _ImportJob:
             source = cast(BinaryIO, spool)
             if not await self._download(source):
                 return
+            # Counted in a thread (a 20 MB file takes a moment) so the bot stays responsive;
+            # a file the count cannot read gets the import's own error below.
+            with contextlib.suppress(Exception):
+                self.progress.total = await asyncio.to_thread(importer.count_rows, source)
             try:
                 result = await importer.do_import_contacts(
                     self.actor,
@@ -322,9 +341,9 @@ class _ImportJob:
             await self.bot.send_document(
                 self.progress.chat_id,
                 BufferedInputFile(rejected_rows_csv(result.errors), filename=REJECTED_FILE_NAME),
-                caption=_("Rejected rows of {file}: row, field, reason.").format(
-                    file=self.file_name
-                ),
+                caption=_(
+                    "Rejected rows and warnings of {file}: row, field, reason, level."
+                ).format(file=self.file_name),
             )
 
     async def _download(self, destination: IO[bytes]) -> bool:

@@ -79,6 +79,15 @@ def _digits(value: str) -> str:
     return re.sub(r"\D", "", value)
 
 
+# A business-scoped user id ("US.1349...", parent "US.ENT.1181..."): a lead with a username.
+_USER_ID_RE = re.compile(r"^[A-Z]{2}\.(ENT\.)?\d+$")
+
+
+def _lead_id(value: str) -> str:
+    """A lead's key: a user id as is, a phone number as its digits (the wa_id)."""
+    return value.strip() if _USER_ID_RE.match(value.strip()) else _digits(value)
+
+
 def sign_body(app_secret: str, body: bytes) -> str:
     """The ``X-Hub-Signature-256`` header value Meta sends with ``body``."""
     digest = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
@@ -526,7 +535,7 @@ class WhatsAppEmulator:
 
     def set_last_inbound(self, connection_id: str, wa_id: str, at: dt.datetime | None) -> None:
         """Pretend the lead last wrote at ``at`` (None closes the 24-hour window)."""
-        key = (self._connection(connection_id).phone_id, _digits(wa_id))
+        key = (self._connection(connection_id).phone_id, _lead_id(wa_id))
         if at is None:
             self._last_inbound.pop(key, None)
         else:
@@ -558,7 +567,7 @@ class WhatsAppEmulator:
 
     def outbox(self, to: str | None = None, connection_id: str | None = None) -> list[OutboxEntry]:
         """What the business sent, oldest first, optionally for one lead or connection."""
-        wa_id = _digits(to) if to else None
+        wa_id = _lead_id(to) if to else None
         return [
             e
             for e in self._outbox
@@ -613,13 +622,18 @@ class WhatsAppEmulator:
         emoji: str | None = None,
         message_id: str | None = None,
     ) -> str:
-        """The lead ``from_`` sends a message; its webhook is pushed; returns its wamid."""
+        """The lead ``from_`` sends a message; its webhook is pushed; returns its wamid.
+
+        ``from_`` is a phone number, or a business-scoped user id (``US.1349...``) for a lead
+        who shows only a username: then the push names them by ``from_user_id`` alone.
+        """
         connection = self._connection(connection_id)
-        wa_id = _digits(str(from_))
+        wa_id = _lead_id(str(from_))
         now = self.clock()
         wamid = _new_wamid()
+        by_user_id = bool(_USER_ID_RE.match(wa_id))
         message: dict[str, Any] = {
-            "from": wa_id,
+            "from_user_id" if by_user_id else "from": wa_id,
             "id": wamid,
             "timestamp": str(int(now.timestamp())),
         }
@@ -643,7 +657,11 @@ class WhatsAppEmulator:
         self._last_inbound[(connection.phone_id, wa_id)] = now
         self._changed()
         value = self._value(connection)
-        value["contacts"] = [{"profile": {"name": name or wa_id}, "wa_id": wa_id}]
+        if by_user_id:
+            profile = {"name": name or wa_id, "username": f"@{wa_id.split('.')[-1][-8:]}"}
+            value["contacts"] = [{"profile": profile, "user_id": wa_id}]
+        else:
+            value["contacts"] = [{"profile": {"name": name or wa_id}, "wa_id": wa_id}]
         value["messages"] = [message]
         self._enqueue(connection, self._envelope(connection, value, "messages"))
         return wamid
@@ -751,7 +769,7 @@ class WhatsAppEmulator:
         raw_to = body.get("to") or body.get("recipient")
         if not isinstance(raw_to, str | int) or not _digits(str(raw_to)):
             raise _invalid("The parameter to is required.")
-        to = _digits(str(raw_to))
+        to = _lead_id(str(raw_to))
         kind = body.get("type", "text")
         if kind != "template" and kind not in FREE_FORM_TYPES:
             raise _invalid(f"Param type must be one of {{{', '.join(FREE_FORM_TYPES)}, template}}")
@@ -793,7 +811,9 @@ class WhatsAppEmulator:
         return JSONResponse(
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": str(raw_to), "wa_id": to}],
+                "contacts": [
+                    {"input": str(raw_to), "user_id" if _USER_ID_RE.match(to) else "wa_id": to}
+                ],
                 "messages": [answer],
             }
         )
@@ -1036,8 +1056,11 @@ class WhatsAppEmulator:
             "id": entry.id,
             "status": status,
             "timestamp": str(int(now.timestamp())),
-            "recipient_id": entry.to,
         }
+        receipt["recipient_user_id" if _USER_ID_RE.match(entry.to) else "recipient_id"] = entry.to
+        tracker = entry.payload.get("biz_opaque_callback_data")
+        if isinstance(tracker, str) and tracker:
+            receipt["biz_opaque_callback_data"] = tracker
         if status != "read":
             conversation_id, expires = self._conversation(entry)
             conversation: dict[str, Any] = {

@@ -14,6 +14,8 @@ query, which has no message id of its own) is ``"cbq:<callback_query_id>"``.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -102,9 +104,17 @@ def parse_body(body: bytes) -> list[InboundUpdate]:
     for item in items:
         if not isinstance(item, dict):
             continue
-        update = _validate(item)
-        if update is not None:
-            updates.extend(parse_update(update))
+        unparsed: list[str] = []
+        update = _validate(item, unparsed)
+        if update is None:
+            continue
+        for parsed in parse_update(update):
+            if unparsed and isinstance(parsed, InboundMessage):
+                # Say what was left out, and keep it as Telegram sent it: nothing is lost.
+                raw = {path: _raw_at(item, path) for path in unparsed}
+                payload = {**parsed.payload, "unparsed": unparsed, "unparsed_raw": raw}
+                parsed = dataclasses.replace(parsed, payload=payload)
+            updates.append(parsed)
     return updates
 
 
@@ -114,21 +124,101 @@ _MESSAGE_CORE = frozenset(
 )
 
 
-def _validate(item: dict[str, Any]) -> Update | None:
-    """The aiogram Update of a JSON object, salvaging what a lead wrote when a part is odd."""
+_PRUNE_ROUNDS = 8
+
+
+def _drop(node: Any, path: tuple[Any, ...]) -> str | None:
+    """Remove the object at ``path`` from ``node``; its dotted path, or None if not found.
+
+    Segments that name no key (pydantic's union member tags, e.g. ``Message``) are skipped.
+    """
+    shown: list[str] = []
+    parent: Any = None
+    key: Any = None
+    for segment in path:
+        in_dict = isinstance(node, dict) and segment in node
+        in_list = isinstance(node, list) and isinstance(segment, int) and 0 <= segment < len(node)
+        if in_dict or in_list:
+            parent, key, node = node, segment, node[segment]
+        elif isinstance(segment, str):
+            continue
+        else:
+            return None
+        shown.append(str(segment))
+    if parent is None or len(shown) < 2:
+        return None  # never the update's message (or query) itself
+    if isinstance(parent, dict):
+        del parent[key]
+    else:
+        parent.pop(key)
+    return ".".join(shown[1:])
+
+
+def _raw_at(item: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted path of the update's message (or query), None when absent."""
+    node: Any = next((v for v in item.values() if isinstance(v, dict)), None)
+    for segment in dotted.split("."):
+        if isinstance(node, dict):
+            node = node.get(segment)
+        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
+            node = node[int(segment)]
+        else:
+            return None
+    return node
+
+
+def _pruned(item: dict[str, Any], exc: ValidationError, unparsed: list[str]) -> Update | None:
+    """Validate again without the sub-objects aiogram rejected, noting each one left out."""
+    candidate = copy.deepcopy(item)
+    for _round in range(_PRUNE_ROUNDS):
+        # The object holding the offending field goes (an empty thumbnail, a poll lacking a
+        # field newer Bot APIs add). Only the deepest ones per round: a union's other members
+        # (an inaccessible message) fail higher up, and must not take the whole message along.
+        paths = {tuple(e["loc"][:-1]) for e in exc.errors()}
+        deepest = max(len(p) for p in paths)
+        chosen = sorted((p for p in paths if len(p) == deepest), reverse=True)
+        dropped = [d for d in (_drop(candidate, p) for p in chosen) if d]
+        if not dropped:
+            return None
+        for path in dropped:
+            # A part inside one already noted is not news; an enclosing part replaces it.
+            unparsed[:] = [u for u in unparsed if not u.startswith(path + ".")]
+            unparsed.append(path)
+        try:
+            return Update.model_validate(candidate)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _validate(item: dict[str, Any], unparsed: list[str] | None = None) -> Update | None:
+    """The aiogram Update of a JSON object, salvaging what a lead wrote when a part is odd.
+
+    ``unparsed`` receives the dotted paths (inside the message) of the parts left out.
+    """
+    notes: list[str] = [] if unparsed is None else unparsed
     try:
         return Update.model_validate(item)
     except ValidationError as exc:
         errors = exc.error_count()
+        first = exc
+    pruned = _pruned(item, first, notes)
+    if pruned is not None:
+        logger.info("telegram update %s parsed without %s", item.get("update_id"), notes)
+        return pruned
+    notes.clear()
     # An attachment aiogram cannot read (a newer Bot API shape) must not lose the message
     # itself: keep its core fields; the content then parses as unsupported.
     kind = next((k for k in _MESSAGE_KINDS if isinstance(item.get(k), dict)), None)
     if kind is not None:
         core = {k: v for k, v in item[kind].items() if k in _MESSAGE_CORE}
         try:
-            return Update.model_validate({"update_id": item.get("update_id"), kind: core})
+            update = Update.model_validate({"update_id": item.get("update_id"), kind: core})
         except ValidationError:
             pass
+        else:
+            notes.extend(sorted(k for k in item[kind] if k not in _MESSAGE_CORE))
+            return update
     logger.warning(
         "telegram update %s does not validate (%d errors); skipped", item.get("update_id"), errors
     )

@@ -170,22 +170,25 @@ class WhatsAppAdapter:
         return SendResult(external_id=sent)
 
     async def _send(self, wa: WhatsApp, message: OutboundMessage) -> str:
+        # A wa_id goes out as "to"; a business-scoped user id ("US.1349...", a lead who shows
+        # only a username) pywa recognizes and sends as "recipient", which Meta accepts.
         to = message.to.lstrip("+")
-        reply_to = message.reply_to_external_id
+        common: dict[str, Any] = {"reply_to_message_id": message.reply_to_external_id}
+        if message.tracker:
+            # Echoed as biz_opaque_callback_data in every receipt of this message.
+            common["tracker"] = message.tracker
         match message.kind:
             case OutboundKind.TEXT:
-                sent = await wa.send_message(to, message.text, reply_to_message_id=reply_to)
+                sent = await wa.send_message(to, message.text, **common)
             case OutboundKind.BUTTONS:
-                sent = await wa.send_message(
-                    to, message.text, buttons=_buttons(message), reply_to_message_id=reply_to
-                )
+                sent = await wa.send_message(to, message.text, buttons=_buttons(message), **common)
             case OutboundKind.TEMPLATE:
                 sent = await wa.send_template(
                     to,
                     name=message.template_name,
                     language=_language(message.template_language),
                     params=_template_params(message.template_params),
-                    reply_to_message_id=reply_to,
+                    **common,
                 )
             case OutboundKind.IMAGE:
                 sent = await wa.send_image(
@@ -193,7 +196,7 @@ class WhatsAppAdapter:
                     _media(message),
                     caption=message.text or None,
                     mime_type=message.mime_type,
-                    reply_to_message_id=reply_to,
+                    **common,
                 )
             case OutboundKind.VIDEO:
                 sent = await wa.send_video(
@@ -201,7 +204,7 @@ class WhatsAppAdapter:
                     _media(message),
                     caption=message.text or None,
                     mime_type=message.mime_type,
-                    reply_to_message_id=reply_to,
+                    **common,
                 )
             case OutboundKind.DOCUMENT:
                 filename = message.filename or _default_filename(message)
@@ -211,15 +214,15 @@ class WhatsAppAdapter:
                     filename=filename,
                     caption=message.text or None,
                     mime_type=message.mime_type,
-                    reply_to_message_id=reply_to,
+                    **common,
                 )
             case OutboundKind.AUDIO:
                 sent = await wa.send_audio(
-                    to, _media(message), mime_type=message.mime_type, reply_to_message_id=reply_to
+                    to, _media(message), mime_type=message.mime_type, **common
                 )
             case OutboundKind.VOICE:
                 sent = await wa.send_voice(
-                    to, _media(message), mime_type=message.mime_type, reply_to_message_id=reply_to
+                    to, _media(message), mime_type=message.mime_type, **common
                 )
             case _:
                 raise ValueError(f"whatsapp cannot send {message.kind!r}")

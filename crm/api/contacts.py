@@ -28,6 +28,10 @@ class ContactOut(BaseModel):
     telegram_username: str | None
     telegram_id: int | None
     whatsapp_id: str | None
+    whatsapp_user_id: str | None = Field(
+        default=None, description="WhatsApp business-scoped user id (read-only)"
+    )
+    whatsapp_username: str | None = Field(default=None, description="read-only, no @")
     tags: list[str]
     custom_fields: dict[str, Any]
     owner_id: int | None
@@ -87,6 +91,8 @@ def contact_out(record: ContactRecord) -> ContactOut:
         telegram_username=contact.telegram_username,
         telegram_id=contact.telegram_id,
         whatsapp_id=contact.whatsapp_id,
+        whatsapp_user_id=contact.whatsapp_user_id,
+        whatsapp_username=contact.whatsapp_username,
         tags=record.tags,
         custom_fields=contact.custom_fields,
         owner_id=contact.owner_id,

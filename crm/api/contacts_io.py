@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from crm.api.deps import ActorDep
 from crm.services import exporter, importer
@@ -21,6 +21,10 @@ class ImportErrorOut(BaseModel):
     row: int
     field: str
     reason: str
+    level: Literal["error", "warning"] = Field(
+        default="error",
+        description="error: the row was rejected; warning: imported without this field",
+    )
 
 
 class ImportOut(BaseModel):

@@ -79,6 +79,11 @@ class Contact(Model):
     telegram_username = fields.CharField(max_length=64, null=True, description="lower-cased, no @")
     telegram_id = fields.BigIntField(null=True)
     whatsapp_id = fields.CharField(max_length=32, null=True)
+    # WhatsApp's business-scoped user id ("US.1349..."): the lead's id when they hide their
+    # phone behind a username; the parent id is the same person across linked businesses.
+    whatsapp_user_id = fields.CharField(max_length=64, null=True)
+    whatsapp_parent_user_id = fields.CharField(max_length=64, null=True)
+    whatsapp_username = fields.CharField(max_length=64, null=True, description="no @")
     custom_fields: dict[str, object] = fields.JSONField(default=dict)
     owner: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
@@ -108,6 +113,7 @@ class Contact(Model):
             ("tenant", "telegram_username"),
             ("tenant", "telegram_id"),
             ("tenant", "whatsapp_id"),
+            ("tenant", "whatsapp_user_id"),
         )
         # Keyset pagination walks (tenant, sort key, id); filters lead with the tenant.
         indexes = (
@@ -116,6 +122,7 @@ class Contact(Model):
             ("tenant_id", "name", "id"),
             ("tenant_id", "created_at", "id"),
             ("tenant_id", "updated_at", "id"),
+            ("tenant_id", "whatsapp_parent_user_id"),
         )
 
 

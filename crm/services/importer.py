@@ -230,11 +230,16 @@ def _timezones() -> frozenset[str]:
 
 @dataclass(frozen=True)
 class RowError:
-    """One rejected row: its number in the file (the header is row 1), the field and why."""
+    """A row's problem: its number in the file (the header is row 1), the field and why.
+
+    ``level`` "error": the row was rejected; "warning": the row was imported without the field
+    (a bad identifier beside a good one).
+    """
 
     row: int
     field: str
     reason: str
+    level: str = "error"
 
 
 @dataclass
@@ -246,14 +251,18 @@ class ImportResult:
     skipped: int = 0
     errors: list[RowError] = field(default_factory=list)
     rejected: int = 0
+    warned: int = 0  # rows imported without a bad field
 
     def as_dict(self) -> dict[str, Any]:
-        """The API shape: counts and the rejected rows."""
+        """The API shape: counts, and the rejected rows and warnings by row."""
         return {
             "created": self.created,
             "updated": self.updated,
             "skipped": self.skipped,
-            "errors": [{"row": e.row, "field": e.field, "reason": e.reason} for e in self.errors],
+            "errors": [
+                {"row": e.row, "field": e.field, "reason": e.reason, "level": e.level}
+                for e in self.errors
+            ],
         }
 
 
@@ -334,6 +343,7 @@ class _Row:
     tags: dict[str, str] | None = None
     note: str | None = None
     custom: dict[str, str] | None = None
+    warnings: list[RowError] = field(default_factory=list)
 
 
 def _first(value: str) -> str:
@@ -473,6 +483,16 @@ class _RowParser:
         custom = {k[7:]: v for k, v in raw.items() if k.startswith("custom.")}
         row.custom = custom or None
 
+        # A bad identifier beside a good one loses only that field: the row is still the
+        # person, and the report says which field was left out and why.
+        if any(k in values for k in IDENTIFIER_FIELDS) and all(
+            e.field in IDENTIFIER_FIELDS for e in errors
+        ):
+            row.warnings = [
+                RowError(e.row, e.field, f"{e.reason}; imported without it", "warning")
+                for e in errors
+            ]
+            return row
         if errors:
             return errors
         if not any(k in values for k in IDENTIFIER_FIELDS):
@@ -1000,7 +1020,10 @@ class _Import:
         self.inserted_at_analyze = 0
 
     def add_errors(self, errors: list[RowError]) -> None:
-        self.result.rejected += 1
+        if any(e.level == "error" for e in errors):
+            self.result.rejected += 1
+        else:
+            self.result.warned += 1
         for error in errors:
             if len(self.result.errors) < MAX_REPORTED_ERRORS:
                 self.result.errors.append(error)
@@ -1010,6 +1033,7 @@ class _Import:
     async def run_batch(self, rows: list[_Row], rejected: list[list[RowError]]) -> None:
         """Resolve and write one batch; ``rejected`` are its rows that failed to parse."""
         counts, errors = ImportResult(), list(rejected)
+        errors += [row.warnings for row in rows if row.warnings]
         if rows:
             try:
                 async with _batch_transaction() as conn:
@@ -1306,6 +1330,37 @@ def _read_records(text: io.TextIOBase, delimiter: str) -> Iterator[list[str] | c
             return
         except csv.Error as exc:
             yield exc
+
+
+def count_rows(source: BinaryIO) -> int:
+    """The data rows of a CSV (records after the first non-blank one), for a progress total.
+
+    Reads from the current position to the end, then seeks back there. Blank records count,
+    as the import's progress counts them.
+    """
+    start = source.tell()
+    try:
+        head = source.read(SAMPLE_BYTES)
+        if not head:
+            return 0
+        encoding, _ascii = _detect_encoding(head)
+        delimiter = _detect_delimiter(head.decode(encoding, errors="replace"))
+        text = io.TextIOWrapper(
+            io.BufferedReader(_PrefixedReader(head, source)),
+            encoding=encoding,
+            errors="replace",
+            newline="",
+        )
+        records, header_seen = 0, False
+        for record in _read_records(text, delimiter):
+            if header_seen:
+                records += 1
+            elif not isinstance(record, csv.Error) and any(c.strip() for c in record):
+                header_seen = True
+        text.detach()
+        return records
+    finally:
+        source.seek(start)
 
 
 async def do_import_contacts(

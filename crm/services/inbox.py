@@ -100,9 +100,18 @@ async def find_message(connection_id: int, external_id: str) -> Message | None:
     return await Message.filter(connection_id=connection_id, external_id=external_id).first()
 
 
+# Not identities: a parent user id is shared with nobody else but is a weaker key (looked up
+# last, not unique); a username can change hands, so it is shown, never matched on.
+_WEAK_FIELDS = ("whatsapp_parent_user_id", "whatsapp_username")
+
+
 def _identity_filters(connection: ConnectionInfo, inbound: InboundMessage) -> list[dict[str, Any]]:
     """Contact lookups, strongest identifier first."""
-    return [{field: value} for field, value in _identifiers_of(connection, inbound).items()]
+    values = _identifiers_of(connection, inbound)
+    lookups = [{f: v} for f, v in values.items() if f not in _WEAK_FIELDS]
+    if "whatsapp_parent_user_id" in values:
+        lookups.append({"whatsapp_parent_user_id": values["whatsapp_parent_user_id"]})
+    return lookups
 
 
 async def _identity_taken(
@@ -123,7 +132,13 @@ async def _find_or_create_contact(
             await _fill_identifiers(actor, connection, contact, inbound, conn)
             return contact
     values = _identifiers_of(connection, inbound)
-    name = inbound.sender_name or inbound.phone or values.get("telegram_username") or ""
+    name = (
+        inbound.sender_name
+        or inbound.phone
+        or values.get("telegram_username")
+        or values.get("whatsapp_username")
+        or ""
+    )
     contact = Contact(
         tenant_id=connection.tenant_id,
         name=name[:200],
@@ -148,7 +163,18 @@ async def _find_or_create_contact(
 def _identifiers_of(connection: ConnectionInfo, inbound: InboundMessage) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if connection.kind is ChannelKind.WHATSAPP:
-        values["whatsapp_id"] = inbound.sender_id
+        # The sender is a wa_id (digits), or a user id when the lead shows only a username.
+        if inbound.sender_id.isdigit():
+            values["whatsapp_id"] = inbound.sender_id
+        user_id = inbound.whatsapp_user_id or (
+            None if inbound.sender_id.isdigit() else inbound.sender_id
+        )
+        if user_id:
+            values["whatsapp_user_id"] = user_id[:64]
+        if inbound.whatsapp_parent_user_id:
+            values["whatsapp_parent_user_id"] = inbound.whatsapp_parent_user_id[:64]
+        if inbound.whatsapp_username:
+            values["whatsapp_username"] = inbound.whatsapp_username.lower()[:64]
     elif inbound.sender_id.isdigit():
         values["telegram_id"] = int(inbound.sender_id)
     if inbound.phone:
@@ -169,9 +195,14 @@ async def _fill_identifiers(
     before = snapshot(contact, exclude=frozenset({"search_text"}))
     changed = False
     for field, value in _identifiers_of(connection, inbound).items():
-        if getattr(contact, field) is not None:
+        current = getattr(contact, field)
+        if field == "whatsapp_username" and current != value:
+            pass  # the lead's current username, whatever it was before
+        elif current is not None:
             continue
-        if await _identity_taken(contact.tenant_id, field, value, contact.id, conn):
+        elif field not in _WEAK_FIELDS and await _identity_taken(
+            contact.tenant_id, field, value, contact.id, conn
+        ):
             continue  # another contact holds it; merging people is an operator's decision
         setattr(contact, field, value)
         changed = True
@@ -406,21 +437,20 @@ async def apply_preference(connection: ConnectionInfo, preference: InboundPrefer
     """A lead stopped or resumed marketing messages; True when the contact changed."""
     actor = Actor.system(connection.tenant_id)
     async with in_transaction() as conn:
-        contact = (
-            await Contact.filter(tenant_id=connection.tenant_id, whatsapp_id=preference.sender_id)
-            .using_db(conn)
-            .select_for_update()
-            .first()
-        )
-        if contact is None and connection.kind is ChannelKind.WHATSAPP:
+        lookups: list[dict[str, Any]] = [{"whatsapp_id": preference.sender_id}]
+        if connection.kind is ChannelKind.WHATSAPP:
+            user_id = preference.user_id or preference.sender_id
+            lookups += [{"whatsapp_user_id": user_id}, {"phone": f"+{preference.sender_id}"}]
+        contact = None
+        for lookup in lookups:
             contact = (
-                await Contact.filter(
-                    tenant_id=connection.tenant_id, phone=f"+{preference.sender_id}"
-                )
+                await Contact.filter(tenant_id=connection.tenant_id, **lookup)
                 .using_db(conn)
                 .select_for_update()
                 .first()
             )
+            if contact is not None:
+                break
         if contact is None:
             logger.info("marketing preference for an unknown lead on connection %s", connection.id)
             return False
@@ -429,13 +459,33 @@ async def apply_preference(connection: ConnectionInfo, preference: InboundPrefer
         )
 
 
+TRACKER_PREFIX = "crm-message:"
+
+
+def tracker_for(message_id: int) -> str:
+    """What a send attaches so the provider's receipts name our message (WhatsApp)."""
+    return f"{TRACKER_PREFIX}{message_id}"
+
+
+def _tracked_message_id(tracker: str | None) -> int | None:
+    if not tracker or not tracker.startswith(TRACKER_PREFIX):
+        return None
+    number = tracker[len(TRACKER_PREFIX) :]
+    return int(number) if number.isdigit() and len(number) < 19 else None
+
+
 async def apply_status(connection: ConnectionInfo, receipt: InboundStatus) -> Message | None:
     """Move an outbound message forward (sent, delivered, read, failed); never backward.
 
     A receipt for an id not stored yet (the send call has not returned) waits in
-    PendingStatus and is applied when the sender records the id.
+    PendingStatus and is applied when the sender records the id. When the receipt's tracker
+    names a message whose provider id was never recorded (its worker died, or the answer to
+    the send was lost), the receipt records the id and its status replaces our guess.
     """
     message = await _apply_status_to_stored(connection.id, receipt)
+    if message is not None:
+        return message
+    message = await _apply_status_by_tracker(connection.id, receipt)
     if message is not None:
         return message
     try:
@@ -478,6 +528,39 @@ async def _apply_status_to_stored(
     return message
 
 
+async def _apply_status_by_tracker(connection_id: int, receipt: InboundStatus) -> Message | None:
+    message_id = _tracked_message_id(receipt.tracker)
+    if message_id is None:
+        return None
+    async with in_transaction() as conn:
+        message = (
+            await Message.filter(
+                id=message_id,
+                connection_id=connection_id,
+                direction=Direction.OUT,
+                external_id=None,
+            )
+            .using_db(conn)
+            .select_for_update()
+            .first()
+        )
+        if message is None:
+            return None
+        # The provider accepted it after all: whatever we marked (queued, or failed with the
+        # delivery state unknown) was a guess, and the provider's word replaces it.
+        guessed = message.status
+        message.external_id = receipt.external_id
+        message.sending_since = None
+        await message.save(using_db=conn, update_fields=["external_id", "sending_since"])
+        if guessed is DeliveryStatus.FAILED:
+            message.status = DeliveryStatus.QUEUED
+            message.error_code = None
+            message.error_title = None
+        if not await _advance(message, receipt, conn):
+            message.status = guessed
+    return message
+
+
 async def _advance(message: Message, receipt: InboundStatus, conn: BaseDBAsyncClient) -> bool:
     if message.direction is not Direction.OUT:
         return False
@@ -488,6 +571,10 @@ async def _advance(message: Message, receipt: InboundStatus, conn: BaseDBAsyncCl
     if receipt.status is DeliveryStatus.FAILED:
         message.error_code = receipt.error_code
         message.error_title = clean_text(receipt.error_title or "")[:500] or None
+    else:
+        # Delivered or read after a failure: it arrived; the failure no longer describes it.
+        message.error_code = None
+        message.error_title = None
     await message.save(
         using_db=conn, update_fields=["status", "status_at", "error_code", "error_title"]
     )

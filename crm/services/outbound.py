@@ -8,7 +8,9 @@ connection's rate, retries what the provider asks to retry, and records the prov
 Exactly once: a message is handed to the provider only by the worker that claimed it, and a
 retry happens only after the provider refused it. A worker killed in the middle of a send
 leaves the claim behind; such a message is never re-sent blindly (at most once), and
-``fail_stale_sends`` marks it failed so the operator sees it.
+``fail_stale_sends`` marks it failed so the operator sees it. That failure is a guess: each
+send carries a tracker naming the message, and a receipt the provider sends later with it
+records the provider id and moves the message to the true state (see ``inbox.apply_status``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from crm.services.inbox import (
     apply_pending_statuses,
     preview_of,
     status_event,
+    tracker_for,
 )
 from crm.services.references import lock_in_tenant
 
@@ -361,6 +364,7 @@ def _outbound(message: Message, conversation: Conversation, deps: DeliveryDeps) 
         buttons=buttons,
         reply_to_external_id=None,
         business_connection_id=conversation.business_connection_id or None,
+        tracker=tracker_for(message.id),
     )
 
 

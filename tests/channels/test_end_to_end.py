@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from crm.models import Message, Role
+from crm.models import Contact, Message, Role
 from crm.settings import Settings
 from tests.channels.service import RunningService, running_service
 from tests.conftest import Workspace
@@ -436,3 +436,30 @@ async def test_a_lead_photo_is_downloaded_and_kept(
     key = str(message.media["key"])
     assert (tmp_path / "media" / key).read_bytes() == picture
     assert message.text == "our office"
+
+
+async def test_a_username_lead_without_a_phone_is_stored_and_answered(
+    service: RunningService, workspace: Workspace
+) -> None:
+    user_id = "US.13491208655302741918"
+    connection_id = await add_sandbox_channel(service, workspace, "whatsapp")
+    await lead_writes(service, connection_id, "Hi, no phone here", **{"from": user_id})
+    conversation = await the_conversation(service, workspace)
+    contact = await Contact.get(id=conversation["contact_id"])
+    assert (contact.whatsapp_user_id, contact.whatsapp_id, contact.phone) == (user_id, None, None)
+
+    sent = await service.http.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"text": "Hello!"},
+        headers=workspace.headers,
+    )
+    assert sent.status_code == 202, sent.text
+    message_id = sent.json()["id"]
+
+    async def read_by_lead() -> bool:
+        return (await Message.get(id=message_id)).status.value == "read"
+
+    await eventually(read_by_lead)
+    reply = await service.http.get("/sandbox/whatsapp/outbox", params={"to": user_id})
+    [entry] = reply.json()
+    assert entry["text"] == "Hello!"

@@ -66,14 +66,17 @@ def test_tenant_key_import_export_round_trip(run, tmp_path: Path) -> None:  # ty
     csv_path = tmp_path / "leads.csv"
     csv_path.write_text(
         "Имя;Фамилия;Телефон;Почта\nИван;Петров;8 912 345-67-89;ivan@example.com\n"
-        "Анна;;;not-an-email\n",
+        "Анна;;;not-an-email\n"
+        "Ольга;;12;olga@example.com\n",
         encoding="cp1251",
     )
     imported = run("import", "contacts", str(csv_path), "--tenant", tenant)
     result = json.loads(imported.stdout)
-    assert result["created"] == 1
+    assert result["created"] == 2
     assert result["errors"] == [
-        {"row": 3, "field": "email", "reason": result["errors"][0]["reason"]}
+        {"row": 3, "field": "email", "reason": result["errors"][0]["reason"], "level": "error"},
+        # A bad phone beside a good email: imported without the phone, said as a warning.
+        {"row": 4, "field": "phone", "reason": result["errors"][1]["reason"], "level": "warning"},
     ]
     assert "imported" in imported.stderr  # progress is shown while importing
 

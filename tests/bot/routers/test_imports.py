@@ -11,6 +11,7 @@ import base64
 import csv
 import io
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -186,14 +187,17 @@ async def test_import_reports_progress_throttled_then_the_summary_and_rejected_r
     # 100 data rows in batches of 10: 11 callbacks, 1 s apart. At most one edit per 3 s, each
     # with a new text: the rows shown grow by at least 3 batches between two edits.
     assert 1 <= len(progress) <= 11 // 3, progress
-    shown = [int(t.rsplit(" ", 2)[-2]) for t in progress]
-    assert all(text.startswith("Importing contacts.csv… ") for text in progress), progress
+    # Each edit says how far it is out of the file's 100 data rows ("30 of 100 rows").
+    counted = [re.fullmatch(r"Importing contacts\.csv… (\d+) of (\d+) rows", t) for t in progress]
+    assert all(counted), progress
+    shown = [int(m.group(1)) for m in counted if m]
+    assert {int(m.group(2)) for m in counted if m} == {100}
     assert shown[0] >= 30 and all(b - a >= 30 for a, b in itertools.pairwise(shown))
 
     document, content = await sent_document(service, OWNER)
     assert document["media"]["file_name"] == "rejected-rows.csv"
     rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
-    assert rows[0] == ["row", "field", "reason"]
+    assert rows[0] == ["row", "field", "reason", "level"]
     # The header is row 1; the broken rows follow the 95 good ones.
     assert [(r[0], r[1]) for r in rows[1:]] == [(str(n), "email") for n in range(97, 102)]
     assert all(r[2] for r in rows[1:])
@@ -252,7 +256,9 @@ async def test_summary_in_russian_with_plural_forms(service: RunningService) -> 
         "Отклонённые строки и причины — в файле rejected-rows.csv."
     )
     document, content = await sent_document(service, RU_OWNER)
-    assert document["caption"] == "Отклонённые строки из второй.csv: строка, поле, причина."
+    assert document["caption"] == (
+        "Отклонённые строки и предупреждения из второй.csv: строка, поле, причина, уровень."
+    )
     rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
     assert [r[:2] for r in rows] == [["row", "field"], ["7", "email"], ["8", "email"]]
     await wait_idle(service)
@@ -262,33 +268,47 @@ async def test_summary_in_russian_with_plural_forms(service: RunningService) -> 
 def test_progress_and_summary_texts_in_both_languages() -> None:
     i18n = build_i18n()
     result = ImportResult(created=1, updated=21, skipped=12_000, rejected=5)
+    warned = ImportResult(created=2, warned=2)
     with i18n.context(), i18n.use_locale("en"):
         assert progress_text("a.csv", 12_000) == "Importing a.csv… 12,000 rows"
         assert progress_text("a.csv", 1) == "Importing a.csv… 1 row"
+        assert progress_text("a.csv", 120, 500) == "Importing a.csv… 120 of 500 rows"
+        # A total counted short (odd lines) never shows more done than there are.
+        assert progress_text("a.csv", 3, 2) == "Importing a.csv… 3 of 3 rows"
         assert summary_text("a.csv", result).splitlines()[1:] == [
             "1 contact created",
             "21 contacts updated",
             "12,000 rows skipped: nothing new",
             "5 rows rejected",
         ]
+        assert summary_text("a.csv", warned).splitlines()[-1] == (
+            "2 rows imported without a bad field"
+        )
     with i18n.context(), i18n.use_locale("ru"):
         assert progress_text("a.csv", 12_000) == "Импорт a.csv… 12\xa0000 строк"
         assert progress_text("a.csv", 22) == "Импорт a.csv… 22 строки"
+        assert progress_text("a.csv", 120, 500) == "Импорт a.csv… 120 из 500 строк"
+        assert progress_text("a.csv", 1, 21) == "Импорт a.csv… 1 из 21 строки"
         assert summary_text("a.csv", result).splitlines()[1:] == [
             "1 контакт создан",
             "21 контакт обновлён",
             "12\xa0000 строк пропущено: ничего нового",
             "5 строк отклонено",
         ]
+        assert summary_text("a.csv", warned).splitlines()[-1] == (
+            "2 строки импортированы без неверного поля"
+        )
 
 
 def test_rejected_rows_file_guards_formulas() -> None:
-    content = rejected_rows_csv([RowError(3, "phone", "=HYPERLINK(1)"), RowError(4, "row", "ok")])
+    content = rejected_rows_csv(
+        [RowError(3, "phone", "=HYPERLINK(1)", "warning"), RowError(4, "row", "ok")]
+    )
     rows = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
     assert rows == [
-        ["row", "field", "reason"],
-        ["3", "phone", "'=HYPERLINK(1)"],
-        ["4", "row", "ok"],
+        ["row", "field", "reason", "level"],
+        ["3", "phone", "'=HYPERLINK(1)", "warning"],
+        ["4", "row", "ok", "error"],
     ]
 
 

@@ -303,3 +303,32 @@ async def test_a_timeout_after_the_request_left_is_not_retried(sandbox: Sandbox)
     # The emulator may still accept it: retrying could deliver it twice.
     assert not caught.value.retryable
     assert "delivery state unknown" in caught.value.title
+
+
+async def test_a_username_lead_is_answered_by_user_id_with_a_tracker(sandbox: Sandbox) -> None:
+    user_id = "US.13491208655302741918"
+    await sandbox.emulator.inbound(str(CONNECTION_ID), user_id, "hi, no phone", name="Sheena")
+    await sandbox.emulator.drain()
+    [inbound] = [u for u in sandbox.updates() if isinstance(u, InboundMessage)]
+    assert (inbound.sender_id, inbound.phone, inbound.whatsapp_user_id) == (user_id, None, user_id)
+
+    result = await sandbox.adapter.send(
+        sandbox.connection, OutboundMessage(to=user_id, text="Hello Sheena", tracker="crm:5")
+    )
+    await sandbox.emulator.drain()
+    [entry] = sandbox.emulator.outbox(user_id)
+    # Sent by "recipient" (the user id), not "to": there is no phone to send to.
+    assert entry.payload["recipient"] == user_id and "to" not in entry.payload
+    statuses = [
+        u
+        for u in sandbox.updates()
+        if isinstance(u, InboundStatus) and u.external_id == result.external_id
+    ]
+    assert [s.status for s in statuses] == [
+        DeliveryStatus.SENT,
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.READ,
+    ]
+    assert {(s.recipient_user_id, s.recipient_id, s.tracker) for s in statuses} == {
+        (user_id, None, "crm:5")
+    }

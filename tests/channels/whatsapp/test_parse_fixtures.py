@@ -27,6 +27,8 @@ from tests.channels.whatsapp.support import whatsapp_connection
 FIXTURES = (Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures").resolve()
 WHATSAPP = FIXTURES / "whatsapp"
 LEAD = "972987654321"
+LEAD_USER_ID = "US.13491208655302741918"
+LEAD_PARENT_ID = "US.ENT.11815799212886844830"
 
 
 def _bodies(node: Any, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -96,6 +98,8 @@ def test_text() -> None:
         text="Body Text",
         sender_name="Test Name",
         phone=f"+{LEAD}",
+        whatsapp_user_id=LEAD_USER_ID,
+        whatsapp_parent_user_id=LEAD_PARENT_ID,
     )
 
 
@@ -190,13 +194,20 @@ def test_replies_forwards_and_referrals() -> None:
         ("unsupported", "unsupported", [131051]),
         ("unsupported_with_type", "pool", [131051]),
         ("order", "order", []),
-        ("interactive_message_with_err", "interactive", []),
+        # Meta put this error on the webhook's value, not on the message: it still applies.
+        ("interactive_message_with_err", "interactive", [131000]),
     ],
 )
 def test_unsupported(name: str, type_: str, errors: list[int]) -> None:
     message = _one_message(f"message/{name}")
     assert message.kind is MessageKind.UNSUPPORTED
     assert message.payload["type"] == type_ and message.payload["errors"] == errors
+    assert len(message.payload.get("error_details", [])) == len(errors)
+
+
+def test_value_level_errors_name_the_reason() -> None:
+    message = _one_message("message/interactive_message_with_err")
+    assert message.payload["error_details"] == ["Something went wrong: Unsupported webhook payload"]
 
 
 def test_buttons_and_selections() -> None:
@@ -222,6 +233,9 @@ def test_flow_and_call_permission_replies_are_interactive() -> None:
     flow = _one_message("flow_completion/completion")
     assert flow.kind is MessageKind.INTERACTIVE and flow.payload["source"] == "nfm_reply"
     assert flow.text == "Sent"
+    # response_json is a JSON string on the wire: the answers are kept decoded too.
+    assert flow.payload["response"]["comment_text"] == "Comment Text"
+    assert isinstance(flow.payload["nfm_reply"]["response_json"], str)
     permission = _one_message("call_permission_update/accept")
     assert permission.payload["source"] == "call_permission_reply"
 
@@ -237,9 +251,14 @@ def test_flow_and_call_permission_replies_are_interactive() -> None:
     ],
 )
 def test_statuses(name: str, status: DeliveryStatus, timestamp: int) -> None:
+    tracker = "some data" if name == "with_tracker" else None
     assert _case(f"message_status/{name}") == [
         InboundStatus(
-            external_id="wamid.xyzxyz", status=status, at=_at(timestamp), recipient_id=LEAD
+            external_id="wamid.xyzxyz",
+            status=status,
+            at=_at(timestamp),
+            recipient_id=LEAD,
+            tracker=tracker,
         )
     ]
 
@@ -249,7 +268,11 @@ def test_failed_status_carries_the_error() -> None:
     assert isinstance(failed, InboundStatus)
     assert failed.status is DeliveryStatus.FAILED
     assert failed.error_code == 130472
-    assert failed.error_title == "User's number is part of an experiment"
+    # The title and Meta's details (error_data.details), which say more.
+    assert failed.error_title == (
+        "User's number is part of an experiment: Failed to send message because this user's "
+        "phone number is part of an experiment"
+    )
 
 
 def test_group_status_is_kept() -> None:

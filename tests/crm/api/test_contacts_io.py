@@ -212,3 +212,15 @@ async def test_import_never_touches_another_tenant(
     assert r.json()["created"] == 1
     theirs = await Contact.get(tenant_id=other_workspace.tenant_id, email="same@example.com")
     assert theirs.name == "Theirs"
+
+
+async def test_a_bad_phone_beside_a_good_email_is_a_warning_not_a_rejection(
+    client: httpx.AsyncClient, workspace: Workspace
+) -> None:
+    r = await upload(client, workspace, b"name,email,phone\nKeep,keep@example.com,12345\n")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["created"] == 1
+    [warning] = body["errors"]
+    assert (warning["row"], warning["field"], warning["level"]) == (2, "phone", "warning")
+    assert await Contact.filter(tenant_id=workspace.tenant_id, email="keep@example.com").exists()

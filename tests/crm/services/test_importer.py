@@ -10,7 +10,7 @@ import pytest
 from crm.models import Company, Contact, Event, Note, OutboxEntry, Role, Tenant
 from crm.services.errors import PermissionDenied, ValidationFailed
 from crm.services.exporter import export_contacts_csv
-from crm.services.importer import ImportResult, do_import_contacts
+from crm.services.importer import ImportResult, count_rows, do_import_contacts
 from crm.services.tenants import do_add_member
 from tests.conftest import Workspace
 
@@ -248,14 +248,16 @@ async def test_other_invalid_values_reject_the_row(workspace: Workspace) -> None
         "G,g@example.com,@good_name,42,+1 415 555 2671,Asia/Tokyo,opted_out\n"
     )
     result = await run(workspace, csv_text)
-    assert result.created == 1
-    assert errors(result) == [
-        (2, "telegram_username"),
-        (3, "telegram_id"),
-        (4, "whatsapp_id"),
-        (5, "timezone"),
-        (6, "consent"),
-        (7, "name"),
+    # A bad identifier beside a valid email only loses that field (a warning); other bad
+    # values still reject the row.
+    assert (result.created, result.rejected, result.warned) == (4, 3, 3)
+    assert [(e.row, e.field, e.level) for e in result.errors] == [
+        (2, "telegram_username", "warning"),
+        (3, "telegram_id", "warning"),
+        (4, "whatsapp_id", "warning"),
+        (5, "timezone", "error"),
+        (6, "consent", "error"),
+        (7, "name", "error"),
     ]
     g = await contact(workspace, email="g@example.com")
     assert (g.telegram_username, g.telegram_id, g.whatsapp_id) == ("good_name", 42, "14155552671")
@@ -577,3 +579,44 @@ async def test_a_clash_with_a_contact_saved_meanwhile_redoes_the_batch_row_by_ro
     assert (result.created, result.errors) == (3, [])
     assert calls == 4  # the batch, then each of its rows again
     assert await count(workspace) == 3
+
+
+async def test_a_bad_phone_beside_a_valid_email_keeps_the_row_with_a_warning(
+    workspace: Workspace,
+) -> None:
+    csv_text = (
+        "name,email,phone\n"
+        "Keep Me,keep@example.com,12345\n"  # row 2: the email is good, the phone is not
+        "Both Bad,x@,999\n"  # row 3: nothing to know the person by
+        "Phone Only,bad@,+1 212 555 0100\n"  # row 4: the phone is good, the email is not
+    )
+    result = await run(workspace, csv_text)
+    assert (result.created, result.rejected, result.warned) == (2, 1, 2)
+    assert [(e.row, e.field, e.level) for e in result.errors] == [
+        (2, "phone", "warning"),
+        (3, "email", "error"),
+        (3, "phone", "error"),
+        (4, "email", "warning"),
+    ]
+    assert "imported without it" in result.errors[0].reason
+    kept = await contact(workspace, email="keep@example.com")
+    assert (kept.name, kept.phone) == ("Keep Me", None)
+    assert (await contact(workspace, phone="+12125550100")).name == "Phone Only"
+    assert result.as_dict()["errors"][0] == {
+        "row": 2,
+        "field": "phone",
+        "reason": result.errors[0].reason,
+        "level": "warning",
+    }
+
+
+def test_count_rows_counts_records_after_the_header_and_rewinds() -> None:
+    data = io.BytesIO(
+        b'\xef\xbb\xbfname,email,notes\r\nA,a@example.com,"two\nlines"\r\n\r\nB,b@example.com,\r\n'
+    )
+    data.seek(0)
+    assert count_rows(data) == 3  # the multi-line record is one; the blank one counts too
+    assert data.tell() == 0
+    assert count_rows(io.BytesIO(b"")) == 0
+    cp1251 = "Имя;Почта\nИван;ivan@example.com\n".encode("cp1251")
+    assert count_rows(io.BytesIO(cp1251)) == 1

@@ -12,6 +12,7 @@ from crm.messaging import (
     ChannelKind,
     ConnectionInfo,
     DeliveryStatus,
+    InboundStatus,
     MediaRef,
     OutboundKind,
     OutboundMessage,
@@ -269,3 +270,88 @@ async def test_the_rate_limiter_spaces_sends_per_connection() -> None:
     assert slots == [0.25, 0.5, 0.75]
     await limiter.acquire("c2", 4)  # another connection does not wait behind c1
     assert limiter._next_free["c2"] == 100.25
+
+
+async def _sent_by_a_worker_that_died(workspace: Workspace) -> tuple[Message, ConnectionInfo]:
+    """A message the provider accepted while its worker died before recording the id."""
+    conversation_id = await fresh_conversation(workspace)
+    message = await do_send_message(workspace.actor, conversation_id, Outgoing(text="x"))
+    connection = await _info((await Conversation.get(id=conversation_id)).connection_id, workspace)
+    adapter = ScriptedAdapter()
+    outbound = None
+
+    async def dying_send(connection: ConnectionInfo, sent: OutboundMessage) -> SendResult:
+        nonlocal outbound
+        outbound = sent
+        raise asyncio.CancelledError  # the worker is killed with the provider's answer in flight
+
+    adapter.send = dying_send  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await deliver_message(message.id, deps_for(adapter, connection))
+    assert outbound is not None and outbound.tracker
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    await Message.filter(id=message.id).update(sending_since=long_ago)
+    assert await fail_stale_sends() == 1
+    stored = await Message.get(id=message.id)
+    assert stored.status is DeliveryStatus.FAILED and stored.external_id is None
+    return stored, connection
+
+
+def _receipt(status: DeliveryStatus, tracker: str | None, **extra: object) -> InboundStatus:
+    return InboundStatus(
+        external_id="wamid.late",
+        status=status,
+        at=dt.datetime.now(dt.UTC),
+        tracker=tracker,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_late_receipt_moves_a_failed_unknown_send_to_its_true_state(
+    workspace: Workspace,
+) -> None:
+    message, connection = await _sent_by_a_worker_that_died(workspace)
+    tracker = f"crm-message:{message.id}"
+    await inbox.apply_status(connection, _receipt(DeliveryStatus.DELIVERED, tracker))
+    stored = await Message.get(id=message.id)
+    assert (stored.status, stored.external_id) == (DeliveryStatus.DELIVERED, "wamid.late")
+    assert stored.error_title is None and stored.error_code is None
+    # Later receipts find it by the recorded provider id, with or without the tracker.
+    await inbox.apply_status(connection, _receipt(DeliveryStatus.READ, None))
+    assert (await Message.get(id=message.id)).status is DeliveryStatus.READ
+
+
+async def test_a_provider_failure_replaces_the_unknown_one_and_delivered_beats_it(
+    workspace: Workspace,
+) -> None:
+    message, connection = await _sent_by_a_worker_that_died(workspace)
+    tracker = f"crm-message:{message.id}"
+    failed = _receipt(
+        DeliveryStatus.FAILED, tracker, error_code=131026, error_title="Message undeliverable"
+    )
+    await inbox.apply_status(connection, failed)
+    stored = await Message.get(id=message.id)
+    assert (stored.status, stored.error_code) == (DeliveryStatus.FAILED, 131026)
+    # A "sent" arriving after the failure is old news; "delivered" proves it arrived.
+    await inbox.apply_status(connection, _receipt(DeliveryStatus.SENT, tracker))
+    assert (await Message.get(id=message.id)).status is DeliveryStatus.FAILED
+    await inbox.apply_status(connection, _receipt(DeliveryStatus.DELIVERED, tracker))
+    stored = await Message.get(id=message.id)
+    assert (stored.status, stored.error_code) == (DeliveryStatus.DELIVERED, None)
+    # ...and a failure arriving after that no longer undoes it.
+    await inbox.apply_status(connection, failed)
+    assert (await Message.get(id=message.id)).status is DeliveryStatus.DELIVERED
+
+
+async def test_a_tracker_cannot_touch_a_message_with_a_provider_id_or_elsewhere(
+    workspace: Workspace,
+) -> None:
+    message, connection = await _sent_by_a_worker_that_died(workspace)
+    other = await whatsapp_connection(workspace, "555444")
+    tracker = f"crm-message:{message.id}"
+    # Another connection's receipt naming our message id does nothing to it.
+    await inbox.apply_status(other, _receipt(DeliveryStatus.READ, tracker))
+    assert (await Message.get(id=message.id)).status is DeliveryStatus.FAILED
+    for bad in ("crm-message:", "crm-message:x", "other:1", "crm-message:" + "9" * 30):
+        await inbox.apply_status(connection, _receipt(DeliveryStatus.READ, bad))
+    assert (await Message.get(id=message.id)).status is DeliveryStatus.FAILED
