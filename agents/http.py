@@ -42,6 +42,7 @@ class CitationOut(BaseModel):
     source: str
     source_id: int
     text: str
+    lead: str | None = None  # the name of the lead the passage is about
 
 
 class AskOut(BaseModel):
@@ -66,6 +67,7 @@ class DraftOut(BaseModel):
     conversation_id: int
     lead_message_id: int | None
     text: str
+    lead: str | None = None  # the name of the lead the passage is about
     source: str
     rationale: str
     citations: list[CitationOut]
@@ -152,6 +154,7 @@ class DocOut(BaseModel):
     id: int
     title: str
     text: str
+    lead: str | None = None  # the name of the lead the passage is about
     created_at: dt.datetime
     updated_at: dt.datetime
 

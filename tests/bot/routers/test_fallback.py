@@ -35,7 +35,10 @@ async def test_unknown_commands_and_stickers_are_answered_in_russian(
     before = await count(service, RUSSIAN)
     await say(service, RUSSIAN, "/frobnicate")
     answer = await next_message(service, RUSSIAN, before)
-    assert answer["text"] == "Я не знаю команду /frobnicate. Отправьте /help, чтобы узнать, что я умею."
+    assert (
+        answer["text"]
+        == "Я не знаю команду /frobnicate. Отправьте /help, чтобы узнать, что я умею."
+    )
     before = await count(service, RUSSIAN)
     await say(service, RUSSIAN, "", sticker_base64=STICKER)
     answer = await next_message(service, RUSSIAN, before)
