@@ -197,7 +197,7 @@ async def test_pipeline_shows_counts_totals_and_pages_of_deals(service: RunningS
     await do_create_deal(actor, "Alpha", value="1500", currency="EUR")
     await do_create_deal(actor, "Beta", value="500.50", currency="EUR")
     await do_create_deal(actor, "Gamma", value="200", currency="USD")
-    await do_create_deal(actor, "Won one", value="99", stage_id=stages["Deal"].id)
+    await do_create_deal(actor, "Won one", value="99", stage_id=stages["Won"].id)
     qualified = [
         await do_create_deal(
             actor, f"Q{i} <b>", value=str(i * 100), stage_id=stages["Qualified"].id
@@ -343,7 +343,7 @@ async def test_card_shows_the_deal_and_a_stage_button_moves_it_in_place(
 
     # Moving to the won stage marks it in the card.
     await press(
-        service, OWNER, DealMove(id=deal.id, stage=stages["Deal"].id).pack(), card["message_id"]
+        service, OWNER, DealMove(id=deal.id, stage=stages["Won"].id).pack(), card["message_id"]
     )
     await until_edited(service, OWNER, card["message_id"], "Stage: <b>Deal (won)</b>")
 
