@@ -210,7 +210,7 @@ async def test_a_move_by_a_pipeline_rule_names_the_rule_not_the_ai(
 ) -> None:
     olga = await onboard_owner(service, OLGA, "Olga")
     title = await rule_moves_a_cold_deal(service, olga)
-    alert = await wait_for(service, OLGA, title)
+    alert = await wait_for(service, OLGA, "📊")  # lead notifications name the deal too
     assert alert["text"] == (
         f"📊 <b>{title}</b> moved: Cold → Replied by the rule “lead replied: Cold → Replied”"
     )
@@ -222,7 +222,7 @@ async def test_a_russian_workspace_has_its_rules_and_alerts_in_russian(
 ) -> None:
     olga = await start_in(service, OLGA, "Ольга", "ru")
     title = await rule_moves_a_cold_deal(service, olga)
-    alert = await wait_for(service, OLGA, title)
+    alert = await wait_for(service, OLGA, "📊")  # lead notifications name the deal too
     assert alert["text"] == (
         f"📊 Сделка <b>{title}</b> перешла: Холодный контакт → Есть ответ по правилу "
         "«лид ответил: Холодный контакт → Есть ответ»"

@@ -58,7 +58,7 @@ async def test_a_second_send_of_a_draft_is_told_in_the_operators_language(
     draft_button = ConvAction(act=ConvAct.DRAFT, id=conversation.id).pack()
     assert draft_button in buttons(notification)
     await click(service, RUSSIAN, draft_button, notification["message_id"])
-    card = await next_message(service, RUSSIAN, before)
+    card = await next_message(service, RUSSIAN, before, "✨")
     draft = await Draft.get(conversation_id=conversation.id)
     send = DraftAction(act=DraftAct.SEND, id=draft.id).pack()
     assert send in buttons(card)
