@@ -40,6 +40,7 @@ class CitationOut(BaseModel):
     source: str
     source_id: int
     text: str
+    lead: str | None = None  # the name of the lead the passage is about
 
 
 class AskOut(BaseModel):
@@ -64,6 +65,7 @@ class DraftOut(BaseModel):
     conversation_id: int
     lead_message_id: int | None
     text: str
+    lead: str | None = None  # the name of the lead the passage is about
     source: str
     rationale: str
     citations: list[CitationOut]
@@ -155,6 +157,7 @@ class DocOut(BaseModel):
     id: int
     title: str
     text: str
+    lead: str | None = None  # the name of the lead the passage is about
     created_at: dt.datetime
     updated_at: dt.datetime
 

@@ -65,13 +65,38 @@ DIGEST_INTERVAL = 60.0
 MAX_TITLE = 200
 
 
-def render_stage_move(*, deal: str, from_stage: str, to_stage: str, mover: str) -> str:
-    """The HTML of a stage move alert; names and titles are escaped."""
+def rule_condition(rule: str) -> str:
+    """What a pipeline rule reacts to, in words (``reply``, ``intent:meeting_request``)."""
+    conditions = {
+        "reply": _("lead replied"),
+        "intent:interested": _("lead is interested"),
+        "intent:meeting_request": _("lead asks for a meeting"),
+        "intent:question": _("lead asks a question"),
+        "intent:not_now": _("lead says not now"),
+        "intent:not_interested": _("lead is not interested"),
+        "intent:unsubscribe": _("lead unsubscribes"),
+        "intent:out_of_office": _("lead is out of office"),
+        "intent:wrong_person": _("lead is the wrong person"),
+    }
+    return conditions.get(rule, rule)
+
+
+def render_stage_move(
+    *, deal: str, from_stage: str, to_stage: str, mover: str, rule: str | None = None
+) -> str:
+    """The HTML of a stage move alert, naming the rule that made it if one did (escaped)."""
+    names = {
+        "deal": html.escape(deal[:MAX_TITLE]),
+        "from_stage": html.escape(from_stage),
+        "to_stage": html.escape(to_stage),
+    }
+    if rule:
+        described = f"{rule_condition(rule)}: {from_stage} → {to_stage}"
+        return _("📊 <b>{deal}</b> moved: {from_stage} → {to_stage} by the rule “{rule}”").format(
+            rule=html.escape(described), **names
+        )
     return _("📊 <b>{deal}</b> moved: {from_stage} → {to_stage} by {name}").format(
-        deal=html.escape(deal[:MAX_TITLE]),
-        from_stage=html.escape(from_stage),
-        to_stage=html.escape(to_stage),
-        name=html.escape(mover),
+        name=html.escape(mover), **names
     )
 
 
@@ -271,11 +296,12 @@ class Alerts:
         from_name = names.get(_int(before.get("stage_id")) or 0, "?")
         to_name = names.get(_int(after.get("stage_id")) or 0, "?")
         title = str(after.get("title") or deal.title)
+        rule = str(after["rule"]) if after.get("rule") else None
 
         async def render() -> Rendered:
-            mover = await _actor_name(event)
+            mover = "" if rule else await _actor_name(event)
             text = render_stage_move(
-                deal=title, from_stage=from_name, to_stage=to_name, mover=mover
+                deal=title, from_stage=from_name, to_stage=to_name, mover=mover, rule=rule
             )
             return text, deal_keyboard(deal.id)
 

@@ -19,6 +19,7 @@ COMMANDS = (
     ("team", __("Members and roles")),
     ("invite", __("Invite a colleague")),
     ("workspace", __("Switch workspace")),
+    ("settings", __("Region, currency, time zone, stages")),
     ("timezone", __("Your time zone (daily digest)")),
     ("lang", __("Language")),
     ("cancel", __("Leave the current dialogue")),

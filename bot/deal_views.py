@@ -29,6 +29,7 @@ from crm.messaging import MessageKind
 from crm.models import Deal, Direction, Message, Stage, StageKind
 from crm.services.deals import DealCard, StageDeals
 from crm.services.pipelines import PipelineSummary
+from crm.services.tenants import same_default_stage
 
 BUTTON_TEXT = 60
 MESSAGE_EXCERPT = 200
@@ -68,6 +69,10 @@ def _short(text: str, limit: int) -> str:
 
 
 def _stage_label(stage: Stage) -> str:
+    if stage.name.casefold() in same_default_stage(
+        "Won" if stage.kind is StageKind.WON else "Lost"
+    ):
+        return stage.name  # "Won (won)", "Выиграна (выиграна)" would say it twice
     if stage.kind is StageKind.WON:
         return _("{stage} (won)").format(stage=stage.name)
     if stage.kind is StageKind.LOST:

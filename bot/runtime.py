@@ -117,7 +117,7 @@ class OperatorBot:
         self.dispatcher.update.outer_middleware(OperatorContextMiddleware(services))
         locale = i18n_middleware or OperatorLocaleMiddleware(self.i18n)
         locale.setup(self.dispatcher)  # type: ignore[attr-defined]
-        self.dispatcher.include_routers(*build_routers(), *extra_routers)
+        self.dispatcher.include_routers(*build_routers(extra_routers))
         self.notifier = Notifier(self.bot, self.i18n, media=services.media_store)
         self.alerts = Alerts(self.bot, self.i18n)
         self.team_inbox = TeamInboxPoster(self.bot, self.i18n)

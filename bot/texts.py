@@ -6,8 +6,9 @@ import html
 
 from aiogram.utils.i18n import gettext as _
 
-from crm.models import Draft, DraftSource, Role
+from crm.models import Draft, DraftSource, DraftStatus, Role
 from crm.services.access import Actor
+from crm.services.drafts import DraftDecided
 from crm.services.errors import PermissionDenied, ServiceError
 
 
@@ -27,6 +28,17 @@ def no_workspace() -> str:
     return _("You have no workspace yet: send /start to create one.")
 
 
+def draft_decided(status: DraftStatus) -> str:
+    """Why a draft button does nothing any more: how the draft was decided."""
+    texts = {
+        DraftStatus.SENT: _("This draft was already sent to the lead."),
+        DraftStatus.EDITED: _("This draft was already sent, after editing."),
+        DraftStatus.REJECTED: _("This draft was already rejected."),
+        DraftStatus.REGENERATED: _("This draft was already replaced by a new one."),
+    }
+    return texts.get(status, _("This draft was already decided."))
+
+
 def refusal(exc: ServiceError, actor: Actor | None) -> str:
     """A short localized explanation of why a service refused an action."""
     if exc.code == "window_closed":
@@ -34,6 +46,8 @@ def refusal(exc: ServiceError, actor: Actor | None) -> str:
             "Not sent: WhatsApp allows free-form replies only within 24 hours of the lead's "
             "last message. Send an approved template instead."
         )
+    if isinstance(exc, DraftDecided):
+        return draft_decided(exc.decided)
     if exc.code == "opted_out":
         return _("Not sent: the lead opted out of messages.")
     if isinstance(exc, PermissionDenied):

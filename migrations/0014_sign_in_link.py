@@ -6,7 +6,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0011_memory_tsvector")]
+    dependencies = [("models", "0013_won_stage_name")]
 
     initial = False
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiogram import Router
 
 from bot.routers import (
@@ -10,6 +12,7 @@ from bot.routers import (
     conversations,
     deals,
     dialogue,
+    fallback,
     help,
     imports,
     inbox,
@@ -21,8 +24,8 @@ from bot.routers import settings as settings_router
 from bot.routers import topics as topics_router
 
 
-def build_routers() -> list[Router]:
-    """Fresh feature routers, in the order they are tried."""
+def build_routers(extra: Sequence[Router] = ()) -> list[Router]:
+    """Fresh feature routers, in the order they are tried; ``extra`` ones go before the last."""
     return [
         start.build_router(),
         help.build_router(),
@@ -39,4 +42,7 @@ def build_routers() -> list[Router]:
         # Group chats (team inbox topics) must never reach inbox's reply handlers.
         topics_router.build_router(),
         inbox.build_router(),
+        *extra,
+        # Last: answers what no router above took (an unknown command, a sticker...).
+        fallback.build_router(),
     ]

@@ -7,7 +7,7 @@ AI never writes to a lead from here on its own. Every decision is recorded on th
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ParseMode
@@ -27,13 +27,16 @@ from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction, InboxOpen
 from bot.keyboards import draft_keyboard
 from bot.sending import edit_in_place, send_long
 from bot.services import BotServices
-from bot.texts import no_workspace, refusal, render_draft
-from crm.models import Draft, User
+from bot.texts import draft_decided, no_workspace, refusal, render_draft
+from crm.models import Draft, DraftStatus, User
 from crm.services import ai_modes, drafts, operators
 from crm.services.access import Actor
 from crm.services.errors import ServiceError
 
 MAX_LINKS = 5
+
+if TYPE_CHECKING:
+    from agents.ask import Answer
 
 
 class DraftDialog(StatesGroup):
@@ -154,8 +157,8 @@ async def decide_draft(
         else:
             # Checked now so a viewer is told at once, not after typing the whole text.
             await drafts.access_conversation_to_draft(actor, draft.conversation_id)
-            if draft.status.value != "pending":
-                await query.answer(_("This draft was already decided."), show_alert=True)
+            if draft.status is not DraftStatus.PENDING:
+                await query.answer(draft_decided(draft.status), show_alert=True)
                 return
             await query.answer()
             await state.set_state(DraftDialog.edit)
@@ -238,22 +241,31 @@ async def ask_history(
         if not conversation_id or conversation_id in seen or len(seen) >= MAX_LINKS:
             continue
         seen.add(int(conversation_id))
+        lead = cited.get("lead") or _("a lead")
         rows.append(
             [
                 InlineKeyboardButton(
-                    text=_("💬 Conversation {id}").format(id=conversation_id),
+                    text="💬 " + lead[:60],
                     callback_data=InboxOpen(id=int(conversation_id)).pack(),
                 )
             ]
         )
     markup = InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
-    await send_long(
-        bot,
-        message.chat.id,
-        html.escape(answer.answer),
-        reply_markup=markup,
-        parse_mode=ParseMode.HTML,
-    )
+    text = html.escape(answer.answer) if answer.source == "model" else offline_answer(answer)
+    await send_long(bot, message.chat.id, text, reply_markup=markup, parse_mode=ParseMode.HTML)
+
+
+def offline_answer(answer: Answer) -> str:
+    """The HTML of an answer made of passages (no model), in the operator's language."""
+    if not answer.citations:
+        return _("Nothing in your history matches this question.")
+    lines = [_("From your history:")]
+    for i, cited in enumerate(answer.citations, 1):
+        line = f"{i}. «{html.escape(str(cited.get('text') or ''))}»"
+        if cited.get("lead"):
+            line += " — <b>" + html.escape(str(cited["lead"])) + "</b>"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def build_router() -> Router:

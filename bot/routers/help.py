@@ -26,6 +26,8 @@ async def show_help(message: Message) -> None:
             "/team: members and roles; /invite [admin|member|viewer]: invite a colleague\n"
             "/teaminbox (in a forum group): one topic per lead for the whole team\n"
             "/workspace: switch between workspaces\n"
+            "/ask [question]: answers from your own conversations and notes\n"
+            "/settings: phone region, currency, time zone, stage names\n"
             "/timezone: your time zone for the 9:00 daily digest\n"
             "/lang: language; /cancel: leave a dialogue\n"
             "/help: this message"

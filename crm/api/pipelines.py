@@ -45,7 +45,7 @@ class PipelineIn(StrictModel):
     stages: list[StageSpec] | None = Field(
         default=None,
         max_length=MAX_STAGES,
-        description="in order; default: Cold, Replied, Qualified, Meeting, Deal (won), Lost",
+        description="in order; default: Cold, Replied, Qualified, Meeting, Won (won), Lost",
     )
     is_default: bool = False
 

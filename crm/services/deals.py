@@ -275,11 +275,17 @@ async def do_update_deal(
 
 
 async def do_move_deal(
-    actor: Actor, deal_id: int, stage_id: int, *, pipeline_id: int | None = None
+    actor: Actor,
+    deal_id: int,
+    stage_id: int,
+    *,
+    pipeline_id: int | None = None,
+    rule: str | None = None,
 ) -> Deal:
     """Move a deal to a stage of its pipeline (or of ``pipeline_id``), recording the history.
 
-    Moving to the stage the deal is already in changes nothing and writes no history.
+    Moving to the stage the deal is already in changes nothing and writes no history. ``rule``
+    names the pipeline rule that moved it (on the event's ``after``), for who is told of it.
     """
     actor.require_read()
     async with in_transaction() as conn:
@@ -307,13 +313,16 @@ async def do_move_deal(
             changed_at=now,
             using_db=conn,
         )
+        after = snapshot(deal)
+        if rule is not None:
+            after["rule"] = rule
         await record_event(
             actor,
             "deal.stage_changed",
             "deal",
             deal.id,
             before=before,
-            after=snapshot(deal),
+            after=after,
             using_db=conn,
         )
         return await _load(deal.id, conn)

@@ -95,6 +95,16 @@ async def do_create_draft(
     return draft
 
 
+class DraftDecided(Conflict):
+    """A draft that was already sent, edited, rejected or regenerated (a double tap, say)."""
+
+    code = "draft_decided"
+
+    def __init__(self, status: DraftStatus) -> None:
+        super().__init__("status", f"this draft was already decided: {status.value}")
+        self.decided = status
+
+
 async def access_draft(actor: Actor, draft_id: int) -> Draft:
     """A draft of the actor's workspace."""
     actor.require_read()
@@ -110,7 +120,7 @@ async def _decide(
     async with in_transaction() as conn:
         draft = await lock_in_tenant(actor, Draft, draft_id, "draft", conn)
         if draft.status is not DraftStatus.PENDING:
-            raise Conflict("status", f"this draft was already decided: {draft.status.value}")
+            raise DraftDecided(draft.status)
         conversation = await Conversation.filter(id=draft.conversation_id).using_db(conn).get()
         check_may_work_on(actor, conversation)
         draft.status = status
@@ -137,7 +147,7 @@ async def do_send_draft(actor: Actor, draft_id: int, text: str | None = None) ->
     """
     draft = await access_draft(actor, draft_id)
     if draft.status is not DraftStatus.PENDING:
-        raise Conflict("status", f"this draft was already decided: {draft.status.value}")
+        raise DraftDecided(draft.status)
     final = draft.text if text is None else text.strip()
     if not final:
         raise ValidationFailed("text", "must not be empty")

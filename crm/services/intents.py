@@ -35,8 +35,12 @@ from crm.services.deals import do_move_deal
 from crm.services.errors import NotFound, ValidationFailed
 from crm.services.events import record_event
 from crm.services.inbox import do_set_opted_out
+from crm.services.tenants import same_default_stage
 
 CORRECTION = "correction"
+# How a rule's move is named on its deal.stage_changed event (``after["rule"]``), so alerts can
+# say which rule moved a deal: the reply rule, or ``intent:<intent>``.
+REPLY_RULE_NAME = "reply"
 # An intent moves a deal or opts a lead out only when the classifier is this sure.
 RULE_CONFIDENCE = 0.6
 # Points of the latest intent in the lead score (0..100 with engagement and recency).
@@ -173,9 +177,14 @@ async def corrections(tenant_id: int, limit: int = 2000) -> list[tuple[str, str]
 
 
 async def _stage_named(pipeline_id: int, name: str) -> Stage | None:
-    stages = await Stage.filter(pipeline_id=pipeline_id)
+    """The stage called ``name``, else one called by another default name of that stage."""
+    stages = await Stage.filter(pipeline_id=pipeline_id).order_by("position", "id")
     wanted = name.strip().casefold()
-    return next((s for s in stages if s.name.casefold() == wanted), None)
+    exact = next((s for s in stages if s.name.casefold() == wanted), None)
+    if exact is not None:
+        return exact
+    names = same_default_stage(name)  # "Replied" is "Есть ответ" in a Russian workspace
+    return next((s for s in stages if s.name.casefold() in names), None)
 
 
 async def do_apply_intent_rules(message_id: int) -> tuple[str, ...]:
@@ -203,10 +212,10 @@ async def do_apply_intent_rules(message_id: int) -> tuple[str, ...]:
         .order_by("-id")
         .first()
     )
-    if deal is not None and deal.stage.name.casefold() == REPLY_RULE[0].casefold():
+    if deal is not None and deal.stage.name.casefold() in same_default_stage(REPLY_RULE[0]):
         replied = await _stage_named(deal.pipeline_id, REPLY_RULE[1])
         if replied is not None:
-            deal = await do_move_deal(actor, deal.id, replied.id)
+            deal = await do_move_deal(actor, deal.id, replied.id, rule=REPLY_RULE_NAME)
             actions.append(f"stage:{replied.name}")
     if intent is None or intent.confidence < RULE_CONFIDENCE:
         return tuple(actions)
@@ -217,7 +226,7 @@ async def do_apply_intent_rules(message_id: int) -> tuple[str, ...]:
     elif action != NO_ACTION and deal is not None:
         target = await _stage_named(deal.pipeline_id, action)
         if target is not None and target.id != deal.stage_id:
-            await do_move_deal(actor, deal.id, target.id)
+            await do_move_deal(actor, deal.id, target.id, rule=f"intent:{intent.intent}")
             actions.append(f"stage:{target.name}")
     return tuple(actions)
 

@@ -108,6 +108,7 @@ async def do_create_workspace_for(
         (name.strip() or "My workspace")[:200],
         owner_telegram_id=user.telegram_id,
         owner_name=user.name,
+        language=user.language,  # Telegram's language_code at /start, or the /lang choice
     )
     user.current_tenant_id = created.tenant.id
     await user.save(update_fields=["current_tenant_id"])

@@ -6,6 +6,8 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
+import phonenumbers
+from babel.numbers import is_currency
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
@@ -17,14 +19,92 @@ from crm.services.events import record_event, snapshot
 # How long a person added through the API has to accept, as for invite links.
 ADDED_INVITE_LIFETIME = dt.timedelta(days=7)
 
-DEFAULT_STAGES: tuple[tuple[str, StageKind], ...] = (
-    ("Cold", StageKind.OPEN),
-    ("Replied", StageKind.OPEN),
-    ("Qualified", StageKind.OPEN),
-    ("Meeting", StageKind.OPEN),
-    ("Deal", StageKind.WON),
-    ("Lost", StageKind.LOST),
+# The default pipeline, stage by stage: its kind and its name in each language of the bot.
+DEFAULT_STAGE_KINDS: tuple[StageKind, ...] = (
+    StageKind.OPEN,
+    StageKind.OPEN,
+    StageKind.OPEN,
+    StageKind.OPEN,
+    StageKind.WON,
+    StageKind.LOST,
 )
+DEFAULT_STAGE_NAMES: dict[str, tuple[str, ...]] = {
+    "en": ("Cold", "Replied", "Qualified", "Meeting", "Won", "Lost"),
+    "ru": ("Холодный контакт", "Есть ответ", "Квалифицирован", "Встреча", "Выиграна", "Проиграна"),
+}
+# Names the default stages had before (the won stage was "Deal" until migration 0013).
+FORMER_STAGE_NAMES: dict[int, tuple[str, ...]] = {4: ("Deal",)}
+# What a new workspace starts with, by the owner's language: phone region, currency.
+LANGUAGE_DEFAULTS: dict[str, tuple[str, str]] = {"en": ("US", "USD"), "ru": ("RU", "RUB")}
+
+
+def default_stages(language: str = "en") -> tuple[tuple[str, StageKind], ...]:
+    """The default pipeline's stages named in ``language`` (English when it has none)."""
+    names = DEFAULT_STAGE_NAMES.get(language, DEFAULT_STAGE_NAMES["en"])
+    return tuple(zip(names, DEFAULT_STAGE_KINDS, strict=True))
+
+
+DEFAULT_STAGES = default_stages("en")
+
+
+def same_default_stage(name: str) -> frozenset[str]:
+    """Every name (casefolded) of the default stage called ``name`` in any language.
+
+    Pipeline rules name stages in English ("Cold", "Replied", "Meeting"); a Russian workspace
+    calls them otherwise, so a rule matches a stage by any of its default names. A name that is
+    no default stage's stands for itself only.
+    """
+    wanted = name.strip().casefold()
+    for position in range(len(DEFAULT_STAGE_KINDS)):
+        names = [n[position] for n in DEFAULT_STAGE_NAMES.values()]
+        names += FORMER_STAGE_NAMES.get(position, ())
+        folded = frozenset(n.casefold() for n in names)
+        if wanted in folded:
+            return folded
+    return frozenset({wanted})
+
+
+@dataclass(frozen=True)
+class WorkspaceDefaults:
+    """What a new workspace starts with: phone region, currency, default stage names."""
+
+    region: str
+    currency: str
+    stages: tuple[tuple[str, StageKind], ...]
+
+
+def workspace_defaults(language: str | None, phone: str | None = None) -> WorkspaceDefaults:
+    """Defaults that follow the owner's language, and the country of their phone if known."""
+    code = (language or "en").split("-", 1)[0].lower()
+    code = code if code in LANGUAGE_DEFAULTS else "en"
+    region, currency = LANGUAGE_DEFAULTS[code]
+    if phone:
+        try:
+            parsed = phonenumbers.parse(phone if phone.startswith("+") else "+" + phone, None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        country = phonenumbers.region_code_for_number(parsed) if parsed is not None else None
+        if country and country != "001":
+            region = country
+    return WorkspaceDefaults(region, currency, default_stages(code))
+
+
+def clean_region(code: str) -> str:
+    """A phone region (ISO 3166 country code) that phone numbers can be read in."""
+    cleaned = code.strip().upper()
+    if cleaned not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationFailed("default_region", f"'{code.strip()[:8]}' is not a country code")
+    return cleaned
+
+
+def clean_default_currency(code: str) -> str:
+    """An ISO 4217 currency code."""
+    cleaned = code.strip().upper()
+    if len(cleaned) != 3 or not is_currency(cleaned):
+        raise ValidationFailed(
+            "default_currency", f"'{code.strip()[:8]}' is not an ISO 4217 currency code"
+        )
+    return cleaned
 
 
 @dataclass(frozen=True)
@@ -60,17 +140,27 @@ async def do_create_tenant(
     owner_telegram_id: int | None = None,
     owner_email: str | None = None,
     owner_name: str = "",
-    default_region: str = "US",
+    default_region: str | None = None,
+    default_currency: str | None = None,
+    language: str | None = None,
+    owner_phone: str | None = None,
 ) -> CreatedTenant:
-    """Create a workspace, its owner membership and the default pipeline, in one transaction."""
+    """Create a workspace, its owner membership and the default pipeline, in one transaction.
+
+    Region, currency and stage names follow the owner's ``language`` (and ``owner_phone``'s
+    country) unless given.
+    """
     name = name.strip()
     if not name:
         raise ValidationFailed("name", "must not be empty")
     if len(name) > 200:
         raise ValidationFailed("name", "must be at most 200 characters")
+    defaults = workspace_defaults(language, owner_phone)
+    region = clean_region(default_region) if default_region else defaults.region
+    currency = clean_default_currency(default_currency) if default_currency else defaults.currency
     async with in_transaction() as conn:
         tenant = await Tenant.create(
-            name=name, default_region=default_region.upper(), using_db=conn
+            name=name, default_region=region, default_currency=currency, using_db=conn
         )
         owner = await _find_or_create_user(owner_telegram_id, owner_email, owner_name, conn)
         await Membership.create(tenant=tenant, user=owner, role=Role.OWNER, using_db=conn)
@@ -80,7 +170,7 @@ async def do_create_tenant(
         await Stage.bulk_create(
             [
                 Stage(tenant=tenant, pipeline=pipeline, name=stage_name, position=i, kind=kind)
-                for i, (stage_name, kind) in enumerate(DEFAULT_STAGES)
+                for i, (stage_name, kind) in enumerate(defaults.stages)
             ],
             using_db=conn,
         )
@@ -119,9 +209,9 @@ async def do_update_tenant(
                 raise ValidationFailed("name", "must not be empty")
             tenant.name = name.strip()
         if default_region is not None:
-            tenant.default_region = default_region.upper()
+            tenant.default_region = clean_region(default_region)
         if default_currency is not None:
-            tenant.default_currency = default_currency.upper()
+            tenant.default_currency = clean_default_currency(default_currency)
         await tenant.save(using_db=conn)
         await record_event(
             actor,

@@ -182,6 +182,53 @@ async def test_a_stage_move_tells_the_deal_owner_and_the_assignee_not_the_mover(
     assert not [t for t in await texts(service, OLGA) if "Replied → Qualified" in t]
 
 
+async def rule_moves_a_cold_deal(service: RunningService, owner: User) -> str:
+    """A lead with a Cold deal writes again; returns the deal's title once the rule moved it."""
+    tenant_id = owner.current_tenant_id or 0
+    connection_id = await whatsapp_connection(tenant_id)
+    await lead_writes(service, connection_id, "Anna", "hello there")
+    conversation = await first_conversation(tenant_id)
+
+    async def classified() -> bool:
+        return await MessageIntent.exists()
+
+    await eventually(classified)
+    deal = await do_create_deal(
+        await owner_actor(owner), "Acme pilot", contact_id=conversation.contact_id
+    )
+    await lead_writes(service, connection_id, "Anna", "any news?")
+
+    async def moved() -> bool:
+        return await Event.filter(type="deal.stage_changed", entity_id=deal.id).exists()
+
+    await eventually(moved)
+    return deal.title
+
+
+async def test_a_move_by_a_pipeline_rule_names_the_rule_not_the_ai(
+    service: RunningService,
+) -> None:
+    olga = await onboard_owner(service, OLGA, "Olga")
+    title = await rule_moves_a_cold_deal(service, olga)
+    alert = await wait_for(service, OLGA, "📊")  # lead notifications name the deal too
+    assert alert["text"] == (
+        f"📊 <b>{title}</b> moved: Cold → Replied by the rule “lead replied: Cold → Replied”"
+    )
+    assert "AI" not in alert["text"]
+
+
+async def test_a_russian_workspace_has_its_rules_and_alerts_in_russian(
+    service: RunningService,
+) -> None:
+    olga = await start_in(service, OLGA, "Ольга", "ru")
+    title = await rule_moves_a_cold_deal(service, olga)
+    alert = await wait_for(service, OLGA, "📊")  # lead notifications name the deal too
+    assert alert["text"] == (
+        f"📊 Сделка <b>{title}</b> перешла: Холодный контакт → Есть ответ по правилу "
+        "«лид ответил: Холодный контакт → Есть ответ»"
+    )
+
+
 # ---- assignments -----------------------------------------------------------------------------
 
 
@@ -340,10 +387,10 @@ async def test_the_daily_digest_comes_once_at_the_local_morning(
             last_inbound_at=now,
             last_message_at=now,
         )
-    stages = await stages_of(tenant_id)
+    stages = await stages_of(tenant_id)  # Russian names: Olga started in Russian
     for i in range(5):
         deal = await do_create_deal(actor, f"deal {i}")
-        await do_move_deal(actor, deal.id, stages["Replied"].id)
+        await do_move_deal(actor, deal.id, stages["Есть ответ"].id)
 
     alerts = alerts_of(service)
     morning = next_morning("Europe/Moscow")

@@ -197,7 +197,7 @@ async def test_pipeline_shows_counts_totals_and_pages_of_deals(service: RunningS
     await do_create_deal(actor, "Alpha", value="1500", currency="EUR")
     await do_create_deal(actor, "Beta", value="500.50", currency="EUR")
     await do_create_deal(actor, "Gamma", value="200", currency="USD")
-    await do_create_deal(actor, "Won one", value="99", stage_id=stages["Deal"].id)
+    await do_create_deal(actor, "Won one", value="99", stage_id=stages["Won"].id)
     qualified = [
         await do_create_deal(
             actor, f"Q{i} <b>", value=str(i * 100), stage_id=stages["Qualified"].id
@@ -212,7 +212,7 @@ async def test_pipeline_shows_counts_totals_and_pages_of_deals(service: RunningS
     assert "<b>Cold</b>: 3 deals · €2,000.50 + $200.00" in text
     assert "<b>Replied</b>: no deals" in text
     assert "<b>Qualified</b>: 9 deals · $4,500.00" in text
-    assert "<b>Deal (won)</b>: 1 deal · $99.00" in text
+    assert "<b>Won</b>: 1 deal · $99.00" in text
     assert "Open: 12 deals · €2,000.50 + $4,700.00" in text
     pipeline_id = stages["Cold"].pipeline_id
     assert buttons(summary) == [
@@ -343,9 +343,9 @@ async def test_card_shows_the_deal_and_a_stage_button_moves_it_in_place(
 
     # Moving to the won stage marks it in the card.
     await press(
-        service, OWNER, DealMove(id=deal.id, stage=stages["Deal"].id).pack(), card["message_id"]
+        service, OWNER, DealMove(id=deal.id, stage=stages["Won"].id).pack(), card["message_id"]
     )
-    await until_edited(service, OWNER, card["message_id"], "Stage: <b>Deal (won)</b>")
+    await until_edited(service, OWNER, card["message_id"], "Stage: <b>Won</b>")
 
 
 async def test_dialogues_edit_title_value_and_add_a_note(service: RunningService) -> None:
@@ -621,9 +621,9 @@ async def test_deals_speak_russian(service: RunningService) -> None:
     await do_update_deal(actor, deal.id, title="Главная сделка")
 
     await say(service, RUSSIAN, "/deals", language_code="ru")
-    summary = await wait_for(service, RUSSIAN, "Cold")
-    assert "<b>Cold</b>: 3 сделки · 2\u00a0001,50\u00a0€" in summary["text"]
-    assert "<b>Replied</b>: нет сделок" in summary["text"]
+    summary = await wait_for(service, RUSSIAN, "Холодный контакт")
+    assert "<b>Холодный контакт</b>: 3 сделки · 2\u00a0001,50\u00a0€" in summary["text"]
+    assert "<b>Есть ответ</b>: нет сделок" in summary["text"]
 
     await press(
         service,
@@ -634,7 +634,7 @@ async def test_deals_speak_russian(service: RunningService) -> None:
     await until_edited(service, RUSSIAN, summary["message_id"], "3 сделки")
     card = await open_card(service, RUSSIAN, deal.id)
     assert "Сумма: 1\u00a0500,00\u00a0€" in card["text"]
-    assert "Этап: <b>Cold</b>" in card["text"]
+    assert "Этап: <b>Холодный контакт</b>" in card["text"]
 
     await press(
         service, RUSSIAN, DealEdit(act=DealEditAct.VALUE, id=deal.id).pack(), card["message_id"]

@@ -59,12 +59,12 @@ async def test_create_with_defaults(client: httpx.AsyncClient, workspace: Worksp
     assert r.json()["value"] == "9999999999999999.99"
 
     # created straight into a won stage: closed at once
-    won = await _deal(client, workspace.headers, stage_id=stages["Deal"]["id"])
+    won = await _deal(client, workspace.headers, stage_id=stages["Won"]["id"])
     assert won["status"] == "won" and won["closed_at"] is not None
 
     r = await client.get(f"{API}/deals/{won['id']}/history", headers=workspace.headers)
     (first,) = r.json()["items"]
-    assert first["from_stage_id"] is None and first["to_stage_name"] == "Deal"
+    assert first["from_stage_id"] is None and first["to_stage_name"] == "Won"
     assert first["changed_by"] == workspace.owner_id
 
 
@@ -138,7 +138,7 @@ async def test_stage_move_history_and_closed_at(
     r = await _move(client, workspace.headers, deal["id"], stage_id=stages["Replied"]["id"])
     assert r.status_code == 200 and r.json()["stage_changed_at"] == moved["stage_changed_at"]
 
-    r = await _move(client, workspace.headers, deal["id"], stage_id=stages["Deal"]["id"])
+    r = await _move(client, workspace.headers, deal["id"], stage_id=stages["Won"]["id"])
     won = r.json()
     assert won["status"] == "won" and won["closed_at"] is not None
     r = await _move(client, workspace.headers, deal["id"], stage_id=stages["Meeting"]["id"])
@@ -151,8 +151,8 @@ async def test_stage_move_history_and_closed_at(
     assert [(h["from_stage_name"], h["to_stage_name"]) for h in history] == [
         (None, "Cold"),
         ("Cold", "Replied"),
-        ("Replied", "Deal"),
-        ("Deal", "Meeting"),
+        ("Replied", "Won"),
+        ("Won", "Meeting"),
         ("Meeting", "Lost"),
     ]
     assert all(h["changed_by"] == workspace.owner_id for h in history)
@@ -228,7 +228,7 @@ async def test_filters(client: httpx.AsyncClient, workspace: Workspace) -> None:
     ).json()
     a = await _deal(client, workspace.headers, title="a", contact_id=contact.id)
     b = await _deal(client, bidi, title="b", company_id=company["id"])
-    c = await _deal(client, workspace.headers, title="c", stage_id=stages["Deal"]["id"])
+    c = await _deal(client, workspace.headers, title="c", stage_id=stages["Won"]["id"])
     d = await _deal(client, workspace.headers, title="d", stage_id=stages["Lost"]["id"])
     e = await _deal(client, workspace.headers, title="e", stage_id=stages["Meeting"]["id"])
 

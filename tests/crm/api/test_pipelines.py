@@ -34,7 +34,7 @@ async def test_default_pipeline_is_listed_with_ordered_stages(
         ("Replied", "open", 1),
         ("Qualified", "open", 2),
         ("Meeting", "open", 3),
-        ("Deal", "won", 4),
+        ("Won", "won", 4),
         ("Lost", "lost", 5),
     ]
     r = await client.get(f"{API}/pipelines/{pipeline['id']}", headers=workspace.headers)
@@ -138,7 +138,7 @@ async def test_stage_add_rename_kind_delete(
         "Qualified",
         "Meeting",
         "Proposal",
-        "Deal",
+        "Won",
         "Lost",
         "Churned",
     ]

@@ -65,7 +65,7 @@ async def test_closed_at_follows_the_stage_kind(workspace: Workspace) -> None:
     pipeline = await Pipeline.get(tenant_id=workspace.tenant_id, is_default=True)
     stages = {s.name: s for s in await Stage.filter(pipeline_id=pipeline.id)}
     deal = await do_create_deal(actor, "d")
-    won = await do_move_deal(actor, deal.id, stages["Deal"].id)
+    won = await do_move_deal(actor, deal.id, stages["Won"].id)
     assert won.closed_at is not None
     lost = await do_move_deal(actor, deal.id, stages["Lost"].id)
     assert lost.closed_at is not None and lost.closed_at >= won.closed_at
@@ -143,7 +143,7 @@ async def test_the_deal_of_a_conversation_is_created_once(workspace: Workspace) 
 
     # A won deal is not open: the next one is created.
     pipeline = await Pipeline.get(tenant_id=workspace.tenant_id, is_default=True)
-    won = await Stage.get(pipeline_id=pipeline.id, name="Deal")
+    won = await Stage.get(pipeline_id=pipeline.id, name="Won")
     await do_move_deal(workspace.actor, deal.id, won.id)
     assert (await deal_of_conversation(workspace.actor, conversation_id)).deal is None
     newer, created = await do_open_deal_for_conversation(workspace.actor, conversation_id)

@@ -111,7 +111,7 @@ async def test_summary_counts_and_totals_per_stage_and_currency(
     await do_create_deal(actor, "c", value="0.2", currency="EUR")
     await do_create_deal(actor, "d", value="9999999999999999.97", currency="USD")
     await do_create_deal(actor, "e", value="0.01", currency="USD")  # beyond a float's digits
-    await do_create_deal(actor, "w", value="7", stage_id=stages["Deal"].id)
+    await do_create_deal(actor, "w", value="7", stage_id=stages["Won"].id)
     await do_create_deal(other_workspace.actor, "theirs", value="100", currency="EUR")
     second = await do_create_pipeline(actor, "Partners")
     await do_create_deal(actor, "elsewhere", value="5", pipeline_id=second.pipeline.id)
@@ -125,7 +125,7 @@ async def test_summary_counts_and_totals_per_stage_and_currency(
         "Replied",
         "Qualified",
         "Meeting",
-        "Deal",
+        "Won",
         "Lost",
     ]
     assert rows["Cold"].count == 5
@@ -133,7 +133,7 @@ async def test_summary_counts_and_totals_per_stage_and_currency(
         "EUR": Decimal("1500.30"),
         "USD": Decimal("9999999999999999.98"),
     }
-    assert (rows["Deal"].count, rows["Deal"].totals) == (1, {"USD": Decimal("7.00")})
+    assert (rows["Won"].count, rows["Won"].totals) == (1, {"USD": Decimal("7.00")})
     assert (rows["Replied"].count, rows["Replied"].totals) == (0, {})
 
     other = await pipeline_summary(actor, second.pipeline.id)
