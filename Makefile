@@ -8,7 +8,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 # Compiled catalogs are build output (not committed): one per .po, rebuilt when the .po changes.
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
 
-.PHONY: install locales up test test-sqlite test-pg lint bench clean
+.PHONY: install browser locales up test test-sqlite test-pg lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ locales/%/LC_MESSAGES/messages.mo: locales/%/LC_MESSAGES/messages.po | $(INSTALL
 
 install: $(INSTALLED) $(MO_FILES) ## create the venv, install the project with its dev tools, compile the catalogs
 
+browser: ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
+	@test -x /usr/bin/chromium || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "install Debian's chromium (apt-get install chromium) for the browser tests"; exit 1; }
+
 locales: install ## extract the bot's messages, merge them into the catalogs (python locales/translate.py ru FILE.json fills translations)
 	$(BIN)/python locales/translate.py ru
 
@@ -34,10 +38,10 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check crm bot channels agents miniapp tests bench
 	$(BIN)/mypy
 
-test-sqlite: install ## the suite on the embedded defaults (SQLite, in-process queue)
+test-sqlite: install browser ## the suite on the embedded defaults (SQLite, in-process queue)
 	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest
 
-test-pg: install ## the suite on PostgreSQL and Redis (both must run on 127.0.0.1)
+test-pg: install browser ## the suite on PostgreSQL and Redis (both must run on 127.0.0.1)
 	CRM_TEST_DATABASE_URL=$(PG_TEST_URL) CRM_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
 
 test: lint test-sqlite ## lint, type-check and run the whole suite (also on PostgreSQL when it answers)
