@@ -97,11 +97,10 @@ async def _reply_target(
     Tells the operator why not when there is none.
     """
     replied = message.reply_to_message
-    if user is None or replied is None:
+    if user is None or replied is None or message.bot is None:
         return None
-    bot_id = message.bot.id if message.bot is not None else 0
     notification = await operators.conversation_for_reply(
-        bot_id, message.chat.id, replied.message_id
+        message.bot.id, message.chat.id, replied.message_id
     )
     if notification is None or notification.user_id != user.id:
         await message.reply(_("Reply to a lead notification to answer the lead."))
@@ -203,21 +202,23 @@ async def reply_media_to_lead(
     await _send_reply(message, bot, notification, actor, outgoing)
 
 
-async def ask_for_reply(query: CallbackQuery, callback_data: ConvAction, user: User | None) -> None:
+async def ask_for_reply(
+    query: CallbackQuery, callback_data: ConvAction, user: User | None, bot: Bot
+) -> None:
     """Ask the operator to write the answer as a reply (ForceReply)."""
     actor = await operators.actor_for_conversation(user, callback_data.id)
     if actor is None or user is None or query.message is None:
         await query.answer(no_workspace(), show_alert=True)
         return
     await query.answer()
-    prompt = await query.bot.send_message(  # type: ignore[union-attr]
+    prompt = await bot.send_message(
         chat_id=query.message.chat.id,
         text=_("Write your answer as a reply to this message."),
         reply_markup=ForceReply(input_field_placeholder=_("Your answer to the lead")),
     )
     await operators.record_notification(
         user=user,
-        bot_id=prompt.bot.id if prompt.bot is not None else query.bot.id,  # type: ignore[union-attr]
+        bot_id=bot.id,
         chat_id=prompt.chat.id,
         telegram_message_id=prompt.message_id,
         conversation=await conversations.access_conversation(actor, callback_data.id),

@@ -462,7 +462,8 @@ async def conversation_for_reply(
         telegram_message_id=message_id,
     ).order_by("-id")
     exact = [row for row in rows if row.bot_id == bot_id]
-    return (exact or rows or [None])[0]
+    found = exact or rows
+    return found[0] if found else None
 
 
 # Messages an operator sent by replying to a notification in the bot's private chat carry this
