@@ -1,8 +1,11 @@
 """Event handlers that tell operators in Telegram: lead messages in, where their replies stand.
 
 They run on task workers (no incoming update), so each renders in the recipient's language
-with ``i18n.use_locale``. Handlers are at-least-once: a lead message already announced to a
-user (an ``OperatorNotification`` row) is not announced again.
+with ``i18n.use_locale``. Handlers are at-least-once, notifications at most once per user and
+lead message: the ``OperatorNotification`` row is written (pending) before the Telegram call
+and gets the message id after it, so a redelivered event never sends again. A send that
+surely did not happen (flood control, a 5xx, no connection) releases the row and the event is
+retried; one Telegram refused is recorded as failed with the reason, and logged.
 
 A lead's photo, document, voice message, audio or video reaches the operator as that media,
 uploaded once per lead message: the other recipients get it by Telegram file id (never as a
@@ -29,8 +32,10 @@ from aiogram.exceptions import (
     TelegramEntityTooLarge,
     TelegramForbiddenError,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from aiogram.types import Message as TelegramMessage
@@ -314,9 +319,11 @@ class Notifier:
         deal = await operators.open_deal_of(conversation.tenant_id, conversation.contact_id)
         # Classified by the AI's handler, which runs before this one for the same event.
         classified = await intents.intent_of(message.id)
-        recipients = await operators.not_yet_notified(
-            await operators.recipients_for(conversation), message.id
-        )
+        members = await operators.recipients_for(conversation)
+        if not members:
+            logger.info("lead message %s: no member with a Telegram id to notify", message.id)
+            return
+        recipients = await operators.not_yet_notified(members, message.id)
         if not recipients:
             return
         roles = await operators.roles_in(conversation.tenant_id, [u.id for u in recipients])
@@ -392,9 +399,15 @@ class Notifier:
         """
         try:
             return await self._notify(user, text, caption, keyboard, attachment, uploaded)
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:
-            # The operator never started the bot, blocked it, or the chat is gone: a retry
-            # would fail the same way.
+        except (
+            TelegramForbiddenError,
+            TelegramBadRequest,
+            TelegramNotFound,
+            TelegramUnauthorizedError,
+            TelegramEntityTooLarge,
+        ) as exc:
+            # The operator never started the bot, blocked it, the chat is gone, or the token
+            # was revoked: a retry would fail the same way.
             reason = redact(exc.message)
             logger.warning(
                 "operator %s (chat %s) not notified of lead message %s: %s",
