@@ -11,8 +11,7 @@ tortoise rebuilds a table for a nullable column without its unique constraints, 
 drop an inline one.
 """
 
-from tortoise import fields
-from tortoise import migrations
+from tortoise import fields, migrations
 from tortoise.indexes import Index
 from tortoise.migrations import operations as ops
 from tortoise.migrations.constraints import UniqueConstraint
@@ -54,7 +53,7 @@ POSTGRES_UP = (
     f'ALTER TABLE "{TABLE}" DROP CONSTRAINT IF EXISTS "{OLD_UNIQUE}"',
     f'ALTER TABLE "{TABLE}" ALTER COLUMN "telegram_message_id" DROP NOT NULL',
     f'ALTER TABLE "{TABLE}" ADD COLUMN "bot_id" BIGINT',
-    f"ALTER TABLE \"{TABLE}\" ADD COLUMN \"state\" VARCHAR(16) NOT NULL DEFAULT 'sent'",
+    f'ALTER TABLE "{TABLE}" ADD COLUMN "state" VARCHAR(16) NOT NULL DEFAULT \'sent\'',
     f'ALTER TABLE "{TABLE}" ADD COLUMN "error" VARCHAR(500)',
     f'ALTER TABLE "{TABLE}" ADD CONSTRAINT "{NEW_UNIQUE}" '
     '    UNIQUE ("bot_id", "chat_id", "telegram_message_id")',
