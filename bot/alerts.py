@@ -343,10 +343,10 @@ class Alerts:
             # A Telegram reply to this alert goes to the lead, as for a lead notification.
             await operators.record_notification(
                 user=user,
+                bot_id=self.bot.id,
                 chat_id=sent.chat.id,
                 telegram_message_id=sent.message_id,
                 conversation=conversation,
-                message_id=None,
             )
 
     async def agent_drafted(self, event: Event, conn: BaseDBAsyncClient) -> None:

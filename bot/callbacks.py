@@ -18,6 +18,8 @@ class ConvAct(StrEnum):
     STAGE = "g"  # stage buttons for that deal (bot/routers/deals.py)
     DRAFT = "f"  # an AI reply draft for the lead's latest message (bot/routers/ai.py)
     HAND_BACK = "b"  # let the AI act again after a hand-off (bot/routers/ai.py)
+    REOPEN = "o"  # reopen a closed conversation
+    STATE = "i"  # the state row of a notification: tells who has it, snoozed until when
 
 
 class ConvAction(CallbackData, prefix="cv"):

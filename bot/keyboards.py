@@ -10,48 +10,73 @@ from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction, WorkspacePick
-from crm.models import Role, Tenant
+from crm.models import ROLE_RANK, Role, Tenant
 
 
-def notification_keyboard(conversation_id: int, *, closed: bool = False) -> InlineKeyboardMarkup:
-    """Reply, Draft; Deal, Stage; Assign to me, Snooze 1h, Close for one conversation."""
+def notification_keyboard(
+    conversation_id: int,
+    *,
+    closed: bool = False,
+    role: Role | None = None,
+    mine: bool = False,
+    taken: bool = False,
+    state: str | None = None,
+) -> InlineKeyboardMarkup:
+    """The buttons of a lead notification, for what its reader may do in its current state.
+
+    ``role`` None (a team inbox topic, read by several members): every button. A viewer gets
+    Deal only. A bidi on a conversation ``taken`` by a colleague gets Deal and Stage. Open:
+    Assign to me (unless ``mine``), Snooze 1h, Close; closed: Reopen. ``state`` (who has it,
+    snoozed until when, closed) is shown as a first row.
+    """
     try:
         locale: str | None = get_i18n().current_locale
     except LookupError:  # no i18n context: the source (English) texts
         locale = None
-    return _notification_keyboard(conversation_id, closed, locale)
+    return _notification_keyboard(conversation_id, closed, role, mine, taken, state, locale)
 
 
-# Built once per conversation, state and language: every lead message sends one per recipient,
-# and building its six buttons (pydantic models, gettext) cost about a tenth of a worker's time
-# at 100 notifications a second (bench_notify). Callers never modify a markup.
+# Built once per conversation, state, role and language: every lead message sends one per
+# recipient, and building its buttons (pydantic models, gettext) cost about a tenth of a worker's
+# time at 100 notifications a second (bench_notify). Callers never modify a markup.
 @functools.lru_cache(maxsize=4096)
 def _notification_keyboard(
-    conversation_id: int, closed: bool, locale: str | None
+    conversation_id: int,
+    closed: bool,
+    role: Role | None,
+    mine: bool,
+    taken: bool,
+    state: str | None,
+    locale: str | None,
 ) -> InlineKeyboardMarkup:
     def button(text: str, act: ConvAct) -> InlineKeyboardButton:
         data = ConvAction(act=act, id=conversation_id).pack()
         return InlineKeyboardButton(text=text, callback_data=data)
 
-    second = [
-        button(_("🙋 Assign to me"), ConvAct.ASSIGN),
-        button(_("⏰ Snooze 1h"), ConvAct.SNOOZE),
-    ]
-    if not closed:
-        second.append(button(_("✅ Close"), ConvAct.CLOSE))
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                button(_("↩️ Reply"), ConvAct.REPLY),
-                button(_("✨ Draft"), ConvAct.DRAFT),
-            ],
-            [
-                button(_("💼 Deal"), ConvAct.DEAL),
-                button(_("📊 Stage"), ConvAct.STAGE),
-            ],
-            second,
-        ]
-    )
+    rank = ROLE_RANK[role] if role is not None else ROLE_RANK[Role.OWNER]
+    writes = rank >= ROLE_RANK[Role.BIDI]
+    # A bidi works only on conversations assigned to them or to nobody (check_may_work_on).
+    works = writes and (rank >= ROLE_RANK[Role.ADMIN] or not taken)
+    rows: list[list[InlineKeyboardButton]] = []
+    if state:
+        rows.append([button(state[:64], ConvAct.STATE)])
+    if works:
+        rows.append([button(_("↩️ Reply"), ConvAct.REPLY), button(_("✨ Draft"), ConvAct.DRAFT)])
+    deal_row = [button(_("💼 Deal"), ConvAct.DEAL)]
+    if writes:
+        deal_row.append(button(_("📊 Stage"), ConvAct.STAGE))
+    rows.append(deal_row)
+    if works:
+        if closed:
+            rows.append([button(_("🔓 Reopen"), ConvAct.REOPEN)])
+        else:
+            last = []
+            if not mine:
+                last.append(button(_("🙋 Assign to me"), ConvAct.ASSIGN))
+            last.append(button(_("⏰ Snooze 1h"), ConvAct.SNOOZE))
+            last.append(button(_("✅ Close"), ConvAct.CLOSE))
+            rows.append(last)
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def workspaces_keyboard(

@@ -1,8 +1,11 @@
 """Event handlers that tell operators in Telegram: lead messages in, where their replies stand.
 
 They run on task workers (no incoming update), so each renders in the recipient's language
-with ``i18n.use_locale``. Handlers are at-least-once: a lead message already announced to a
-user (an ``OperatorNotification`` row) is not announced again.
+with ``i18n.use_locale``. Handlers are at-least-once, notifications at most once per user and
+lead message: the ``OperatorNotification`` row is written (pending) before the Telegram call
+and gets the message id after it, so a redelivered event never sends again. A send that
+surely did not happen (flood control, a 5xx, no connection) releases the row and the event is
+retried; one Telegram refused is recorded as failed with the reason, and logged.
 
 A lead's photo, document, voice message, audio or video reaches the operator as that media,
 uploaded once per lead message: the other recipients get it by Telegram file id (never as a
@@ -28,6 +31,11 @@ from aiogram.exceptions import (
     TelegramBadRequest,
     TelegramEntityTooLarge,
     TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup
 from aiogram.types import Message as TelegramMessage
@@ -39,7 +47,16 @@ from bot.keyboards import notification_keyboard
 from bot.sending import not_modified, send_long
 from channels.telegram.logs import redact
 from crm.messaging import DeliveryStatus, MessageKind
-from crm.models import Contact, Conversation, Event, Message, User
+from crm.models import (
+    Contact,
+    Conversation,
+    ConversationStatus,
+    Event,
+    Message,
+    OperatorNotification,
+    Role,
+    User,
+)
 from crm.services import intents, operators
 from crm.services.media import LocalMediaStore, stored_bytes
 from crm.services.operators import OpenDeal, ReplyDelivery
@@ -217,6 +234,12 @@ def _localized_delivery_text(state: ReplyDelivery, i18n: I18n | None) -> str:
         return delivery_text(state.status, state.error_title)
 
 
+def never_sent(exc: TelegramNetworkError) -> bool:
+    """True when the connection failed before Telegram saw the request (nothing was sent)."""
+    # aiogram folds aiohttp's error into the message as "<ErrorType>: <text>".
+    return exc.message.startswith(("ClientConnectorError", "ClientConnectorDNSError"))
+
+
 @dataclass(frozen=True)
 class Attachment:
     """A lead's stored media, ready for the Bot API."""
@@ -296,11 +319,14 @@ class Notifier:
         deal = await operators.open_deal_of(conversation.tenant_id, conversation.contact_id)
         # Classified by the AI's handler, which runs before this one for the same event.
         classified = await intents.intent_of(message.id)
-        recipients = await operators.not_yet_notified(
-            await operators.recipients_for(conversation), message.id
-        )
+        members = await operators.recipients_for(conversation)
+        if not members:
+            logger.info("lead message %s: no member with a Telegram id to notify", message.id)
+            return
+        recipients = await operators.not_yet_notified(members, message.id)
         if not recipients:
             return
+        roles = await operators.roles_in(conversation.tenant_id, [u.id for u in recipients])
         attachment = await self._attachment(message)
         uploaded: dict[str, str] = {}  # the file id of the first upload, for the others
         for user in recipients:
@@ -318,8 +344,28 @@ class Notifier:
                 )
                 text = render()
                 caption = render(attached=True) if attachment is not None else None
-                keyboard = notification_keyboard(conversation.id)
-            notified = await self._notify(user, text, caption, keyboard, attachment, uploaded)
+                keyboard = notification_keyboard(
+                    conversation.id,
+                    closed=conversation.status is ConversationStatus.CLOSED,
+                    role=roles.get(user.id, Role.VIEWER),
+                    mine=conversation.assignee_id == user.id,
+                    taken=conversation.assignee_id not in (None, user.id),
+                )
+            assert user.telegram_id is not None
+            # Recorded before the Telegram call: a redelivered event (a worker killed after
+            # the send, before the record of its message id) finds it and sends nothing.
+            intent = await operators.begin_notification(
+                user=user,
+                bot_id=self.bot.id,
+                chat_id=user.telegram_id,
+                conversation=conversation,
+                message_id=message.id,
+            )
+            if intent is None:
+                continue
+            notified = await self._notify_once(
+                intent, user, text, caption, keyboard, attachment, uploaded
+            )
             if notified is None:
                 continue
             # Every part answers the lead when replied to; the one with the buttons is the
@@ -327,18 +373,78 @@ class Notifier:
             for other in notified.others:
                 await operators.record_notification(
                     user=user,
+                    bot_id=self.bot.id,
                     chat_id=other.chat.id,
                     telegram_message_id=other.message_id,
                     conversation=conversation,
-                    message_id=None,
                 )
-            await operators.record_notification(
-                user=user,
-                chat_id=notified.carrier.chat.id,
-                telegram_message_id=notified.carrier.message_id,
-                conversation=conversation,
-                message_id=message.id,
+            await operators.record_sent(intent, notified.carrier.message_id)
+
+    async def _notify_once(
+        self,
+        intent: OperatorNotification,
+        user: User,
+        text: str,
+        caption: str | None,
+        keyboard: InlineKeyboardMarkup,
+        attachment: Attachment | None,
+        uploaded: dict[str, str],
+    ) -> Notified | None:
+        """Send a notification whose intent is recorded; None when it did not go out.
+
+        Refused for good: recorded as failed with Telegram's reason, and logged. Surely not
+        sent (flood control, a server error, no connection): the intent is released and the
+        error raised, so the retry of the event sends it. Unknown (a timeout may hide a
+        message Telegram took): kept, and never sent again.
+        """
+        try:
+            return await self._notify(user, text, caption, keyboard, attachment, uploaded)
+        except (
+            TelegramForbiddenError,
+            TelegramBadRequest,
+            TelegramNotFound,
+            TelegramUnauthorizedError,
+            TelegramEntityTooLarge,
+        ) as exc:
+            # The operator never started the bot, blocked it, the chat is gone, or the token
+            # was revoked: a retry would fail the same way.
+            reason = redact(exc.message)
+            logger.warning(
+                "operator %s (chat %s) not notified of lead message %s: %s",
+                user.id,
+                intent.chat_id,
+                intent.lead_message_id,
+                reason,
             )
+            await operators.record_failed(intent, reason)
+            return None
+        except (TelegramRetryAfter, TelegramServerError) as exc:
+            await self._release(intent, user, exc)
+            raise
+        except TelegramNetworkError as exc:
+            if never_sent(exc):
+                await self._release(intent, user, exc)
+                raise
+            reason = f"delivery state unknown: {redact(exc.message)}"
+            logger.warning(
+                "notification of lead message %s to operator %s may not have arrived, not "
+                "sent again: %s",
+                intent.lead_message_id,
+                user.id,
+                reason,
+            )
+            await operators.record_failed(intent, reason)
+            return None
+
+    @staticmethod
+    async def _release(intent: OperatorNotification, user: User, exc: Exception) -> None:
+        logger.warning(
+            "notification of lead message %s to operator %s not sent, retried with the event: %s",
+            intent.lead_message_id,
+            user.id,
+            redact(str(exc)),
+        )
+        await operators.release_notification(intent)
 
     async def _attachment(self, message: Message) -> Attachment | None:
         """The lead's media from the store; None when it is not there (a label stands in)."""
@@ -355,26 +461,20 @@ class Notifier:
         keyboard: InlineKeyboardMarkup,
         attachment: Attachment | None,
         uploaded: dict[str, str],
-    ) -> Notified | None:
-        """Send one notification; None when Telegram refuses that chat for good."""
+    ) -> Notified:
+        """Send one notification (Telegram's errors are the caller's)."""
         assert user.telegram_id is not None
         chat_id = user.telegram_id
-        try:
-            if attachment is not None and caption is not None:
-                try:
-                    return await self._with_media(chat_id, caption, keyboard, attachment, uploaded)
-                except (TelegramBadRequest, TelegramEntityTooLarge) as exc:
-                    # Telegram refused the file itself: the label tells of it instead.
-                    logger.info("media notification refused, text instead: %s", redact(str(exc)))
-            parts = await send_long(
-                self.bot, chat_id, text, reply_markup=keyboard, parse_mode=ParseMode.HTML
-            )
-            return Notified(carrier=parts[-1], others=parts[:-1])
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:
-            # The operator never started the bot, blocked it, or the chat is gone: a retry
-            # would fail the same way.
-            logger.info("operator %s not notified: %s", user.id, redact(str(exc)))
-            return None
+        if attachment is not None and caption is not None:
+            try:
+                return await self._with_media(chat_id, caption, keyboard, attachment, uploaded)
+            except (TelegramBadRequest, TelegramEntityTooLarge) as exc:
+                # Telegram refused the file itself: the label tells of it instead.
+                logger.info("media notification refused, text instead: %s", redact(str(exc)))
+        parts = await send_long(
+            self.bot, chat_id, text, reply_markup=keyboard, parse_mode=ParseMode.HTML
+        )
+        return Notified(carrier=parts[-1], others=parts[:-1])
 
     async def _with_media(
         self,

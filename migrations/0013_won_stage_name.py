@@ -27,6 +27,6 @@ async def _down(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("models", "0011_memory_tsvector")]
+    dependencies = [("models", "0012_notification_bot_intent")]
 
     operations = [ops.RunPython(_up, _down)]

@@ -29,6 +29,8 @@ def build_routers(extra: Sequence[Router] = ()) -> list[Router]:
     return [
         start.build_router(),
         help.build_router(),
+        # A reply to a notification answers its lead even while a dialogue waits for text.
+        inbox.build_reply_router(),
         dialogue.build_router(),
         team.build_router(),
         lang.build_router(),

@@ -13,7 +13,7 @@ import math
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiogram import Bot, F, Router
-from aiogram.enums import ParseMode
+from aiogram.enums import ChatType, ParseMode
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
@@ -24,7 +24,7 @@ from bot.notify import CHANNEL_NAMES, media_label
 from bot.sending import edit_in_place
 from bot.texts import no_workspace
 from crm.messaging import DeliveryStatus, MessageKind
-from crm.models import ConversationStatus, Direction, User
+from crm.models import Conversation, ConversationStatus, Direction, User
 from crm.models import Message as LeadMessage
 from crm.services import conversations, operators
 from crm.services.access import Actor
@@ -51,6 +51,53 @@ def local_time(value: dt.datetime, user: User | None) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(zone).strftime("%d.%m %H:%M")
+
+
+def state_texts(
+    conversation: Conversation, user: User | None, assignee: str | None, *, private: bool
+) -> tuple[str | None, str]:
+    """The short state row of a notification (None for an open, unassigned conversation) and
+    the sentence a press on it shows: closed or snoozed until when, and who has it."""
+    short: list[str] = []
+    long: list[str] = []
+    if conversation.status is ConversationStatus.CLOSED:
+        short.append(_("✅ Closed"))
+        long.append(_("Closed."))
+    elif conversation.status is ConversationStatus.SNOOZED and conversation.snoozed_until:
+        until = local_time(conversation.snoozed_until, user)
+        short.append(_("⏰ until {time}").format(time=until))
+        long.append(_("Snoozed until {time}.").format(time=until))
+    if conversation.assignee_id is not None:
+        if private and user is not None and conversation.assignee_id == user.id:
+            short.append(_("🙋 you"))
+            long.append(_("Assigned to you."))
+        else:
+            name = assignee or "?"
+            short.append(_("🙋 {name}").format(name=name))
+            long.append(_("Assigned to {name}.").format(name=name))
+    if not short:
+        return None, _("Open, assigned to nobody.")
+    return " · ".join(short), " ".join(long)
+
+
+async def conversation_keyboard(
+    conversation: Conversation, actor: Actor, user: User | None, *, private: bool
+) -> tuple[InlineKeyboardMarkup, str]:
+    """The buttons of a notification for ``actor`` now, and the sentence of its state.
+
+    In a group (a team inbox topic, several readers) every button is shown.
+    """
+    assignee = await operators.name_of(conversation.assignee_id)
+    state, sentence = state_texts(conversation, user, assignee, private=private)
+    markup = notification_keyboard(
+        conversation.id,
+        closed=conversation.status is ConversationStatus.CLOSED,
+        role=actor.role if private else None,
+        mine=private and conversation.assignee_id == actor.user_id,
+        taken=private and conversation.assignee_id not in (None, actor.user_id),
+        state=state,
+    )
+    return markup, sentence
 
 
 def channel_name(channel: str) -> str:
@@ -195,21 +242,20 @@ async def open_conversation(
         return
     await query.answer()
     conversation = view.conversation
+    private = query.message.chat.type == ChatType.PRIVATE
     sent = await bot.send_message(
         chat_id=query.message.chat.id,
         text=render_conversation(view, user),
         parse_mode=ParseMode.HTML,
-        reply_markup=notification_keyboard(
-            conversation.id, closed=conversation.status is ConversationStatus.CLOSED
-        ),
+        reply_markup=(await conversation_keyboard(conversation, actor, user, private=private))[0],
     )
     # A Telegram reply to this message answers the lead, as one to a notification does.
     await operators.record_notification(
         user=user,
+        bot_id=bot.id,
         chat_id=sent.chat.id,
         telegram_message_id=sent.message_id,
         conversation=conversation,
-        message_id=None,
     )
     if conversation.unread_count > 0:
         # Viewers, and members on a colleague's conversation, read without marking it read.

@@ -9,17 +9,20 @@ the operator gets back is edited as the message is delivered, read or fails
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import mimetypes
 from dataclasses import dataclass
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import CallbackQuery, ForceReply, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction
-from bot.keyboards import notification_keyboard
 from bot.notify import SHOWN_WHEN_SENT, show_delivery
+from bot.routers.conversations import conversation_keyboard
+from bot.sending import not_modified
 from bot.services import BotServices
 from bot.texts import no_workspace, refusal
 from crm.messaging import OutboundKind
@@ -28,6 +31,8 @@ from crm.services import conversations, media, operators
 from crm.services.access import Actor
 from crm.services.errors import ServiceError
 from crm.services.outbound import Outgoing, do_send_message
+
+logger = logging.getLogger(__name__)
 
 SNOOZE = dt.timedelta(hours=1)
 MIB = 1024 * 1024
@@ -92,9 +97,11 @@ async def _reply_target(
     Tells the operator why not when there is none.
     """
     replied = message.reply_to_message
-    if user is None or replied is None:
+    if user is None or replied is None or message.bot is None:
         return None
-    notification = await operators.conversation_for_reply(message.chat.id, replied.message_id)
+    notification = await operators.conversation_for_reply(
+        message.bot.id, message.chat.id, replied.message_id
+    )
     if notification is None or notification.user_id != user.id:
         await message.reply(_("Reply to a lead notification to answer the lead."))
         return None
@@ -120,7 +127,7 @@ async def _send_reply(
         return
     confirmation = await message.reply(_("Sent ✓"))
     recorded = await operators.record_confirmation(
-        notification, confirmation.chat.id, confirmation.message_id, sent.id
+        notification, bot.id, confirmation.chat.id, confirmation.message_id, sent.id
     )
     if recorded is not None:
         # A receipt handled before the confirmation was recorded found nothing to edit.
@@ -195,59 +202,104 @@ async def reply_media_to_lead(
     await _send_reply(message, bot, notification, actor, outgoing)
 
 
-async def ask_for_reply(query: CallbackQuery, callback_data: ConvAction, user: User | None) -> None:
+async def ask_for_reply(
+    query: CallbackQuery, callback_data: ConvAction, user: User | None, bot: Bot
+) -> None:
     """Ask the operator to write the answer as a reply (ForceReply)."""
     actor = await operators.actor_for_conversation(user, callback_data.id)
     if actor is None or user is None or query.message is None:
         await query.answer(no_workspace(), show_alert=True)
         return
     await query.answer()
-    prompt = await query.bot.send_message(  # type: ignore[union-attr]
+    prompt = await bot.send_message(
         chat_id=query.message.chat.id,
         text=_("Write your answer as a reply to this message."),
         reply_markup=ForceReply(input_field_placeholder=_("Your answer to the lead")),
     )
     await operators.record_notification(
         user=user,
+        bot_id=bot.id,
         chat_id=prompt.chat.id,
         telegram_message_id=prompt.message_id,
         conversation=await conversations.access_conversation(actor, callback_data.id),
-        message_id=None,
     )
 
 
 async def act_on_conversation(
     query: CallbackQuery, callback_data: ConvAction, user: User | None
 ) -> None:
-    """Close, take, or snooze the conversation of a notification."""
+    """Close, reopen, take, or snooze the conversation of a notification; the notification
+    then shows the new state (closed, snoozed until when, who has it) and fitting buttons."""
     actor = await operators.actor_for_conversation(user, callback_data.id)
     if actor is None:
         await query.answer(no_workspace(), show_alert=True)
         return
+    done: str | None
     try:
         if callback_data.act is ConvAct.CLOSE:
-            await conversations.do_set_status(actor, callback_data.id, ConversationStatus.CLOSED)
+            conversation = await conversations.do_set_status(
+                actor, callback_data.id, ConversationStatus.CLOSED
+            )
             done = _("Conversation closed.")
+        elif callback_data.act is ConvAct.REOPEN:
+            conversation = await conversations.do_set_status(
+                actor, callback_data.id, ConversationStatus.OPEN
+            )
+            done = _("Conversation reopened.")
         elif callback_data.act is ConvAct.ASSIGN:
-            await conversations.do_assign(actor, callback_data.id, actor.user_id)
+            conversation = await conversations.do_assign(actor, callback_data.id, actor.user_id)
             done = _("Assigned to you.")
-        else:
+        elif callback_data.act is ConvAct.SNOOZE:
             until = dt.datetime.now(dt.UTC) + SNOOZE
-            await conversations.do_snooze(actor, callback_data.id, until)
+            conversation = await conversations.do_snooze(actor, callback_data.id, until)
             done = _("Snoozed for 1 hour.")
+        else:  # the state row: say it in full, and bring the buttons up to date
+            conversation = await conversations.access_conversation(actor, callback_data.id)
+            done = None
     except ServiceError as exc:
         await query.answer(refusal(exc, actor), show_alert=True)
         return
-    await query.answer(done)
-    if callback_data.act is ConvAct.CLOSE and isinstance(query.message, Message):
-        await query.message.edit_reply_markup(
-            reply_markup=notification_keyboard(callback_data.id, closed=True)
-        )
+    message = query.message
+    if not isinstance(message, Message):
+        await query.answer(done)
+        return
+    private = message.chat.type == ChatType.PRIVATE
+    markup, sentence = await conversation_keyboard(conversation, actor, user, private=private)
+    await query.answer(done or sentence)
+    try:
+        await message.edit_reply_markup(reply_markup=markup)
+    except TelegramBadRequest as exc:
+        if not not_modified(exc):
+            # Deleted meanwhile, or too old to edit: the answer above said what happened.
+            logger.info("notification buttons not updated: %s", exc.message)
 
 
 async def plain_text(message: Message) -> None:
     """Text (or a file) that answers no notification: explain how replying works."""
     await message.answer(_("To answer a lead, reply to their notification."))
+
+
+async def answers_a_notification(message: Message) -> bool:
+    """A reply in the bot's private chat to a message recorded as a notification (not a
+    command): it goes to that notification's lead whatever dialogue is open."""
+    replied = message.reply_to_message
+    if replied is None or message.chat.type != ChatType.PRIVATE or message.bot is None:
+        return False
+    if (message.text or "").startswith("/"):
+        return False
+    found = await operators.conversation_for_reply(
+        message.bot.id, message.chat.id, replied.message_id
+    )
+    return found is not None
+
+
+def build_reply_router() -> Router:
+    """Replies to notifications, tried before every dialogue (an open draft Edit, a deal
+    title...) so that such a reply never lands in the dialogue or is dropped."""
+    router = Router(name="notification_replies")
+    router.message.register(reply_to_lead, F.text, answers_a_notification)
+    router.message.register(reply_media_to_lead, ~F.text, answers_a_notification)
+    return router
 
 
 def build_router() -> Router:
@@ -258,7 +310,11 @@ def build_router() -> Router:
     router.callback_query.register(ask_for_reply, ConvAction.filter(F.act == ConvAct.REPLY))
     router.callback_query.register(
         act_on_conversation,
-        ConvAction.filter(F.act.in_({ConvAct.CLOSE, ConvAct.ASSIGN, ConvAct.SNOOZE})),
+        ConvAction.filter(
+            F.act.in_(
+                {ConvAct.CLOSE, ConvAct.REOPEN, ConvAct.ASSIGN, ConvAct.SNOOZE, ConvAct.STATE}
+            )
+        ),
     )
     router.message.register(plain_text, F.text, ~F.text.startswith("/"))
     router.message.register(plain_text, F.photo | F.document | F.voice | F.audio | F.video)

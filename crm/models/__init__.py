@@ -32,6 +32,7 @@ from crm.models.inbox import (
 )
 from crm.models.operator import (
     Invite,
+    NotificationState,
     OperatorNotification,
     TeamInbox,
     TeamPost,
@@ -77,6 +78,7 @@ __all__ = [
     "Message",
     "MessageIntent",
     "Note",
+    "NotificationState",
     "OperatorNotification",
     "OutboxEntry",
     "PendingStatus",

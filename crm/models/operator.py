@@ -44,6 +44,17 @@ class Invite(Model):
         table = "invite"
 
 
+class NotificationState(StrEnum):
+    """Where a notification to an operator stands."""
+
+    # Recorded before the Telegram call, so a redelivered event never sends it again. Still
+    # pending later: the worker stopped between this record and the next one, and whether
+    # Telegram took the message is unknown.
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # Telegram refused it (``error`` says why); not retried
+
+
 class OperatorNotification(Model):
     """A message the operator bot sent about a lead message, found again by a Telegram reply."""
 
@@ -54,14 +65,21 @@ class OperatorNotification(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "models.User", related_name=False, on_delete=fields.CASCADE
     )
+    # The Telegram id of the bot that sent it: message ids count per bot and chat, and start
+    # again for a new bot (or an emulator that forgot its chats). Null on rows from before.
+    bot_id = fields.BigIntField(null=True)
     chat_id = fields.BigIntField()
-    telegram_message_id = fields.BigIntField()
+    # Null until Telegram took the message, and on a row a newer message with the same id
+    # replaced (the newest record wins).
+    telegram_message_id = fields.BigIntField(null=True)
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "models.Conversation", related_name=False, on_delete=fields.CASCADE
     )
     lead_message: fields.ForeignKeyNullableRelation[Message] = fields.ForeignKeyField(
         "models.Message", related_name=False, null=True, on_delete=fields.CASCADE
     )
+    state = fields.CharEnumField(NotificationState, max_length=16, default=NotificationState.SENT)
+    error = fields.CharField(max_length=500, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     tenant_id: int
@@ -71,7 +89,8 @@ class OperatorNotification(Model):
 
     class Meta:
         table = "operator_notification"
-        unique_together = (("chat_id", "telegram_message_id"), ("user", "lead_message"))
+        unique_together = (("bot_id", "chat_id", "telegram_message_id"), ("user", "lead_message"))
+        indexes = (("chat_id", "telegram_message_id"),)
 
 
 class TeamPostKind(StrEnum):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from crm.messaging import DeliveryStatus
@@ -22,6 +25,7 @@ from crm.models import (
     Invite,
     Membership,
     Message,
+    NotificationState,
     OperatorNotification,
     Role,
     StageKind,
@@ -32,6 +36,8 @@ from crm.services.access import Actor
 from crm.services.errors import NotFound, ServiceError, ValidationFailed
 from crm.services.events import record_event
 from crm.services.tenants import do_create_tenant
+
+logger = logging.getLogger(__name__)
 
 INVITE_LIFETIME = dt.timedelta(days=7)
 INVITE_ROLES = (Role.ADMIN, Role.BIDI, Role.VIEWER)
@@ -325,6 +331,24 @@ async def recipients_for(conversation: Conversation) -> list[User]:
     return sorted(users, key=lambda u: order[u.id])
 
 
+async def roles_in(tenant_id: int, user_ids: list[int]) -> dict[int, Role]:
+    """The role of each of ``user_ids`` in a workspace (members only)."""
+    if not user_ids:
+        return {}
+    rows = await Membership.filter(tenant_id=tenant_id, user_id__in=user_ids).values_list(
+        "user_id", "role"
+    )
+    return {user_id: Role(role) for user_id, role in rows}
+
+
+async def name_of(user_id: int | None) -> str | None:
+    """A member's display name (None for nobody)."""
+    if user_id is None:
+        return None
+    names = await User.filter(id=user_id).values_list("name", flat=True)
+    return str(names[0]) if names else None
+
+
 @dataclass(frozen=True)
 class OpenDeal:
     """The latest open deal of a contact and its stage."""
@@ -349,42 +373,156 @@ async def open_deal_of(tenant_id: int, contact_id: int) -> OpenDeal | None:
 
 
 async def not_yet_notified(users: list[User], message_id: int) -> list[User]:
-    """Those of ``users`` not yet told of this lead message (one query for all of them)."""
+    """Those of ``users`` not yet told of this lead message (one query for all of them).
+
+    A notification whose intent was recorded but whose send was never confirmed is not sent
+    again (at most once per user and lead message): it is logged instead.
+    """
     if not users:
         return []
-    told = set(
-        await OperatorNotification.filter(
-            lead_message_id=message_id, user_id__in=[u.id for u in users]
-        ).values_list("user_id", flat=True)
-    )
+    told: set[int] = set()
+    rows = await OperatorNotification.filter(
+        lead_message_id=message_id, user_id__in=[u.id for u in users]
+    ).values_list("id", "user_id", "state")
+    for row_id, user_id, state in rows:
+        told.add(user_id)
+        if state == NotificationState.PENDING.value:
+            logger.warning(
+                "notification %s of lead message %s to user %s was begun by an earlier delivery "
+                "and never confirmed (still in flight, or that worker stopped before or after "
+                "the Telegram call): not sent again",
+                row_id,
+                message_id,
+                user_id,
+            )
     return [user for user in users if user.id not in told]
 
 
-async def record_notification(
-    *,
-    user: User,
-    chat_id: int,
-    telegram_message_id: int,
-    conversation: Conversation,
-    message_id: int | None,
+async def begin_notification(
+    *, user: User, bot_id: int, chat_id: int, conversation: Conversation, message_id: int
 ) -> OperatorNotification | None:
-    """Remember a sent notification; None when the same one was recorded already."""
+    """Record the intent to tell ``user`` of a lead message, before the Telegram call.
+
+    None when a delivery of the same event already began it: it is never sent twice.
+    """
     try:
         return await OperatorNotification.create(
             tenant_id=conversation.tenant_id,
             user_id=user.id,
+            bot_id=bot_id,
             chat_id=chat_id,
-            telegram_message_id=telegram_message_id,
+            telegram_message_id=None,
             conversation_id=conversation.id,
             lead_message_id=message_id,
+            state=NotificationState.PENDING,
         )
     except IntegrityError:
         return None
 
 
-async def conversation_for_reply(chat_id: int, message_id: int) -> OperatorNotification | None:
-    """The notification a Telegram reply answers (by chat and replied-to message id)."""
-    return await OperatorNotification.get_or_none(chat_id=chat_id, telegram_message_id=message_id)
+async def _supersede(bot_id: int, chat_id: int, telegram_message_id: int, conn: Any) -> None:
+    """Free a Telegram message id for the newest record: older rows with it stop answering.
+
+    Message ids count per bot and chat and start again when the Bot API forgets its chats
+    (a restarted emulator) or for a new bot; rows from before 0012 carry no bot.
+    """
+    stale = OperatorNotification.filter(
+        Q(bot_id=bot_id) | Q(bot_id__isnull=True),
+        chat_id=chat_id,
+        telegram_message_id=telegram_message_id,
+    )
+    replaced = await stale.using_db(conn).update(telegram_message_id=None)
+    if replaced:
+        logger.info(
+            "Telegram message %s in chat %s of bot %s now answers a newer notification "
+            "(%s older record(s) replaced)",
+            telegram_message_id,
+            chat_id,
+            bot_id,
+            replaced,
+        )
+
+
+async def record_sent(notification: OperatorNotification, telegram_message_id: int) -> None:
+    """Telegram took the notification whose intent was recorded: keep its message id."""
+    assert notification.bot_id is not None
+    notification.telegram_message_id = telegram_message_id
+    notification.state = NotificationState.SENT
+    try:
+        # One statement in the usual case: this runs for every lead message (bench_notify).
+        await notification.save(update_fields=["telegram_message_id", "state"])
+    except IntegrityError:
+        async with in_transaction() as conn:
+            await _supersede(notification.bot_id, notification.chat_id, telegram_message_id, conn)
+            await notification.save(using_db=conn, update_fields=["telegram_message_id", "state"])
+
+
+async def record_failed(notification: OperatorNotification, reason: str) -> None:
+    """Telegram refused the notification for good (or its fate is unknown): keep why."""
+    notification.state = NotificationState.FAILED
+    notification.error = reason[:500]
+    await notification.save(update_fields=["state", "error"])
+
+
+async def release_notification(notification: OperatorNotification) -> None:
+    """Forget an intent whose message surely did not go out, so a retry of the event sends it."""
+    await OperatorNotification.filter(id=notification.id, state=NotificationState.PENDING).delete()
+
+
+async def record_notification(
+    *,
+    user: User,
+    bot_id: int,
+    chat_id: int,
+    telegram_message_id: int,
+    conversation: Conversation,
+    message_id: int | None = None,
+) -> OperatorNotification | None:
+    """Remember a sent message that answers a conversation's lead when replied to.
+
+    The newest record of a Telegram message id wins. None when ``message_id`` (a lead
+    message, or an outgoing one for a confirmation) was already recorded for the user.
+    """
+    values: dict[str, Any] = {
+        "tenant_id": conversation.tenant_id,
+        "user_id": user.id,
+        "bot_id": bot_id,
+        "chat_id": chat_id,
+        "telegram_message_id": telegram_message_id,
+        "conversation_id": conversation.id,
+        "lead_message_id": message_id,
+    }
+    return await _create_newest(values)
+
+
+async def _create_newest(values: dict[str, Any]) -> OperatorNotification | None:
+    """Create a sent notification row; an older row with its Telegram message id gives way."""
+    try:
+        return await OperatorNotification.create(**values)
+    except IntegrityError:
+        pass
+    try:
+        async with in_transaction() as conn:
+            await _supersede(
+                values["bot_id"], values["chat_id"], values["telegram_message_id"], conn
+            )
+            return await OperatorNotification.create(**values, using_db=conn)
+    except IntegrityError:
+        return None  # the (user, lead or outgoing message) pair is recorded already
+
+
+async def conversation_for_reply(
+    bot_id: int, chat_id: int, message_id: int
+) -> OperatorNotification | None:
+    """The notification a Telegram reply answers (by bot, chat and replied-to message id)."""
+    rows = await OperatorNotification.filter(
+        Q(bot_id=bot_id) | Q(bot_id__isnull=True),
+        chat_id=chat_id,
+        telegram_message_id=message_id,
+    ).order_by("-id")
+    exact = [row for row in rows if row.bot_id == bot_id]
+    found = exact or rows
+    return found[0] if found else None
 
 
 # Messages an operator sent by replying to a notification in the bot's private chat carry this
@@ -405,24 +543,28 @@ async def channel_of_conversation(conversation_id: int) -> str | None:
 
 
 async def record_confirmation(
-    notification: OperatorNotification, chat_id: int, telegram_message_id: int, message_id: int
+    notification: OperatorNotification,
+    bot_id: int,
+    chat_id: int,
+    telegram_message_id: int,
+    message_id: int,
 ) -> OperatorNotification | None:
     """Remember the "sent" confirmation of a reply (``message_id``, the outgoing message).
 
     It is found again by the reply's status changes; a Telegram reply to it answers the lead
     of the same conversation. None when that reply already has a confirmation.
     """
-    try:
-        return await OperatorNotification.create(
-            tenant_id=notification.tenant_id,
-            user_id=notification.user_id,
-            chat_id=chat_id,
-            telegram_message_id=telegram_message_id,
-            conversation_id=notification.conversation_id,
-            lead_message_id=message_id,
-        )
-    except IntegrityError:
-        return None
+    return await _create_newest(
+        {
+            "tenant_id": notification.tenant_id,
+            "user_id": notification.user_id,
+            "bot_id": bot_id,
+            "chat_id": chat_id,
+            "telegram_message_id": telegram_message_id,
+            "conversation_id": notification.conversation_id,
+            "lead_message_id": message_id,
+        }
+    )
 
 
 @dataclass(frozen=True)

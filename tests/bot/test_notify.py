@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tortoise import connections
 
 from bot.i18n import build_i18n, rendering
 from bot.notify import (
@@ -25,7 +27,16 @@ from bot.notify import (
     telegram_length,
 )
 from crm.messaging import DeliveryStatus
-from crm.models import Conversation, Direction, Message, OperatorNotification, User
+from crm.models import (
+    Conversation,
+    Direction,
+    Event,
+    Message,
+    NotificationState,
+    OperatorNotification,
+    User,
+)
+from crm.services import operators
 from crm.services.media import LocalMediaStore, stored_bytes
 from tests.bot.support import (
     LEAD,
@@ -337,3 +348,42 @@ async def test_a_russian_operator_gets_the_photo_captioned_in_russian(
     await lead_sends(service, connection_id, type="image", data=JPEG, mime_type="image/jpeg")
     (photo,) = await arrived(service, RU_OWNER, 1, method="sendPhoto")
     assert photo["caption"] == "💬 <b>Anna</b> через WhatsApp"
+
+
+# ---- at most once ----------------------------------------------------------------------------
+
+
+async def test_a_redelivered_event_does_not_notify_again(
+    service: RunningService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    # The worker dies after Telegram took the notification, before recording its message id.
+    died: list[int] = []
+
+    async def worker_killed(notification: OperatorNotification, telegram_message_id: int) -> None:
+        died.append(telegram_message_id)
+        raise RuntimeError("worker killed between the send and the commit of its record")
+
+    monkeypatch.setattr(operators, "record_sent", worker_killed)
+    await lead_sends(service, await whatsapp_connection(owner.current_tenant_id or 0), text="ping")
+    await arrived_with(service, OWNER, "ping")
+
+    async def killed() -> bool:
+        return bool(died)
+
+    await eventually(killed)
+    monkeypatch.undo()  # the next worker is healthy
+
+    # The event is delivered again: the handler runs once more for it.
+    message = await only_lead_message()
+    event = await Event.get(type="message.received", entity_id=message.id)
+    notifier = service.app.state.operator_bot.notifier
+    with caplog.at_level(logging.WARNING, logger="crm.services.operators"):
+        await notifier.message_received(event, connections.get("default"))
+
+    pings = [m for m in await sent(service, OWNER) if "ping" in (m.get("text") or "")]
+    assert len(pings) == 1, pings
+    row = await notification_row(OWNER, message.id)
+    # Told apart from a notification whose record committed: its send was never confirmed.
+    assert row.state is NotificationState.PENDING and row.telegram_message_id is None
+    assert "never confirmed" in caplog.text and "not sent again" in caplog.text

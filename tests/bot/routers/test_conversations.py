@@ -8,7 +8,7 @@ import html
 import re
 from typing import Any
 
-from crm.models import Conversation, OperatorNotification, User
+from crm.models import Conversation, NotificationState, OperatorNotification, User
 from tests.bot.support import (
     LEAD,
     buttons,
@@ -63,10 +63,15 @@ async def leads_write(service: RunningService, connection_id: int, n: int) -> No
     await eventually(stored)
 
     # And announced: a notification arriving after /inbox would be mistaken for its answer.
-    async def notified() -> bool:
-        return await OperatorNotification.filter(lead_message_id__isnull=False).count() >= n
+    await eventually(lambda: notified(n))
 
-    await eventually(notified)
+
+async def notified(n: int) -> bool:
+    """At least ``n`` lead notifications went out (their intents alone are not enough)."""
+    sent_ones = OperatorNotification.filter(
+        lead_message_id__isnull=False, state=NotificationState.SENT
+    )
+    return await sent_ones.count() >= n
 
 
 async def test_inbox_pages_unread_conversations_newest_first(service: RunningService) -> None:
@@ -153,6 +158,8 @@ async def test_opening_a_conversation_shows_it_marks_it_read_and_a_reply_reaches
         return conversation is not None and conversation.unread_count == 2
 
     await eventually(both_stored)
+    # Both announced: a notification arriving after the view would be mistaken for it.
+    await eventually(lambda: notified(2))
     conversation = await Conversation.get(tenant_id=owner.current_tenant_id)
 
     before = await count(service, OWNER)

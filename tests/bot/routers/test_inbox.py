@@ -9,25 +9,42 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot import webhook as operator_webhook
+from bot.runtime import ALLOWED_UPDATES as OPERATOR_UPDATES
 from channels.sandbox.whatsapp import WhatsAppEmulator, sign_body
 from crm.messaging import DeliveryStatus, MessageKind
-from crm.models import Direction, Message, OperatorNotification, User
+from crm.models import (
+    Conversation,
+    ConversationStatus,
+    Direction,
+    Draft,
+    DraftStatus,
+    Message,
+    NotificationState,
+    OperatorNotification,
+    User,
+)
 from tests.bot.support import (
     LEAD,
+    buttons,
     invite_link,
     join,
     lead_writes,
     onboard_owner,
+    press,
     say,
     sent,
     wait_for,
     whatsapp_connection,
 )
-from tests.bot.test_notify import arrived_with, onboard_in_russian
+from tests.bot.test_notify import arrived_with, lead_sends, onboard_in_russian
 from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually
 
@@ -388,3 +405,184 @@ async def test_a_failed_message_sent_from_the_api_is_still_told_apart(
 
     told = await wait_for(service, OWNER, "was not delivered")
     assert told["text"] == ("⚠️ Your message to Anna was not delivered: Re-engagement message")
+
+
+# ---- which lead a reply answers --------------------------------------------------------------
+
+MALLORY = "4915177777777"
+
+
+async def lead_outbox(service: RunningService, phone: str) -> list[str]:
+    reply = await service.http.get("/sandbox/whatsapp/outbox", params={"to": phone})
+    assert reply.status_code == 200, reply.text
+    return [entry.get("text") for entry in reply.json()]
+
+
+async def telegram_forgets_its_chats(service: RunningService) -> None:
+    """The Bot API restarts without its chats (the emulator's reset): message ids start over.
+
+    The operator bot's webhook is set again, as the service does at start.
+    """
+    reset = await service.http.post("/sandbox/telegram/reset", json={"keep_bots": True})
+    assert reset.status_code == 200, reset.text
+    runtime = service.app.state.operator_bot
+    telegram = service.app.state.channels.telegram_emulator
+    telegram.set_webhook(
+        runtime.config.token,
+        f"{service.base_url}{operator_webhook.PATH}",
+        runtime.webhook_secret,
+        list(OPERATOR_UPDATES),
+    )
+
+
+async def test_a_reply_answers_the_newest_notification_with_its_message_id(
+    service: RunningService,
+) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    connection_id = await whatsapp_connection(owner.current_tenant_id or 0)
+    await lead_writes(service, connection_id, "Bob", "Bob here")
+    bob = await wait_for(service, OWNER, "Bob here")
+    assert bob["message_id"] >= 3
+
+    await telegram_forgets_its_chats(service)
+    # The operator writes again, so that the next notification takes Bob's old message id.
+    await say(service, OWNER, "/help", message_id=bob["message_id"] - 2)
+    (answer,) = await sent(service, OWNER)
+    assert answer["message_id"] == bob["message_id"] - 1
+    await lead_sends(
+        service, connection_id, name="Mallory", text="Mallory here", **{"from": MALLORY}
+    )
+    mallory = await wait_for(service, OWNER, "Mallory here")
+    assert mallory["message_id"] == bob["message_id"]
+
+    await say(service, OWNER, "Hello Mallory", reply_to_message_id=mallory["message_id"])
+
+    async def answered() -> bool:
+        return await lead_outbox(service, MALLORY) == ["Hello Mallory"]
+
+    await eventually(answered)
+    assert await lead_outbox(service, LEAD) == []
+
+
+async def test_a_notification_that_cannot_be_delivered_is_logged_with_the_reason(
+    service: RunningService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bot.notify")
+    owner = await onboard_owner(service, OWNER, "Olga")
+    blocked = await service.http.post(
+        "/sandbox/telegram/blocks", json={"connection_id": "operator", "user_id": OWNER}
+    )
+    assert blocked.status_code == 200, blocked.text
+
+    await lead_writes(service, await whatsapp_connection(owner.current_tenant_id or 0), "A", "hi")
+
+    async def failed() -> bool:
+        return await OperatorNotification.exists(state=NotificationState.FAILED)
+
+    await eventually(failed)
+    message = await Message.get(direction=Direction.IN)
+    row = await OperatorNotification.get(lead_message_id=message.id)
+    assert row.user_id == owner.id and row.telegram_message_id is None
+    assert "blocked by the user" in (row.error or "")
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.notify"]
+    assert any(
+        f"operator {owner.id} (chat {OWNER}) not notified of lead message {message.id}" in line
+        and "blocked by the user" in line
+        for line in logged
+    ), logged
+
+
+async def test_a_reply_to_a_notification_wins_over_an_open_draft_edit(
+    service: RunningService,
+) -> None:
+    owner = await onboard_owner(service, OWNER, "Olga")
+    connection_id = await whatsapp_connection(owner.current_tenant_id or 0)
+    await lead_writes(service, connection_id, "Anna", "Can you send the plan?")
+    anna = await wait_for(service, OWNER, "Can you send the plan?")
+    await lead_sends(
+        service, connection_id, name="Mallory", text="What is the price?", **{"from": MALLORY}
+    )
+    mallory = await wait_for(service, OWNER, "What is the price?")
+    anna_conversation = (await Message.get(text="Can you send the plan?")).conversation_id
+
+    # A draft for Anna, and its Edit dialogue open.
+    await press(service, OWNER, f"cv:f:{anna_conversation}", anna["message_id"])
+    card = await wait_for(service, OWNER, "Draft")
+    edit = next(data for data in buttons(card) if data.startswith("df:e:"))
+    await press(service, OWNER, edit, card["message_id"])
+    await wait_for(service, OWNER, "Send the corrected text as a reply")
+
+    # The operator answers Mallory's notification meanwhile: Mallory gets it, not the draft.
+    await say(service, OWNER, "It is 49 EUR.", reply_to_message_id=mallory["message_id"])
+
+    async def answered() -> bool:
+        return await lead_outbox(service, MALLORY) == ["It is 49 EUR."]
+
+    await eventually(answered)
+    assert await lead_outbox(service, LEAD) == []
+    draft = await Draft.get(id=int(edit.rsplit(":", 1)[1]))
+    assert draft.status is DraftStatus.PENDING
+
+
+# ---- buttons by role and state ---------------------------------------------------------------
+
+
+async def current(service: RunningService, chat_id: int, message_id: int) -> dict[str, Any]:
+    """A bot message as it stands now (edits applied)."""
+    (message,) = [m for m in await sent(service, chat_id) if m["message_id"] == message_id]
+    return message
+
+
+async def test_a_viewer_gets_only_the_buttons_a_viewer_can_use(service: RunningService) -> None:
+    await onboard_owner(service, OWNER, "Olga")
+    await join(service, VIEWER, "Victor", await invite_link(service, OWNER, "viewer"))
+    await lead_wrote(service, OWNER)
+    for_viewer = await wait_for(service, VIEWER, "Can you send the plan?")
+    for_owner = await wait_for(service, OWNER, "Can you send the plan?")
+    conversation_id = (await Message.get(direction=Direction.IN)).conversation_id
+
+    assert buttons(for_viewer) == [f"cv:d:{conversation_id}"]
+    assert buttons(for_owner) == [
+        f"cv:{act}:{conversation_id}" for act in ("r", "f", "d", "g", "a", "s", "c")
+    ]
+
+
+async def test_assign_snooze_and_close_show_on_the_notification_and_it_reopens(
+    service: RunningService,
+) -> None:
+    await onboard_owner(service, OWNER, "Olga")
+    notification = await lead_wrote(service, OWNER)
+    conversation_id = (await Message.get(direction=Direction.IN)).conversation_id
+
+    def first_row(message: dict[str, Any]) -> str:
+        return str(message["reply_markup"]["inline_keyboard"][0][0]["text"])
+
+    await press(service, OWNER, f"cv:a:{conversation_id}", notification)
+
+    async def shows(text: str) -> bool:
+        return first_row(await current(service, OWNER, notification)) == text
+
+    await eventually(lambda: shows("🙋 you"))
+    assigned = await current(service, OWNER, notification)
+    assert f"cv:a:{conversation_id}" not in buttons(assigned)
+
+    await press(service, OWNER, f"cv:s:{conversation_id}", notification)
+
+    async def snoozed() -> bool:
+        row = first_row(await current(service, OWNER, notification))
+        return row.startswith("⏰ until ") and row.endswith(" · 🙋 you")
+
+    await eventually(snoozed)
+
+    await press(service, OWNER, f"cv:c:{conversation_id}", notification)
+    await eventually(lambda: shows("✅ Closed · 🙋 you"))
+    closed = await current(service, OWNER, notification)
+    assert f"cv:o:{conversation_id}" in buttons(closed)
+    assert f"cv:c:{conversation_id}" not in buttons(closed)
+    assert (await Conversation.get(id=conversation_id)).status is ConversationStatus.CLOSED
+
+    await press(service, OWNER, f"cv:o:{conversation_id}", notification)
+    await eventually(lambda: shows("🙋 you"))
+    reopened = await current(service, OWNER, notification)
+    assert f"cv:c:{conversation_id}" in buttons(reopened)
+    assert (await Conversation.get(id=conversation_id)).status is ConversationStatus.OPEN
