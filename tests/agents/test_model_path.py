@@ -145,8 +145,8 @@ async def test_a_model_that_times_out_falls_back_saying_so_in_the_leads_language
     api_base, model = model_base
     corpus = await make_corpus(workspace)
     await ai.run_handlers()
-    await configure_model(ai, workspace, api_base, max_retries=0, timeout_seconds=0.3)
-    model.add_faults("slow", 2, seconds=1.0)
+    await configure_model(ai, workspace, api_base, max_retries=0, timeout_seconds=1)
+    model.add_faults("slow", 2, seconds=2.5)
     english = await ai.http.post(
         f"{API}/conversations/{corpus.anna}/drafts", headers=workspace.headers
     )

@@ -425,7 +425,7 @@ async def telegram_forgets_its_chats(service: RunningService) -> None:
     """
     reset = await service.http.post("/sandbox/telegram/reset", json={"keep_bots": True})
     assert reset.status_code == 200, reset.text
-    runtime = service.app.state.operator_bot
+    runtime = service.app.state.operator.bot
     telegram = service.app.state.channels.telegram_emulator
     telegram.set_webhook(
         runtime.config.token,
