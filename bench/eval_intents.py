@@ -29,10 +29,12 @@ import numpy as np
 from agents.intents import (
     INTENTS,
     LANGUAGES,
+    TEMPERATURE,
     Embed,
     Example,
     IntentClassifier,
     evaluate,
+    fit_temperature,
     normalize,
     prepare,
     shipped_examples,
@@ -350,9 +352,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--before", default="", help="also score the examples of this git revision (e.g. main)"
     )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="print the temperature fitted on held-out splits of the shipped examples, then stop",
+    )
     args = parser.parse_args(argv)
 
     examples = shipped_examples()
+    if args.calibrate:
+        # Fitted on our own examples only: the real-style replies stay for checking it.
+        for seed in (args.seed, args.seed + 1):
+            train, held = split_examples(examples, holdout=args.holdout, seed=seed)
+            fitted = fit_temperature(IntentClassifier.train(train, temperature=1.0), held)
+            print(f"seed {seed}: temperature {fitted:.2f} (TEMPERATURE is {TEMPERATURE})")
+        return
     train, held = split_examples(examples, holdout=args.holdout, seed=args.seed)
     print(
         f"examples {len(examples)}  train {len(train)}  held-out {len(held)}  "
@@ -397,7 +411,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if args.before:
         real_style_report(
-            f"before ({args.before})", IntentClassifier.train(examples_at(args.before)), real
+            f"before ({args.before})",
+            IntentClassifier.train(examples_at(args.before), temperature=1.0),
+            real,
         )
     real_style_report("now", IntentClassifier.train(examples), real)
 
