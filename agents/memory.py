@@ -145,6 +145,12 @@ class Memory:
             return []
         return index.search(vector, k)
 
+    async def query_vector(
+        self, tenant_id: int, query: str, query_source: tuple[MemorySource, int] | None = None
+    ) -> np.ndarray:
+        """The query's embedding: the stored vector of ``query_source`` when it matches."""
+        return await self._query_vector(tenant_id, query, query_source)
+
     async def _query_vector(
         self, tenant_id: int, query: str, query_source: tuple[MemorySource, int] | None
     ) -> np.ndarray:
