@@ -381,16 +381,17 @@ class Drafter:
             sources=(MemorySource.MESSAGE,),
             query_source=context.question_source,
         )
-        questions: dict[int, Passage] = {}
-        answer_hits: dict[int, Passage] = {}
-        for passage in passages:
-            chunk = passage.chunk
-            if lead is not None and chunk.source_id >= lead.id:
-                continue  # the question itself, or what came after it
-            if chunk.direction == Direction.IN.value:
-                questions[chunk.id] = passage
-            elif chunk.direction == Direction.OUT.value:
-                answer_hits[chunk.id] = passage
+        own = context.conversation.id
+
+        def later(chunk: MemoryChunk) -> bool:
+            # The question itself, or what came after it in this conversation.
+            return lead is not None and chunk.conversation_id == own and chunk.source_id >= lead.id
+
+        questions: dict[int, Passage] = {
+            passage.chunk.id: passage
+            for passage in passages
+            if passage.chunk.direction == Direction.IN.value and not later(passage.chunk)
+        }
         # The thread's own earlier questions, found or not: a lead asking again gets the answer
         # they were given, not another conversation's.
         thread_in = [
@@ -417,14 +418,12 @@ class Drafter:
         scored.sort(key=lambda item: -item[0])
         pairs: list[_Pair] = []
         for fit, passage in scored[:REPLIES_LOOKED_UP]:
-            reply = await store.reply_after(tenant_id, passage.chunk)
-            if reply is None or not reply.text.strip():
-                continue
-            if lead is not None and reply.source_id >= lead.id:
-                continue
             if fit < REUSE_BAR[language]:
                 break  # the rest fit worse still
-            in_thread = passage.chunk.conversation_id == context.conversation.id
+            reply = await store.reply_after(tenant_id, passage.chunk)
+            if reply is None or not reply.text.strip() or later(reply):
+                continue
+            in_thread = passage.chunk.conversation_id == own
             score = fit + ANSWER_SHARE * self._fit(question, query_vector, reply, language)
             if detect_language(reply.text) != language:
                 score *= OTHER_LANGUAGE
