@@ -255,15 +255,19 @@ class Drafter:
         language = detect_language(question) if question.strip() else "en"
         name = first_name(context.contact.name)
         seen = {_same_text(text) for text in context.offered}
-        candidates = await self.candidates(context) if question.strip() else []
-        for candidate in candidates:
-            if _same_text(candidate.text) not in seen:
-                return ProposedDraft(
-                    text=candidate.text,
-                    source=DraftSource.OFFLINE,
-                    rationale=candidate.rationale,
-                    citations=(citation(candidate.passage),),
-                )
+        candidates: list[Candidate] = []
+        if question.strip():
+            # The knowledge base is searched only when no past answer is left to propose.
+            for find in (self._reused, self._quoted):
+                for candidate in await find(context):
+                    candidates.append(candidate)
+                    if _same_text(candidate.text) not in seen:
+                        return ProposedDraft(
+                            text=candidate.text,
+                            source=DraftSource.OFFLINE,
+                            rationale=candidate.rationale,
+                            citations=(citation(candidate.passage),),
+                        )
         if language == "ru":
             text = (
                 f"{greeting('ru', name)} Спасибо за сообщение, уточню детали и скоро вернусь "
@@ -301,15 +305,26 @@ class Drafter:
         again), then other conversations' answers by how well question and answer fit, then
         the knowledge base. Equal texts are proposed once.
         """
-        question = context.question
-        tenant_id = context.conversation.tenant_id
-        language = detect_language(question)
+        found = [*await self._reused(context), *await self._quoted(context)]
+        unique: list[Candidate] = []
+        texts: set[str] = set()
+        for candidate in found:
+            key = _same_text(candidate.text)
+            if key not in texts:
+                texts.add(key)
+                unique.append(candidate)
+        return unique
+
+    async def _reused(self, context: DraftContext) -> list[Candidate]:
+        """Past answers to similar questions, adapted to this lead, best first."""
+        language = detect_language(context.question)
         name = first_name(context.contact.name)
+        pairs = await self._answered(context)
+        names = await store.contact_names(
+            [p.question.chunk.contact_id for p in pairs if p.question.chunk.contact_id]
+        )
         found: list[Candidate] = []
-        for pair in await self._answered(context):
-            names = await store.contact_names(
-                [pair.question.chunk.contact_id] if pair.question.chunk.contact_id else []
-            )
+        for pair in pairs:
             other = first_name(names.get(pair.question.chunk.contact_id or 0, ""))
             text = swap_name(pair.answer.text, other, name)
             shown = excerpt(pair.question.text, 120)
@@ -331,8 +346,15 @@ class Drafter:
             if other and other.casefold() != name.casefold():
                 why += f" ({other} → {name or '—'})"
             found.append(Candidate(text, why, pair.question, pair.score, pair.in_thread))
+        return found
+
+    async def _quoted(self, context: DraftContext) -> list[Candidate]:
+        """Knowledge-base and note passages relevant to the question, best first."""
+        question = context.question
+        language = detect_language(question)
+        name = first_name(context.contact.name)
         knowledge = await self.memory.search(
-            tenant_id,
+            context.conversation.tenant_id,
             question,
             3,
             sources=(MemorySource.KNOWLEDGE, MemorySource.NOTE),
@@ -344,18 +366,12 @@ class Drafter:
             else "Offline drafter: nothing similar was answered before; this quotes the "
             "knowledge base."
         )
+        found: list[Candidate] = []
         for passage in knowledge:
             if self._relevant(passage, question):
                 text = f"{greeting(language, name)} {excerpt(passage.text)}"
                 found.append(Candidate(text, why, passage, passage.score))
-        unique: list[Candidate] = []
-        texts: set[str] = set()
-        for candidate in found:
-            key = _same_text(candidate.text)
-            if key not in texts:
-                texts.add(key)
-                unique.append(candidate)
-        return unique
+        return found
 
     def _relevant(self, passage: Passage, question: str) -> bool:
         if passage.dense is not None and passage.dense >= SIMILAR_ENOUGH:
