@@ -390,12 +390,14 @@ class Drafter:
         language = detect_language(question)
         language = language if language in REUSE_BAR else "en"
         lead = context.lead_message
+        # Encoded (or read) once for the search and the scoring both.
+        query_vector = await self.memory.query_vector(tenant_id, question, context.question_source)
         passages = await self.memory.search(
             tenant_id,
             question,
             CANDIDATE_DEPTH,
             sources=(MemorySource.MESSAGE,),
-            query_source=context.question_source,
+            query_vector=query_vector,
         )
         own = context.conversation.id
 
@@ -427,7 +429,6 @@ class Drafter:
                 questions[chunk.id] = Passage(chunk, 0.0, None, None)
         if not questions:
             return []
-        query_vector = await self.memory.query_vector(tenant_id, question, context.question_source)
         scored: list[tuple[float, Passage]] = []
         for passage in questions.values():
             scored.append((self._fit(question, query_vector, passage.chunk, language), passage))
