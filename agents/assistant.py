@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,18 +123,25 @@ class Assistant:
             with contextlib.suppress(BaseException):
                 await warming
 
-    async def draft_reply(self, actor: Actor, conversation_id: int) -> Draft:
-        """A new pending draft answering the lead's latest message."""
+    async def draft_reply(
+        self, actor: Actor, conversation_id: int, offered: Sequence[str] = ()
+    ) -> Draft:
+        """A new pending draft answering the lead's latest message, other than ``offered``."""
         conversation = await drafts.access_conversation_to_draft(actor, conversation_id)
-        context = await load_context(conversation)
+        context = await load_context(conversation, offered)
         proposed = await self.drafter.draft(context)
         lead_id = context.lead_message.id if context.lead_message else None
         return await drafts.do_create_draft(actor, conversation, proposed, lead_id)
 
     async def regenerate(self, actor: Actor, draft_id: int) -> Draft:
-        """Replace a pending draft with a fresh one (the old one is recorded as regenerated)."""
+        """Replace a pending draft with the next-best one (the old one is recorded regenerated).
+
+        Every text regenerated away for the same lead message is passed on, so the offline
+        drafter steps down its candidates instead of proposing the same text again.
+        """
         old = await drafts.do_supersede_draft(actor, draft_id)
-        return await self.draft_reply(actor, old.conversation_id)
+        offered = await drafts.offered_before(old)
+        return await self.draft_reply(actor, old.conversation_id, offered)
 
     async def ask(self, actor: Actor, question: str) -> Answer:
         """Answer a question from the workspace's own history."""

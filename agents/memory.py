@@ -98,16 +98,18 @@ class Memory:
         direction: str | None = None,
         exclude_conversation: int | None = None,
         query_source: tuple[MemorySource, int] | None = None,
+        query_vector: np.ndarray | None = None,
     ) -> list[Passage]:
         """The ``k`` passages of the tenant that best match ``query``, best first.
 
         ``query_source`` names the record the query's text comes from (a lead message): when
         a worker already embedded it, its stored vector is used instead of encoding again.
+        ``query_vector``, when the caller has the query's embedding already, skips both.
         """
         query = query.strip()
         if not query:
             return []
-        dense = await self.dense_search(tenant_id, query, CANDIDATES, query_source)
+        dense = await self.dense_search(tenant_id, query, CANDIDATES, query_source, query_vector)
         keyword = await store.keyword_search(tenant_id, query, CANDIDATES)
         fused = fuse(dense, keyword, depth=CANDIDATES)
         dense_scores = dict(dense)
@@ -137,13 +139,24 @@ class Memory:
         query: str,
         k: int,
         query_source: tuple[MemorySource, int] | None = None,
+        query_vector: np.ndarray | None = None,
     ) -> list[tuple[int, float]]:
         """Nearest chunks by meaning: (chunk id, cosine similarity), best first."""
-        vector = await self._query_vector(tenant_id, query, query_source)
+        vector = (
+            query_vector
+            if query_vector is not None
+            else await self._query_vector(tenant_id, query, query_source)
+        )
         index = await self.registry.get(tenant_id)
         if index.ntotal == 0:
             return []
         return index.search(vector, k)
+
+    async def query_vector(
+        self, tenant_id: int, query: str, query_source: tuple[MemorySource, int] | None = None
+    ) -> np.ndarray:
+        """The query's embedding: the stored vector of ``query_source`` when it matches."""
+        return await self._query_vector(tenant_id, query, query_source)
 
     async def _query_vector(
         self, tenant_id: int, query: str, query_source: tuple[MemorySource, int] | None

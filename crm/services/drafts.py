@@ -175,6 +175,24 @@ async def do_supersede_draft(actor: Actor, draft_id: int) -> Draft:
     return await _decide(actor, draft_id, DraftStatus.REGENERATED)
 
 
+async def offered_before(draft: Draft) -> list[str]:
+    """Texts proposed and regenerated away for the same lead message as ``draft``, oldest first.
+
+    Regenerate asks the drafter for something other than these.
+    """
+    rows = (
+        await Draft.filter(
+            tenant_id=draft.tenant_id,
+            conversation_id=draft.conversation_id,
+            lead_message_id=draft.lead_message_id,
+            status=DraftStatus.REGENERATED,
+        )
+        .order_by("id")
+        .values_list("text", flat=True)
+    )
+    return [str(text) for text in rows]
+
+
 @dataclass(frozen=True)
 class DraftMetrics:
     """How operators treat drafts: counts by status and rates over the decided ones."""

@@ -325,3 +325,60 @@ async def test_a_rebuilt_index_finds_what_another_process_stored(
     other = Memory(shared_embedder(), settings.ai_index_dir / "elsewhere")
     found = await other.search(workspace.tenant_id, "priority support", 3)
     assert found and "priority support" in found[0].text
+
+
+async def test_the_threads_own_earlier_answer_comes_before_another_conversations(
+    ai: AiService, workspace: Workspace
+) -> None:
+    corpus = await make_corpus(workspace)  # Anna was told 49 EUR in her conversation
+    boris, _ = await lead_writes(
+        corpus.connection, "wamid.t1", "4915100000301", "Boris", "What's the price of the Pro plan?"
+    )
+    await operator_replies(
+        workspace, boris, "Boris, for you Pro is 39 EUR per seat with the partner discount."
+    )
+    await lead_writes(
+        corpus.connection,
+        "wamid.t2",
+        "4915100000301",
+        "Boris",
+        "Sorry, how much was the Pro plan again?",
+    )
+    await ai.run_handlers()
+    draft = await _draft(ai, workspace, boris)
+    assert draft["text"] == "Boris, for you Pro is 39 EUR per seat with the partner discount."
+    assert draft["citations"][0]["conversation_id"] == boris
+    assert "earlier in this conversation" in draft["rationale"]
+
+
+async def test_regenerate_offers_the_next_best_answer_then_says_there_is_no_other(
+    ai: AiService, workspace: Workspace
+) -> None:
+    corpus = await make_corpus(workspace)
+    carl, _ = await lead_writes(
+        corpus.connection, "wamid.r1", "4915100000302", "Carl Weber", "What does the Pro plan cost?"
+    )
+    await operator_replies(workspace, carl, "Carl, Pro costs 490 EUR per seat a year.")
+    dora, _ = await lead_writes(
+        corpus.connection, "wamid.r2", "4915100000303", "Dora", "How much is the Pro plan?"
+    )
+    await ai.run_handlers()
+    headers = workspace.headers
+    first = await _draft(ai, workspace, dora)
+    seen = [first["text"]]
+    for _ in range(2):
+        reply = await ai.http.post(f"{API}/drafts/{first['id']}/regenerate", headers=headers)
+        assert reply.status_code == 201, reply.text
+        first = reply.json()
+        seen.append(first["text"])
+    # The two past answers about the price, best first, each once, with Dora's name.
+    assert {seen[0], seen[1]} == {
+        "Hi Dora, the Pro plan is 49 EUR per seat per month, billed annually.",
+        "Dora, Pro costs 490 EUR per seat a year.",
+    }
+    # Then no other suggestion: a plain acknowledgement that says so.
+    assert seen[2].startswith("Hi Dora, thanks for your message")
+    assert "no other suggestion" in first["rationale"]
+    again = await ai.http.post(f"{API}/drafts/{first['id']}/regenerate", headers=headers)
+    assert again.json()["text"] == seen[2]
+    assert "no other suggestion" in again.json()["rationale"]
