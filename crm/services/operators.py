@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -218,12 +219,7 @@ async def do_accept_invite(
             .select_for_update()
             .first()
         )
-        if invite is None:
-            raise InviteInvalid("invite_unknown", "this invite link is not valid")
-        if invite.used_at is not None:
-            raise InviteInvalid("invite_used", "this invite link was already used")
-        if invite.expires_at <= now:
-            raise InviteInvalid("invite_expired", "this invite link has expired")
+        invite = _open_invite(invite, now, "this invite link")
         user = await User.filter(telegram_id=telegram_id).using_db(conn).first()
         if user is None:
             user = await User.create(
@@ -232,31 +228,45 @@ async def do_accept_invite(
                 language=language_of(language),
                 using_db=conn,
             )
-        membership = (
-            await Membership.filter(tenant_id=invite.tenant_id, user_id=user.id)
-            .using_db(conn)
-            .first()
-        )
-        if membership is not None:
-            raise InviteInvalid("already_member", "you are already a member of this workspace")
-        membership = await Membership.create(
-            tenant_id=invite.tenant_id, user_id=user.id, role=invite.role, using_db=conn
-        )
-        invite.used_by_id = user.id
-        invite.used_at = now
-        await invite.save(using_db=conn, update_fields=["used_by_id", "used_at"])
-        user.current_tenant_id = invite.tenant_id
-        await user.save(using_db=conn, update_fields=["current_tenant_id"])
-        actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
-        await record_event(
-            actor,
-            "member.added",
-            "membership",
-            membership.id,
-            after={"user_id": user.id, "role": Role(invite.role).value, "invite_id": invite.id},
-            using_db=conn,
-        )
+        membership = await _join(invite, user, now, conn)
     membership.user = user
+    return membership
+
+
+def _open_invite(invite: Invite | None, now: dt.datetime, what: str) -> Invite:
+    """The invite if it can still be answered; InviteInvalid saying why not otherwise."""
+    if invite is None:
+        raise InviteInvalid("invite_unknown", f"{what} is not valid")
+    if invite.used_at is not None:
+        raise InviteInvalid("invite_used", f"{what} was already used")
+    if invite.expires_at <= now:
+        raise InviteInvalid("invite_expired", f"{what} has expired")
+    return invite
+
+
+async def _join(
+    invite: Invite, user: User, now: dt.datetime, conn: BaseDBAsyncClient
+) -> Membership:
+    """Make ``user`` a member with the invite's role, use the invite up, make it their current."""
+    if await Membership.filter(tenant_id=invite.tenant_id, user_id=user.id).using_db(conn).exists():
+        raise InviteInvalid("already_member", "you are already a member of this workspace")
+    membership = await Membership.create(
+        tenant_id=invite.tenant_id, user_id=user.id, role=invite.role, using_db=conn
+    )
+    invite.used_by_id = user.id
+    invite.used_at = now
+    await invite.save(using_db=conn, update_fields=["used_by_id", "used_at"])
+    user.current_tenant_id = invite.tenant_id
+    await user.save(using_db=conn, update_fields=["current_tenant_id"])
+    actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
+    await record_event(
+        actor,
+        "member.added",
+        "membership",
+        membership.id,
+        after={"user_id": user.id, "role": Role(invite.role).value, "invite_id": invite.id},
+        using_db=conn,
+    )
     return membership
 
 
@@ -281,39 +291,14 @@ async def do_answer_invite(user: User, invite_id: int, accept: bool) -> Membersh
             .select_for_update()
             .first()
         )
-        if invite is None:
-            raise InviteInvalid("invite_unknown", "this invite is not valid")
-        if invite.used_at is not None:
-            raise InviteInvalid("invite_used", "this invite was already answered")
-        if invite.expires_at <= now:
-            raise InviteInvalid("invite_expired", "this invite has expired")
-        invite.used_at = now
-        actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
+        invite = _open_invite(invite, now, "this invite")
         if not accept:
+            invite.used_at = now
             await invite.save(using_db=conn, update_fields=["used_at"])
+            actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
             await record_event(actor, "invite.declined", "invite", invite.id, using_db=conn)
             return None
-        if (
-            await Membership.filter(tenant_id=invite.tenant_id, user_id=user.id)
-            .using_db(conn)
-            .exists()
-        ):
-            raise InviteInvalid("already_member", "you are already a member of this workspace")
-        membership = await Membership.create(
-            tenant_id=invite.tenant_id, user_id=user.id, role=invite.role, using_db=conn
-        )
-        invite.used_by_id = user.id
-        await invite.save(using_db=conn, update_fields=["used_by_id", "used_at"])
-        user.current_tenant_id = invite.tenant_id
-        await user.save(using_db=conn, update_fields=["current_tenant_id"])
-        await record_event(
-            actor,
-            "member.added",
-            "membership",
-            membership.id,
-            after={"user_id": user.id, "role": Role(invite.role).value, "invite_id": invite.id},
-            using_db=conn,
-        )
+        membership = await _join(invite, user, now, conn)
     membership.user = user
     return membership
 
