@@ -1281,8 +1281,13 @@ class WhatsAppEmulator:
         @control.post("/inbound")
         async def inbound(data: InboundIn) -> dict[str, Any]:
             """Play the lead: send a message (or a marketing preference) to the business."""
-            if not 5 <= len(_digits(str(data.from_))) <= 15:
-                raise HTTPException(422, "from: must be the lead's phone number (5 to 15 digits)")
+            sender = str(data.from_).strip()
+            if not (_USER_ID_RE.match(sender) or 5 <= len(_digits(sender)) <= 15):
+                raise HTTPException(
+                    422,
+                    "from: must be the lead's phone number (5 to 15 digits) "
+                    "or a business-scoped user id (US.1349...)",
+                )
             try:
                 if data.marketing is not None:
                     await self.marketing_preference(

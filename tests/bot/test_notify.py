@@ -377,7 +377,7 @@ async def test_a_redelivered_event_does_not_notify_again(
     # The event is delivered again: the handler runs once more for it.
     message = await only_lead_message()
     event = await Event.get(type="message.received", entity_id=message.id)
-    notifier = service.app.state.operator_bot.notifier
+    notifier = service.app.state.operator.bot.notifier
     with caplog.at_level(logging.WARNING, logger="crm.services.operators"):
         await notifier.message_received(event, connections.get("default"))
 
