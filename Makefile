@@ -56,6 +56,8 @@ bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in
 	$(BIN)/python -m bench.bench_notify
 	$(BIN)/python -m bench.bench_memory
 	$(BIN)/python -m bench.eval_intents
+	$(BIN)/python -m bench.eval_drafts
+	$(BIN)/python -m bench.bench_startup
 	$(BIN)/python -m bench.bench_drafts
 	$(BIN)/python -m bench.eval_retrieval
 
