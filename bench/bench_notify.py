@@ -256,6 +256,9 @@ async def run(args: argparse.Namespace, procs: Processes, workers: int, tmp: Pat
             "CRM_PUBLIC_BASE_URL": base,
             "CRM_OPERATOR_BOT_PAID_BROADCAST": "true",
             "CRM_MEDIA_DIR": str(tmp / "media"),
+            # A fresh run: no emulator state or index left by an earlier one in ./data.
+            "CRM_SANDBOX_STATE_DIR": str(tmp / "sandbox"),
+            "CRM_AI_INDEX_DIR": str(tmp / "ai-index"),
             "CRM_SECRET_KEY": SECRET_KEY,
         }
         crm = str(Path(sys.executable).parent / "crm")

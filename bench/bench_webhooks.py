@@ -584,6 +584,9 @@ async def run_service(
             "CRM_EMBEDDED_WORKER": "false",
             "CRM_SANDBOX": "off",
             "CRM_MEDIA_DIR": str(tmp / "media"),
+            # A fresh run: no emulator state or index left by an earlier one in ./data.
+            "CRM_SANDBOX_STATE_DIR": str(tmp / "sandbox"),
+            "CRM_AI_INDEX_DIR": str(tmp / "ai-index"),
             "CRM_SECRET_KEY": SECRET_KEY,
             "CRM_HOST": HOST,
             "CRM_PORT": str(port),
