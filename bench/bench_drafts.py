@@ -73,6 +73,22 @@ def _cyrillic(text: str) -> bool:
     return any("\u0400" <= ch <= "\u04ff" for ch in text)
 
 
+async def whatsapp_workspace(name: str, cipher: CredentialCipher) -> tuple[Actor, ConnectionInfo]:
+    """A new workspace (its owner acting) with one WhatsApp connection, for a drafts benchmark."""
+    created = await do_create_tenant(name, owner_telegram_id=1)
+    actor = Actor(tenant_id=created.tenant.id, user_id=created.owner.id, role=Role.OWNER)
+    row = await do_add_connection(
+        Actor.system(created.tenant.id),
+        cipher,
+        NewConnection(
+            kind=ChannelKind.WHATSAPP,
+            credentials={"token": "t", "app_secret": "s", "verify_token": "v"},
+            settings={"phone_id": "106540352242922"},
+        ),
+    )
+    return actor, connection_info(row, cipher)
+
+
 async def _load(
     connection: ConnectionInfo, actor: Actor, assistant: Assistant, count: int, seed: int
 ) -> None:
@@ -158,18 +174,7 @@ async def run(conversations: int, runs: int) -> None:
         with tempfile.TemporaryDirectory() as index_dir:
             assistant = Assistant(cipher, Path(index_dir), Embedder())
             await assistant.warm_up()
-            created = await do_create_tenant("Bench", owner_telegram_id=1)
-            actor = Actor(tenant_id=created.tenant.id, user_id=created.owner.id, role=Role.OWNER)
-            row = await do_add_connection(
-                Actor.system(created.tenant.id),
-                cipher,
-                NewConnection(
-                    kind=ChannelKind.WHATSAPP,
-                    credentials={"token": "t", "app_secret": "s", "verify_token": "v"},
-                    settings={"phone_id": "106540352242922"},
-                ),
-            )
-            connection = connection_info(row, cipher)
+            actor, connection = await whatsapp_workspace("Bench", cipher)
             print(f"loading {conversations} answered conversations ...", flush=True)
             await _load(connection, actor, assistant, conversations, seed=7)
             for _ in range(200):  # the model server started during the load; 10 s at most

@@ -36,16 +36,14 @@ from typing import Any
 from agents.assistant import Assistant
 from agents.drafting import DraftContext, Drafter, load_context
 from agents.embeddings import Embedder
+from bench.bench_drafts import whatsapp_workspace
 from crm.db import close_db, init_db, migrate_db
-from crm.messaging import ChannelKind, InboundMessage
-from crm.models import Conversation, Direction, MemorySource, Role
+from crm.messaging import InboundMessage
+from crm.models import Conversation, Direction, MemorySource
 from crm.services import inbox
 from crm.services import memory as store
-from crm.services.access import Actor
-from crm.services.channels import NewConnection, connection_info, do_add_connection
 from crm.services.cipher import CredentialCipher
 from crm.services.outbound import Outgoing, do_send_message
-from crm.services.tenants import do_create_tenant
 
 DATA = Path(__file__).parent / "data"
 SECRET = "bench-eval-drafts-secret-0123456789abcdef"
@@ -129,18 +127,7 @@ async def run(seed: int, only_dev: bool = False) -> None:
             cipher = CredentialCipher(SECRET)
             assistant = Assistant(cipher, Path(workdir) / "index", Embedder())
             await assistant.warm_up()
-            created = await do_create_tenant("Eval", owner_telegram_id=1)
-            actor = Actor(tenant_id=created.tenant.id, user_id=created.owner.id, role=Role.OWNER)
-            row = await do_add_connection(
-                Actor.system(created.tenant.id),
-                cipher,
-                NewConnection(
-                    kind=ChannelKind.WHATSAPP,
-                    credentials={"token": "t", "app_secret": "s", "verify_token": "v"},
-                    settings={"phone_id": "106540352242922"},
-                ),
-            )
-            connection = connection_info(row, cipher)
+            actor, connection = await whatsapp_workspace("Eval", cipher)
             counter = 0
 
             async def converse(text: str, reply: str | None, name: str) -> int:
