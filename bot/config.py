@@ -11,6 +11,23 @@ from typing import Literal
 
 ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
 
+# The events the operator bot handles (notifications, alerts, team topics): only these load
+# it on first need, so an unrelated event (a contact imported) leaves aiogram unloaded.
+# tests/bot/test_config.py checks this against what ``OperatorBot.install_handlers`` registers.
+OPERATOR_BOT_EVENT_TYPES = frozenset(
+    {
+        "message.received",
+        "message.status_changed",
+        "deal.created",
+        "deal.stage_changed",
+        "conversation.assigned",
+        "conversation.closed",
+        "conversation.reopened",
+        "conversation.ai_handed_off",
+        "draft.created",
+    }
+)
+
 
 @dataclass(frozen=True)
 class OperatorBotConfig:

@@ -16,6 +16,7 @@ from agents import agent_http, sandbox_model
 from agents import http as ai_http
 from agents.assistant import Assistant
 from bot import webhook as operator_webhook
+from bot.config import OPERATOR_BOT_EVENT_TYPES
 from channels.base import INGEST_TASK, WebhookRuntime
 from channels.runtime import process_webhook
 from channels.sandbox import page as sandbox_page
@@ -134,7 +135,9 @@ def create_app(
                     # Not on the path to readiness: the bot loads on first need (see
                     # DeferredOperatorBot). Left last: workers stop before its session closes.
                     stack.push_async_callback(operator.stop)
-                    event_handlers.before_dispatch(operator.ensure_started)
+                    event_handlers.before_dispatch(
+                        operator.ensure_started, OPERATOR_BOT_EVENT_TYPES
+                    )
                     stack.callback(event_handlers.remove_before_dispatch, operator.ensure_started)
                     if operator.eager:
                         eager = asyncio.create_task(operator.ensure_started())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from taskiq import async_shared_broker
@@ -45,22 +45,32 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
-        self._before: list[Callable[[], Awaitable[object]]] = []
+        self._before: list[tuple[Callable[[], Awaitable[object]], frozenset[str] | None]] = []
 
-    def before_dispatch(self, hook: Callable[[], Awaitable[object]]) -> None:
-        """Await ``hook`` before each dispatch: a part loaded on first need (the operator bot)
-        installs its handlers there, so no event skips them."""
-        self._before.append(hook)
+    def before_dispatch(
+        self,
+        hook: Callable[[], Awaitable[object]],
+        event_types: Iterable[str] | None = None,
+    ) -> None:
+        """Await ``hook`` before dispatching an event of ``event_types`` (None: every event).
+
+        A part loaded on first need (the operator bot) installs its handlers there, so no
+        event it handles skips them; the types keep an unrelated event from loading it.
+        """
+        self._before.append((hook, None if event_types is None else frozenset(event_types)))
 
     def remove_before_dispatch(self, hook: Callable[[], Awaitable[object]]) -> None:
         """Forget a ``before_dispatch`` hook; unknown hooks are ignored."""
-        with contextlib.suppress(ValueError):
-            self._before.remove(hook)
+        self._before = [entry for entry in self._before if entry[0] != hook]
 
-    async def prepare(self) -> None:
-        """Run the ``before_dispatch`` hooks (each returns at once after its first time)."""
-        for hook in list(self._before):
-            await hook()
+    async def prepare(self, event_type: str | None = None) -> None:
+        """Run the ``before_dispatch`` hooks that ``event_type`` needs (None: all of them).
+
+        Each hook returns at once after its first time.
+        """
+        for hook, types in list(self._before):
+            if event_type is None or types is None or event_type in types:
+                await hook()
 
     def add(
         self, event_type: str, func: EventHandler, *, name: str, atomic: bool = True
@@ -94,6 +104,10 @@ class HandlerRegistry:
     def remove(self, name: str) -> None:
         """Unregister a handler; unknown names are ignored."""
         self._handlers.pop(name, None)
+
+    def event_types(self) -> set[str]:
+        """Every event type a handler is registered for."""
+        return {h.event_type for h in self._handlers.values()}
 
     def matching(self, event_type: str) -> list[Handler]:
         """The handlers an event of ``event_type`` goes to."""
@@ -165,7 +179,7 @@ async def dispatch(event_id: int, handlers: HandlerRegistry | None = None) -> Di
         # Its tenant was deleted (the cascade took the event with it): nothing to do.
         logger.info("event %s no longer exists; nothing to dispatch", event_id)
         return report
-    await handlers.prepare()
+    await handlers.prepare(event.type)
     todo = handlers.matching(event.type)
     if not todo:
         return report

@@ -9,6 +9,7 @@ import html
 import re
 from typing import Any
 
+from bot.config import OPERATOR_BOT_EVENT_TYPES
 from bot.runtime import OperatorBot, OperatorBotConfig
 from bot.services import BotServices
 from crm.models import (
@@ -271,4 +272,16 @@ async def test_an_operator_gets_a_short_burst_then_one_message_a_second() -> Non
     waits = [operator.limiter.chat_delay(42, 5001) for _ in range(5)]
     assert waits[:3] == [0.0, 0.0, 0.0]  # an answer, a card and a confirmation at once
     assert 2.5 < waits[3] <= 3.0 and 2.5 < waits[4] <= 3.0  # then the window's pace
+    await operator.bot.session.close()
+
+
+async def test_the_bot_loads_for_exactly_the_events_it_handles() -> None:
+    """The light list that decides when the sandbox bot loads matches what it registers: an
+    event missing from it would reach no notification, an extra one would load aiogram idly."""
+    registry = HandlerRegistry()
+    operator = OperatorBot(
+        OperatorBotConfig(token="42:worker-test-token", webhook_secret="s"), BotServices()
+    )
+    operator.install_handlers(registry)
+    assert registry.event_types() == OPERATOR_BOT_EVENT_TYPES
     await operator.bot.session.close()

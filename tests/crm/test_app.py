@@ -55,6 +55,15 @@ async def main(url, folder):
         await asyncio.sleep(0.5)  # nothing loads by itself while the service is idle
         out["idle"] = loaded()
         out["model_loaded_idle"] = app.state.assistant.memory.embedder.loaded
+        # Events the bot does not handle (a workspace created) are dispatched without it.
+        from crm.models import Event, OutboxEntry
+        from crm.services.tenants import do_create_tenant
+        await do_create_tenant("Idle", owner_email="owner@example.com")
+        out["unrelated_events"] = await Event.all().count()
+        while await OutboxEntry.all().exists():
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        out["after_unrelated_events"] = loaded()
         # First need: an operator writes to the sandbox operator bot; it loads and answers.
         update = {"connection_id": "operator", "from_user_id": 4242, "text": "/help",
                   "first_name": "Ops"}
@@ -99,6 +108,7 @@ def test_the_service_is_ready_without_loading_models_ai_libraries_or_aiogram(
     assert out["readyz"] == 200
     assert out["at_ready"] == [] and out["model_loaded_at_ready"] is False
     assert out["idle"] == [] and out["model_loaded_idle"] is False
+    assert out["unrelated_events"] > 0 and out["after_unrelated_events"] == []
     assert out["pushed"] == 200
     assert out["bot_answered"] is True
     assert out["after_bot"] == ["aiogram"]  # the bot loaded what it needs, and no AI

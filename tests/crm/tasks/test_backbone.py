@@ -265,6 +265,29 @@ async def test_non_atomic_handler_runs_outside_a_transaction(
     assert calls == [event.id]
 
 
+async def test_a_before_dispatch_hook_runs_only_for_the_events_it_serves(
+    workspace: Workspace, handlers: HandlerRegistry
+) -> None:
+    """The operator bot loads on first need: an event it does not handle must not load it."""
+    loads: list[str] = []
+
+    async def load_bot() -> None:
+        loads.append("bot")
+
+    handlers.before_dispatch(load_bot, {"test.lead_wrote"})
+    try:
+        unrelated = await record(workspace, "test.contact_imported")
+        await dispatch(unrelated.id)
+        assert loads == []
+        served = await record(workspace, "test.lead_wrote")
+        await dispatch(served.id)
+        assert loads == ["bot"]
+    finally:
+        handlers.remove_before_dispatch(load_bot)
+    await dispatch(served.id)
+    assert loads == ["bot"]
+
+
 def test_handler_names_are_unique_and_bounded() -> None:
     own = HandlerRegistry()
 
