@@ -22,6 +22,7 @@ from agents.drafting import Drafter, load_context
 from agents.embeddings import Embedder
 from agents.guardrails import asks_for_human
 from agents.memory import Memory
+from agents.multilingual import MultilingualEncoder, shared_multilingual
 from agents.runner import AgentRunner
 from agents.runtime import ModelGateway
 from crm.models import (
@@ -82,10 +83,17 @@ class LeadMessageOutcome:
 class Assistant:
     """Drafts, answers and classifies for every workspace of the installation."""
 
-    def __init__(self, cipher: CredentialCipher, index_dir: Path, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        cipher: CredentialCipher,
+        index_dir: Path,
+        embedder: Embedder,
+        multilingual: MultilingualEncoder | None = None,
+    ) -> None:
         self.gateway = ModelGateway(cipher)
         self.memory = Memory(embedder, index_dir)
-        self.drafter = Drafter(self.memory, self.gateway)
+        # Russian paraphrases for the offline drafter; one per process unless given.
+        self.drafter = Drafter(self.memory, self.gateway, multilingual or shared_multilingual())
         self.asker = Asker(self.memory, self.gateway)
         self.intents = IntentService(self.gateway)
         self.runner = AgentRunner(self.gateway, self.memory)

@@ -23,6 +23,7 @@ from agents.embeddings import vector_from_bytes
 from agents.intents import detect_language
 from agents.llm import ModelError
 from agents.memory import Memory, Passage
+from agents.multilingual import MultilingualEncoder
 from agents.runtime import ModelGateway
 from crm.models import (
     Contact,
@@ -51,11 +52,16 @@ THREAD_MESSAGES = 12
 # is fetched, best first.
 CANDIDATE_DEPTH = 24
 REPLIES_LOOKED_UP = 10
-# How a past question's fit is measured, per language of the question: this share meaning
-# (MiniLM cosine), the rest spelling (character trigrams, transliterated). MiniLM is trained on
-# English and misses most Russian paraphrases, where spelling carries inflections and brands.
-# Chosen with bench.eval_drafts on its dev paraphrases; the held-out ones only report.
+# How a past question's fit is measured, per language of the question: this share meaning,
+# the rest spelling (character trigrams, transliterated). Meaning is MiniLM's cosine for
+# English; MiniLM misses most Russian paraphrases, so Russian uses multilingual-e5 (see
+# agents.multilingual) when it is there, with MULTILINGUAL_FLOOR mapped to 0: e5 puts even
+# unrelated questions near 0.7. Chosen with bench.eval_drafts on its dev paraphrases; the
+# held-out ones only report.
 DENSE_SHARE = {"en": 0.9, "ru": 0.2}
+MULTILINGUAL_SHARE = 0.8
+MULTILINGUAL_FLOOR = 0.78
+MULTILINGUAL_LANGUAGES = frozenset({"ru"})
 # A past question fitting at least this well is the same question; below it nothing is reused.
 REUSE_BAR = {"en": 0.35, "ru": 0.3}
 # How much the answer's own fit to the question adds to its question's.
@@ -249,9 +255,15 @@ def model_failed(model: str, exc: ModelError, question: str) -> str:
 class Drafter:
     """Writes reply drafts for a conversation."""
 
-    def __init__(self, memory: Memory, gateway: ModelGateway) -> None:
+    def __init__(
+        self,
+        memory: Memory,
+        gateway: ModelGateway,
+        multilingual: MultilingualEncoder | None = None,
+    ) -> None:
         self.memory = memory
         self.gateway = gateway
+        self.multilingual = multilingual
 
     async def draft(self, context: DraftContext) -> ProposedDraft:
         """A draft from the model when the workspace has one, else from the offline drafter."""
@@ -457,19 +469,29 @@ class Drafter:
                 questions[chunk.id] = Passage(chunk, 0.0, None, None)
         if not questions:
             return []
+        meaning: dict[str, np.ndarray] | None = None
+        if self.multilingual is not None and language in MULTILINGUAL_LANGUAGES:
+            texts = [question, *(p.chunk.text for p in questions.values())]
+            meaning = await self.multilingual.aencode(texts)
         scored: list[tuple[float, Passage]] = []
         for passage in questions.values():
-            scored.append((self._fit(question, query_vector, passage.chunk, language), passage))
+            fit = self._fit(question, query_vector, passage.chunk, language, meaning)
+            scored.append((fit, passage))
         scored.sort(key=lambda item: -item[0])
-        pairs: list[_Pair] = []
+        answered: list[tuple[float, Passage, MemoryChunk]] = []
         for fit, passage in scored[:REPLIES_LOOKED_UP]:
             if fit < REUSE_BAR[language]:
                 break  # the rest fit worse still
             reply = await store.reply_after(tenant_id, passage.chunk)
             if reply is None or not reply.text.strip() or later(reply):
                 continue
+            answered.append((fit, passage, reply))
+        if meaning is not None and self.multilingual is not None and answered:
+            meaning.update(await self.multilingual.aencode([r.text for _, _, r in answered]))
+        pairs: list[_Pair] = []
+        for fit, passage, reply in answered:
             in_thread = passage.chunk.conversation_id == own
-            score = fit + ANSWER_SHARE * self._fit(question, query_vector, reply, language)
+            score = fit + ANSWER_SHARE * self._fit(question, query_vector, reply, language, meaning)
             if detect_language(reply.text) != language:
                 score *= OTHER_LANGUAGE
             pairs.append(_Pair(passage, reply, score, in_thread))
@@ -477,14 +499,28 @@ class Drafter:
         return pairs
 
     @staticmethod
-    def _fit(question: str, query_vector: np.ndarray, chunk: MemoryChunk, language: str) -> float:
-        """How well a stored chunk matches the question: meaning and spelling, 0..1."""
+    def _fit(
+        question: str,
+        query_vector: np.ndarray,
+        chunk: MemoryChunk,
+        language: str,
+        meaning: dict[str, np.ndarray] | None = None,
+    ) -> float:
+        """How well a stored chunk matches the question: meaning and spelling, 0..1.
+
+        ``meaning`` holds multilingual vectors by text, for the question's language when
+        MiniLM does not know it.
+        """
         dense = 0.0
-        if chunk.vector:
+        share = DENSE_SHARE.get(language, DENSE_SHARE["en"])
+        if meaning is not None and question in meaning and chunk.text in meaning:
+            cosine = float(np.dot(meaning[question], meaning[chunk.text]))
+            dense = max(0.0, (cosine - MULTILINGUAL_FLOOR) / (1 - MULTILINGUAL_FLOOR))
+            share = MULTILINGUAL_SHARE
+        elif chunk.vector:
             vector = vector_from_bytes(chunk.vector)
             if vector.shape == query_vector.shape:
                 dense = max(0.0, float(np.dot(vector, query_vector)))
-        share = DENSE_SHARE.get(language, DENSE_SHARE["en"])
         return share * dense + (1 - share) * lexical_similarity(question, chunk.text)
 
     async def _model_draft(

@@ -9,8 +9,9 @@ the same topic (so it reuses that topic's answer).
 
 Two sets of paraphrases: ``dev`` (in the history file) is what ranking choices were tuned on;
 ``held-out`` (``bench/data/drafts_heldout.json``, written separately and differently) is only
-reported. Baselines beside the product: a random past answer, and the drafter before issue 15
-(the first past question over the similarity bar, in fused-search order).
+reported. Baselines beside the product: a random past answer, the drafter before issue 15
+(the first past question over the similarity bar, in fused-search order), and the product
+without its multilingual model (MiniLM and spelling only).
 Run: ``python -m bench.eval_drafts [--seed 7]``.
 """
 
@@ -92,6 +93,15 @@ async def product_pick(drafter: Drafter, context: DraftContext) -> int | None:
     return draft.citations[0].get("conversation_id")
 
 
+async def minilm_pick(drafter: Drafter, context: DraftContext) -> int | None:
+    """The product without the multilingual model (MiniLM and spelling only, as before it)."""
+    multilingual, drafter.multilingual = drafter.multilingual, None
+    try:
+        return await product_pick(drafter, context)
+    finally:
+        drafter.multilingual = multilingual
+
+
 async def legacy_pick(drafter: Drafter, context: DraftContext) -> int | None:
     """The drafter before issue 15: the first similar-enough past question in fused order."""
     tenant_id = context.conversation.tenant_id
@@ -113,7 +123,7 @@ async def legacy_pick(drafter: Drafter, context: DraftContext) -> int | None:
     return None
 
 
-async def run(seed: int, only_dev: bool = False) -> None:
+async def run(seed: int, only_dev: bool = False, show_misses: bool = False) -> None:
     """Load the history, draft every paraphrase, print hit rates."""
     history, dev, held_out = load_sets()
     if only_dev:
@@ -192,6 +202,9 @@ async def run(seed: int, only_dev: bool = False) -> None:
                         hits["false"].append(cited in topic_of)
                         continue
                     hit = cited is not None and topic_of.get(cited) == topic_id
+                    if show_misses and pick is product_pick and not hit:
+                        got = topic_of.get(cited, "nothing") if cited is not None else "nothing"
+                        print(f"    miss [{topic_id} -> {got}] {text}")
                     hits[lang].append(hit)
                     hits["all"].append(hit)
                 return {k: sum(v) / len(v) for k, v in hits.items()}
@@ -199,6 +212,7 @@ async def run(seed: int, only_dev: bool = False) -> None:
             strategies: list[tuple[str, Pick | None]] = [
                 ("random past answer", None),
                 ("before (first similar question)", legacy_pick),
+                ("product without multilingual", minilm_pick),
                 ("product (offline_draft)", product_pick),
             ]
             print(
@@ -223,8 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=7, help="lead names and history order")
     parser.add_argument("--dev", action="store_true", help="only the dev set (when tuning)")
+    parser.add_argument("--misses", action="store_true", help="print the product's misses")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.seed, args.dev))
+    asyncio.run(run(args.seed, args.dev, args.misses))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from crm.models import (
 from crm.services.deals import do_create_deal
 from tests.agents.conftest import AiService, lead_writes, make_corpus, operator_replies
 from tests.conftest import Workspace
+from tests.crm.services.test_inbox import whatsapp_connection
 
 API = "/api/v1"
 
@@ -382,3 +383,33 @@ async def test_regenerate_offers_the_next_best_answer_then_says_there_is_no_othe
     again = await ai.http.post(f"{API}/drafts/{first['id']}/regenerate", headers=headers)
     assert again.json()["text"] == seen[2]
     assert "no other suggestion" in again.json()["rationale"]
+
+
+async def test_a_russian_paraphrase_in_other_words_reuses_the_right_answer(
+    ai: AiService, workspace: Workspace
+) -> None:
+    """A smartphone is a phone: the multilingual model knows it, spelling does not (MiniLM
+    and trigrams alone picked the WhatsApp answer, whose question shares "работаете")."""
+    wa = await whatsapp_connection(workspace)
+    history = [
+        ("Ольга Смирнова", "Вы работаете с WhatsApp?",
+         "Ольга, да, WhatsApp подключается за пять минут."),
+        ("Сергей Козлов", "Можно ли пользоваться с телефона?",
+         "Сергей, всё работает в Telegram на телефоне, приложение не нужно."),
+        ("Елена Орлова", "Можно ли у вас оплатить банковским переводом?",
+         "Елена, да: выставим счёт, оплата банковским переводом."),
+    ]  # fmt: skip
+    conversations = []
+    for number, (name, question, answer) in enumerate(history):
+        conversation, _ = await lead_writes(
+            wa, f"wamid.ru{number}", f"7916000030{number}", name, question
+        )
+        await operator_replies(workspace, conversation, answer)
+        conversations.append(conversation)
+    ivan, _ = await lead_writes(
+        wa, "wamid.ru9", "79160000309", "Иван Петров", "На смартфоне это будет работать?"
+    )
+    await ai.run_handlers()
+    draft = await _draft(ai, workspace, ivan)
+    assert draft["text"] == "Иван, всё работает в Telegram на телефоне, приложение не нужно."
+    assert draft["citations"][0]["conversation_id"] == conversations[1]

