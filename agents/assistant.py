@@ -91,9 +91,10 @@ class Assistant:
         multilingual: MultilingualEncoder | None = None,
     ) -> None:
         self.gateway = ModelGateway(cipher)
-        self.memory = Memory(embedder, index_dir)
-        # Russian paraphrases for the offline drafter; one per process unless given.
-        self.drafter = Drafter(self.memory, self.gateway, multilingual or shared_multilingual())
+        # Russian paraphrases for the offline drafter; one encoder per process unless given.
+        multilingual = multilingual or shared_multilingual()
+        self.memory = Memory(embedder, index_dir, multilingual)
+        self.drafter = Drafter(self.memory, self.gateway, multilingual)
         self.asker = Asker(self.memory, self.gateway)
         self.intents = IntentService(self.gateway)
         self.runner = AgentRunner(self.gateway, self.memory)

@@ -413,3 +413,33 @@ async def test_a_russian_paraphrase_in_other_words_reuses_the_right_answer(
     draft = await _draft(ai, workspace, ivan)
     assert draft["text"] == "Иван, всё работает в Telegram на телефоне, приложение не нужно."
     assert draft["citations"][0]["conversation_id"] == conversations[1]
+
+
+async def test_workers_store_multilingual_vectors_of_russian_messages_for_drafts(
+    ai: AiService, workspace: Workspace
+) -> None:
+    """A Russian draft reads the vectors workers stored instead of encoding at tap time."""
+    corpus = await make_corpus(workspace)
+    ivan, ivan_message = await lead_writes(
+        corpus.connection, "wamid.m1", "79160000203", "Иван", "Почём тариф Про?"
+    )
+    await ai.run_handlers()
+    russian = await MemoryChunk.get(source="message", source_id=ivan_message)
+    english = await MemoryChunk.get(source="message", source_id=corpus.anna_question)
+    assert russian.multilingual_vector and english.multilingual_vector is None
+    encoder = ai.assistant.drafter.multilingual
+    assert encoder is not None
+    encoded: list[list[str]] = []
+    original = encoder.aencode
+
+    async def counting(texts: Any) -> Any:
+        encoded.append(list(texts))
+        return await original(texts)
+
+    encoder.aencode = counting  # type: ignore[method-assign]
+    try:
+        draft = await _draft(ai, workspace, ivan)
+    finally:
+        encoder.aencode = original  # type: ignore[method-assign]
+    assert draft["text"] == "Иван, тариф Про стоит 4900 рублей в месяц за пользователя."
+    assert encoded == []
