@@ -41,7 +41,7 @@ from crm.api.limits import BodySizeLimit
 from crm.api.problems import install_problem_handlers, problem
 from crm.api.schemas import reject_control_characters
 from crm.db import close_db, init_db
-from crm.services.redaction import install_log_redaction
+from crm.services.redaction import install_log_redaction, register_secret
 from crm.settings import Environment, Settings
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import registry as event_handlers
@@ -116,6 +116,8 @@ def create_app(
     """
     settings = settings or Settings()
     install_log_redaction()
+    for secret in settings.secret_values():
+        register_secret(secret)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     wiring = build_channels(settings, serve_sandbox=True)
     assistant = build_assistant(settings, wiring.cipher)
