@@ -64,9 +64,7 @@ def _statements(script: str) -> list[str]:
         current.append(line)
         stripped = line.strip()
         inside_trigger = any(s.strip().startswith("CREATE TRIGGER") for s in current)
-        if (inside_trigger and stripped == "END;") or (
-            not inside_trigger and stripped.endswith(";")
-        ):
+        if (inside_trigger and stripped == "END;") or (not inside_trigger and stripped.endswith(";")):
             out.append("\n".join(current))
             current = []
     if current:
