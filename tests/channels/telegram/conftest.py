@@ -11,7 +11,8 @@ import pytest
 from fastapi import FastAPI
 
 from channels.sandbox.telegram import TelegramEmulator
-from channels.telegram import RateLimits, TelegramAdapter, build_router
+from channels.telegram import RateLimits, TelegramAdapter
+from channels.telegram.webhook import router as webhook_router
 from crm.messaging import ConnectionInfo
 from tests.channels.servers import serve
 from tests.channels.telegram.support import (
@@ -66,7 +67,8 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     ingest = Ingest()
     app = FastAPI()
     app.include_router(emulator.router)
-    app.include_router(build_router(ingest.runtime()))
+    app.state.webhooks = ingest.runtime()
+    app.include_router(webhook_router)
     # Short windows keep the suite fast; test_limits checks the real ones.
     adapter = TelegramAdapter(
         limits=RateLimits(bot_window=0.01, private_window=0.01, group_window=0.01)
