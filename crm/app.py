@@ -12,14 +12,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from agents import agent_http, sandbox_model
+from agents import agent_http
 from agents import http as ai_http
 from agents.assistant import Assistant
 from bot import webhook as operator_webhook
 from bot.config import OPERATOR_BOT_EVENT_TYPES
 from channels.base import INGEST_TASK, WebhookRuntime
 from channels.runtime import process_webhook
-from channels.sandbox import page as sandbox_page
 from channels.telegram import build_router as telegram_webhooks
 from channels.whatsapp import build_router as whatsapp_webhooks
 from crm.api import (
@@ -57,6 +56,8 @@ from crm.wiring import (
     run_housekeeping,
     sync_sandbox,
 )
+from sandbox import model as sandbox_model
+from sandbox import page as sandbox_page
 
 # The emulators' API paths (what adapters and the operator bot call), as opposed to their
 # control API and page.
