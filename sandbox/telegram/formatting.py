@@ -152,6 +152,7 @@ def check_markdown(text: str) -> str | None:
 
 
 def check_parse_mode(text: str | None, parse_mode: str | None) -> None:
+    """Refuse ``text`` as Telegram does when it does not parse in ``parse_mode``."""
     if not text or not parse_mode:
         return
     mode = parse_mode.lower()

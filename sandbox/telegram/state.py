@@ -11,6 +11,8 @@ from typing import Any
 
 @dataclass
 class FileRecord:
+    """A stored file: its ids, path and bytes (none for a file only known by URL)."""
+
     file_id: str
     file_unique_id: str
     file_path: str
@@ -22,6 +24,8 @@ class FileRecord:
 
 @dataclass
 class Message:
+    """A message in a chat, as the bot or a user sent it, with what the bot asked for."""
+
     data: dict[str, Any]
     seq: int
     outgoing: bool
@@ -40,6 +44,8 @@ class Message:
 
 @dataclass
 class Chat:
+    """A chat the bot knows (private, group or a business chat), its messages and topics."""
+
     id: int
     type: str
     business_connection_id: str | None = None
@@ -73,6 +79,8 @@ class Chat:
 
 @dataclass
 class Webhook:
+    """A bot's webhook settings and its last delivery error."""
+
     url: str
     secret_token: str | None
     allowed_updates: list[str] | None
@@ -83,6 +91,8 @@ class Webhook:
 
 @dataclass
 class BotState:
+    """Everything the emulator keeps for one registered bot."""
+
     connection_id: str
     token: str
     user: dict[str, Any]
@@ -117,6 +127,8 @@ class BotState:
 
 @dataclass
 class Fault:
+    """An injected fault: how many more matching calls it hits, and how."""
+
     kind: str
     remaining: int
     connection_id: str | None = None

@@ -35,10 +35,12 @@ class TelegramApiError(Exception):
 
 
 def bad_request(description: str) -> TelegramApiError:
+    """A 400 answer whose description starts with Telegram's ``Bad Request:``."""
     return TelegramApiError(400, f"Bad Request: {description}")
 
 
 def unix_now() -> int:
+    """Now, in epoch seconds (Telegram's dates)."""
     return int(time.time())
 
 

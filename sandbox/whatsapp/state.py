@@ -126,6 +126,8 @@ class StoredMedia:
 
 @dataclass
 class Fault:
+    """An injected fault of the next send calls."""
+
     kind: FaultKind
     remaining: int
     connection_id: str | None
@@ -135,6 +137,8 @@ class Fault:
 
 @dataclass
 class Push:
+    """One webhook body waiting for delivery (``done`` resolves when it was tried)."""
+
     connection: EmulatedConnection
     body: bytes
     done: asyncio.Future[bool] | None = None

@@ -24,20 +24,24 @@ FaultKind = Literal["rate_limit", "pair_rate_limit", "server_error", "slow"]
 
 
 def utcnow() -> dt.datetime:
+    """Now, timezone-aware (UTC)."""
     return dt.datetime.now(dt.UTC)
 
 
 def new_wamid() -> str:
+    """A fresh message id in Meta's shape."""
     # Real ids are base64 of an opaque binary blob, prefixed with "wamid.".
     return "wamid." + base64.b64encode(secrets.token_bytes(30)).decode()
 
 
 def new_numeric_id() -> str:
+    """A fresh all-digit id (media ids)."""
     # pywa tells a media id from a path or URL by it being all digits, like Meta's ids.
     return str(secrets.randbelow(9 * 10**15) + 10**15)
 
 
 def digits(value: str) -> str:
+    """The digits of ``value`` (a phone number as a wa_id)."""
     return re.sub(r"\D", "", value)
 
 
@@ -94,10 +98,12 @@ class GraphError(Exception):
 
 
 def invalid_parameter(details: str) -> GraphError:
+    """Graph's ``(#100) Invalid parameter`` error."""
     return GraphError(400, 100, "(#100) Invalid parameter", details)
 
 
 def no_object(object_id: str, method: str) -> GraphError:
+    """Graph's error for an unknown (or foreign) object id."""
     return GraphError(
         400,
         100,
@@ -108,10 +114,12 @@ def no_object(object_id: str, method: str) -> GraphError:
 
 
 def unauthorized() -> GraphError:
+    """Graph's error for a missing or wrong access token."""
     return GraphError(401, 190, "Invalid OAuth access token - Cannot parse access token")
 
 
 async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or Graph's invalid-parameter error."""
     try:
         body = json.loads(await request.body())
     except ValueError:
