@@ -15,6 +15,68 @@ if TYPE_CHECKING:
     from sandbox.whatsapp.emulator import WhatsAppEmulator
 
 
+class ConnectionIn(BaseModel):
+    """``POST /sandbox/whatsapp/connections``."""
+
+    connection_id: str | int
+    phone_id: str | int
+    token: str
+    app_secret: str
+    webhook_url: str
+    waba_id: str | int | None = None
+    display_phone_number: str | None = None
+
+
+class InboundIn(BaseModel):
+    """``POST /sandbox/whatsapp/inbound``: what the lead does."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    connection_id: str | int
+    from_: str | int = Field(alias="from")
+    name: str = ""
+    text: str = ""
+    type: str = "text"
+    media_base64: str | None = None
+    mime_type: str | None = None
+    filename: str | None = None
+    reply_to: str | None = None
+    button_payload: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    emoji: str | None = None
+    message_id: str | None = None
+    marketing: Literal["stop", "resume"] | None = None
+
+
+class FaultIn(BaseModel):
+    """``POST /sandbox/whatsapp/faults``."""
+
+    connection_id: str | int | None = None
+    kind: FaultKind
+    count: int = Field(default=1, ge=1)
+    delay: float = Field(default=1.0, ge=0)
+    status: Literal[500, 503] = 500
+
+
+class DeliveryIn(BaseModel):
+    """``POST /sandbox/whatsapp/delivery``: how webhooks reach the service."""
+
+    duplicates: int = Field(default=1, ge=1, le=10)
+    shuffle: bool = False
+    auto_read: bool | None = None
+    status_before_response: bool | None = None
+
+
+class TemplateIn(BaseModel):
+    """``POST /sandbox/whatsapp/templates``."""
+
+    name: str
+    language: str
+    body: str
+    category: str = "utility"
+
+
 def build_control_router(emulator: WhatsAppEmulator) -> APIRouter:
     """The ``/sandbox/whatsapp/...`` routes driving ``emulator``."""
     control = APIRouter(prefix=CONTROL_PREFIX, tags=["sandbox: whatsapp"])
@@ -146,65 +208,3 @@ def build_control_router(emulator: WhatsAppEmulator) -> APIRouter:
         return {"ok": True}
 
     return control
-
-
-class ConnectionIn(BaseModel):
-    """``POST /sandbox/whatsapp/connections``."""
-
-    connection_id: str | int
-    phone_id: str | int
-    token: str
-    app_secret: str
-    webhook_url: str
-    waba_id: str | int | None = None
-    display_phone_number: str | None = None
-
-
-class InboundIn(BaseModel):
-    """``POST /sandbox/whatsapp/inbound``: what the lead does."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    connection_id: str | int
-    from_: str | int = Field(alias="from")
-    name: str = ""
-    text: str = ""
-    type: str = "text"
-    media_base64: str | None = None
-    mime_type: str | None = None
-    filename: str | None = None
-    reply_to: str | None = None
-    button_payload: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    emoji: str | None = None
-    message_id: str | None = None
-    marketing: Literal["stop", "resume"] | None = None
-
-
-class FaultIn(BaseModel):
-    """``POST /sandbox/whatsapp/faults``."""
-
-    connection_id: str | int | None = None
-    kind: FaultKind
-    count: int = Field(default=1, ge=1)
-    delay: float = Field(default=1.0, ge=0)
-    status: Literal[500, 503] = 500
-
-
-class DeliveryIn(BaseModel):
-    """``POST /sandbox/whatsapp/delivery``: how webhooks reach the service."""
-
-    duplicates: int = Field(default=1, ge=1, le=10)
-    shuffle: bool = False
-    auto_read: bool | None = None
-    status_before_response: bool | None = None
-
-
-class TemplateIn(BaseModel):
-    """``POST /sandbox/whatsapp/templates``."""
-
-    name: str
-    language: str
-    body: str
-    category: str = "utility"
