@@ -11,6 +11,7 @@ COPY bot ./bot
 COPY channels ./channels
 COPY agents ./agents
 COPY miniapp ./miniapp
+COPY sandbox ./sandbox
 COPY migrations ./migrations
 COPY locales ./locales
 RUN pip install . && useradd --create-home crm && mkdir -p /app/data && chown crm /app/data

@@ -12,13 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
-from agents import sandbox_model
 from agents.assistant import Assistant
 from bot import webhook as operator_webhook
 from bot.config import OPERATOR_BOT_EVENT_TYPES
 from channels.base import INGEST_TASK, WebhookRuntime
 from channels.runtime import process_webhook
-from channels.sandbox import page as sandbox_page
 from channels.telegram import webhook as telegram_webhook
 from channels.whatsapp import webhook as whatsapp_webhook
 from crm.api import (
@@ -64,6 +62,8 @@ from crm.wiring import (
     run_housekeeping,
     sync_sandbox,
 )
+from sandbox import model as sandbox_model
+from sandbox import page as sandbox_page
 
 # The emulators' API paths (what adapters and the operator bot call), as opposed to their
 # control API and page.

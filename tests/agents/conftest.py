@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 
 from agents.assistant import Assistant
-from agents.sandbox_model import SandboxModel, create_model_app
 from crm.app import create_app
 from crm.messaging import ConnectionInfo, InboundMessage
 from crm.models import Event
@@ -19,6 +18,7 @@ from crm.services import inbox
 from crm.services.outbound import Outgoing, do_send_message
 from crm.settings import Settings
 from crm.tasks.handlers import HandlerRegistry, dispatch
+from sandbox.model import SandboxModel, create_model_app
 from tests.channels.servers import serve
 from tests.conftest import Workspace
 from tests.crm.services.test_inbox import whatsapp_connection

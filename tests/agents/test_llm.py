@@ -22,8 +22,8 @@ from agents.llm import (
     parse_tool_call,
     scrub,
 )
-from agents.sandbox_model import DEFAULT_REPLY, SandboxModel, create_model_app
 from crm.services.ai_settings import ModelConfig
+from sandbox.model import DEFAULT_REPLY, SandboxModel, create_model_app
 from tests.agents.test_sandbox_model import install_network_guard
 from tests.channels.servers import serve
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.sandbox_model import (
+from sandbox.model import (
     DEFAULT_REPLY,
     DEFAULT_REPLY_RU,
     SandboxModel,

@@ -48,7 +48,7 @@ from bot.i18n import (
     rendering,
 )
 from bot.routers import lang
-from channels.sandbox.telegram import TelegramEmulator
+from sandbox.telegram import TelegramEmulator
 from tests.channels.servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -31,10 +31,10 @@ from bot.middlewares import FloodLimiter
 from bot.runtime import OperatorBot, OperatorBotConfig, fsm_storage
 from bot.sending import _units, send_long, split_text, visible_text
 from bot.services import BotServices
-from channels.sandbox.telegram import TelegramEmulator, check_html
 from crm.settings import Settings
 from crm.tasks.handlers import HandlerRegistry
 from crm.wiring import build_channels, build_operator_bot
+from sandbox.telegram import TelegramEmulator, check_html
 from tests.bot.support import OPERATOR, buttons, onboard_owner, press, say, sent, wait_for
 from tests.channels.service import RunningService
 from tests.crm.tasks.polling import eventually

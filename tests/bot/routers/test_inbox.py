@@ -18,7 +18,6 @@ import pytest
 
 from bot import webhook as operator_webhook
 from bot.runtime import ALLOWED_UPDATES as OPERATOR_UPDATES
-from channels.sandbox.whatsapp import WhatsAppEmulator, sign_body
 from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import (
     Conversation,
@@ -31,6 +30,7 @@ from crm.models import (
     OperatorNotification,
     User,
 )
+from sandbox.whatsapp import WhatsAppEmulator, sign_body
 from tests.bot.support import (
     LEAD,
     buttons,

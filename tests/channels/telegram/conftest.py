@@ -10,10 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from channels.sandbox.telegram import TelegramEmulator
 from channels.telegram import RateLimits, TelegramAdapter
 from channels.telegram.webhook import router as webhook_router
 from crm.messaging import ConnectionInfo
+from sandbox.telegram import TelegramEmulator
 from tests.channels.servers import serve
 from tests.channels.telegram.support import (
     CONNECTION_ID,

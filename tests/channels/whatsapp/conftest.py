@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 
-from channels.sandbox.whatsapp import WhatsAppEmulator
 from channels.whatsapp import WhatsAppAdapter
 from channels.whatsapp.webhook import router as webhook_router
+from sandbox.whatsapp import WhatsAppEmulator
 from tests.channels.servers import serve
 from tests.channels.whatsapp.support import (
     APP_SECRET,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from channels.base import WebhookRuntime
-from channels.sandbox.whatsapp import WhatsAppEmulator
 from channels.whatsapp import WhatsAppAdapter
 from crm.messaging import ChannelKind, ConnectionInfo, InboundUpdate
+from sandbox.whatsapp import WhatsAppEmulator
 
 CONNECTION_ID = 7
 PHONE_ID = "1100220033"

@@ -36,7 +36,7 @@ from aiogram.types import (
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from channels.sandbox.telegram import (
+from sandbox.telegram import (
     SECRET_HEADER,
     TelegramEmulator,
     check_html,

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from channels.sandbox.whatsapp import WhatsAppEmulator, create_emulator_app
+from sandbox.whatsapp import WhatsAppEmulator, create_emulator_app
 from tests.channels.servers import serve
 from tests.channels.whatsapp.receiver import RecordingReceiver
 
