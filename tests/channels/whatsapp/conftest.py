@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from channels.sandbox.whatsapp import WhatsAppEmulator
 from channels.whatsapp import WhatsAppAdapter, build_router
-from tests.channels.servers import serve
-from tests.channels.whatsapp.support import (
+from tests.support.servers import serve
+from tests.support.whatsapp import (
     APP_SECRET,
     CONNECTION_ID,
     PHONE_ID,

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from channels.whatsapp import build_router, verify_signature
 from crm.messaging import ChannelKind
-from tests.channels.whatsapp.support import (
+from tests.support.whatsapp import (
     APP_SECRET,
     CONNECTION_ID,
     VERIFY_TOKEN,

@@ -41,8 +41,8 @@ from crm.tasks.schedule import (
     TaskiqTaskQueue,
     schedule_at,
 )
-from tests.conftest import Workspace
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[3]
 POOL_SIZE = 5  # tortoise's default maxsize for asyncpg
