@@ -25,6 +25,28 @@ from tests.support.database import (
 from tests.support.network import sockets_kept_on_loopback
 from tests.support.workspace import Workspace, make_workspace
 
+TESTS = Path(__file__).resolve().parent
+# End-to-end modules, whole: the product driven from outside (a browser, the CLI or the app in
+# another process, the whole service on a port, a fuzzer, a PostgreSQL restart). Single tests
+# elsewhere carry ``@pytest.mark.e2e``; so does every test of the running service (``service``).
+END_TO_END_MODULES = {
+    "channels/sandbox/test_page_browser.py",
+    "channels/sandbox/test_restart.py",
+    "channels/test_end_to_end.py",
+    "crm/api/test_fuzz.py",
+    "crm/tasks/test_pg_restart.py",
+    "crm/test_app.py",
+    "crm/test_cli.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the end-to-end tests ``e2e`` (``make test-fast`` leaves them out)."""
+    for item in items:
+        module = item.path.relative_to(TESTS).as_posix()
+        if module in END_TO_END_MODULES or "service" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def no_network() -> Iterator[None]:

@@ -126,6 +126,7 @@ sys.exit(asyncio.run(run_worker(database_url, redis_url, 1, config=config)))
 """
 
 
+@pytest.mark.e2e  # runs the app (or a worker) in another process
 async def test_a_task_of_a_killed_worker_is_redelivered_to_another(
     workspace: Workspace,
     handlers: HandlerRegistry,
