@@ -33,10 +33,11 @@ locales: install ## extract the bot's messages, merge them into the catalogs (py
 up: install ## migrate and start API, workers and scheduler on 127.0.0.1:8000 (SQLite, in-process queue)
 	$(BIN)/crm up
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import contracts of pyproject.toml (DESIGN.md section 3)
 	$(BIN)/ruff check crm bot channels agents miniapp tests bench
 	$(BIN)/ruff format --check crm bot channels agents miniapp tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test-fast: install ## the edit loop: SQLite, no end-to-end tests (marked e2e), one worker per core
 	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not e2e" -n auto
@@ -65,4 +66,4 @@ bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in
 	$(BIN)/python -m bench.eval_retrieval
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

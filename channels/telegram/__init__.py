@@ -10,7 +10,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from channels.telegram.logs import redact_tokens_in_logs
-from channels.telegram.webhook import build_router
 
 if TYPE_CHECKING:
     from channels.telegram.adapter import ALLOWED_UPDATES, TelegramAdapter
@@ -39,6 +38,5 @@ __all__ = [
     "RateLimits",
     "SendRateLimiter",
     "TelegramAdapter",
-    "build_router",
     "redact_tokens_in_logs",
 ]

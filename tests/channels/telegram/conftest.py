@@ -9,7 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from channels.sandbox.telegram import TelegramEmulator
-from channels.telegram import RateLimits, TelegramAdapter, build_router
+from channels.telegram import RateLimits, TelegramAdapter
+from channels.telegram.webhook import router as webhook_router
 from tests.support.servers import serve
 from tests.support.telegram import CONNECTION_ID, TOKEN, Ingest, Sandbox, telegram_connection
 
@@ -26,7 +27,8 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     ingest = Ingest()
     app = FastAPI()
     app.include_router(emulator.router)
-    app.include_router(build_router(ingest.runtime()))
+    app.state.webhooks = ingest.runtime()
+    app.include_router(webhook_router)
     # Short windows keep the suite fast; test_limits checks the real ones.
     adapter = TelegramAdapter(
         limits=RateLimits(bot_window=0.01, private_window=0.01, group_window=0.01)
