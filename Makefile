@@ -8,7 +8,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 # Compiled catalogs are build output (not committed): one per .po, rebuilt when the .po changes.
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
 
-.PHONY: install browser locales up test test-sqlite test-pg lint bench clean
+.PHONY: install browser locales up test test-fast test-sqlite test-pg lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ lint: install ## ruff, mypy and the import contracts of pyproject.toml (DESIGN.m
 	$(BIN)/ruff format --check crm bot channels agents miniapp sandbox tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
+
+test-fast: install ## the edit loop: SQLite, no end-to-end tests (marked e2e), one worker per core
+	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not e2e" -n auto
 
 test-sqlite: install browser ## the suite on the embedded defaults (SQLite, in-process queue)
 	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest

@@ -37,9 +37,9 @@ from crm.services.agents import do_run_due_follow_ups
 from crm.services.contacts import tag_names_of
 from crm.services.deals import do_create_deal
 from sandbox.model import SandboxModel
-from tests.agents.conftest import AiService, configure_model, lead_writes, make_corpus
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import whatsapp_connection
+from tests.support.ai import AiService, configure_model, lead_writes, make_corpus
+from tests.support.inbox import whatsapp_connection
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 Model = tuple[str, SandboxModel]

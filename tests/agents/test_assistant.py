@@ -18,9 +18,9 @@ from crm.models import (
     Stage,
 )
 from crm.services.deals import do_create_deal
-from tests.agents.conftest import AiService, lead_writes, make_corpus, operator_replies
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import whatsapp_connection
+from tests.support.ai import AiService, lead_writes, make_corpus, operator_replies
+from tests.support.inbox import whatsapp_connection
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 

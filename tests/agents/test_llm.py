@@ -24,8 +24,8 @@ from agents.llm import (
 )
 from crm.services.ai_settings import ModelConfig
 from sandbox.model import DEFAULT_REPLY, SandboxModel, create_model_app
-from tests.agents.test_sandbox_model import install_network_guard
-from tests.channels.servers import serve
+from tests.support.network import install_network_guard
+from tests.support.servers import serve
 
 API_KEY = "sk-sandbox-test"
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ import pytest
 from crm.models import AiCall, Contact, Event
 from crm.services.deals import do_create_deal
 from sandbox.model import SandboxModel
-from tests.agents.conftest import MODEL_KEY as KEY
-from tests.agents.conftest import AiService, configure_model, lead_writes, make_corpus
-from tests.conftest import Workspace
+from tests.support.ai import MODEL_KEY as KEY
+from tests.support.ai import AiService, configure_model, lead_writes, make_corpus
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 

@@ -49,7 +49,7 @@ from bot.i18n import (
 )
 from bot.routers import lang
 from sandbox.telegram import TelegramEmulator
-from tests.channels.servers import serve
+from tests.support.servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_DIR = ROOT / "bot"

@@ -14,7 +14,7 @@ from crm.app import create_app
 from crm.models import SignInLink
 from crm.services.signin import do_issue_sign_in
 from crm.settings import Environment, SandboxMode, Settings
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 SECRET = "x" * 40
 

@@ -14,9 +14,9 @@ import pytest
 
 from crm.models import Conversation
 from crm.settings import Settings
-from tests.bot.support import LEAD, lead_writes, onboard_owner, sent, whatsapp_connection
-from tests.channels.service import RunningService, running_service
-from tests.crm.tasks.polling import eventually
+from tests.support.bot import LEAD, lead_writes, onboard_owner, sent, whatsapp_connection
+from tests.support.polling import eventually
+from tests.support.service import RunningService, running_service
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.is_file()

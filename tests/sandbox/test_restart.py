@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crm.settings import Settings
-from tests.bot.support import (
+from tests.support.bot import (
     lead_received,
     lead_writes,
     onboard_owner,
@@ -14,8 +14,8 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import running_service
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import running_service
 
 OWNER = 5101
 

@@ -43,8 +43,8 @@ from sandbox.telegram import (
     check_markdown_v2,
     create_emulator_app,
 )
-from tests.channels.servers import serve
-from tests.channels.telegram.support import OTHER_TOKEN, sandbox_bot
+from tests.support.servers import serve
+from tests.support.telegram import OTHER_TOKEN, sandbox_bot
 
 TOKEN = "4242:emulator-test-token"
 CONN = "lead"

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from sandbox.whatsapp import WhatsAppEmulator, create_emulator_app
-from tests.channels.servers import serve
-from tests.channels.whatsapp.receiver import RecordingReceiver
+from tests.support.servers import serve
+from tests.support.whatsapp_receiver import RecordingReceiver
 
 PHONE_ID = "106540352242922"
 TOKEN = "emulator-test-token"

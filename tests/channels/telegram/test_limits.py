@@ -13,8 +13,7 @@ from aiogram.methods import GetMe, SendMessage, TelegramMethod
 from channels.telegram import FloodControlMiddleware, RateLimits, SendRateLimiter, TelegramAdapter
 from channels.telegram.limits import PAID_BROADCAST_PER_SECOND
 from crm.messaging import OutboundMessage
-from tests.channels.telegram.conftest import Sandbox
-from tests.channels.telegram.support import CONNECTION_ID, LEAD, OTHER_LEAD
+from tests.support.telegram import CONNECTION_ID, LEAD, OTHER_LEAD, Sandbox
 
 
 class FakeClock:

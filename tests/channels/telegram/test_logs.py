@@ -9,8 +9,7 @@ import pytest
 
 from channels.telegram import redact_tokens_in_logs
 from channels.telegram.logs import TokenRedactingFilter, redact
-from tests.channels.telegram.conftest import Sandbox
-from tests.channels.telegram.support import TOKEN
+from tests.support.telegram import TOKEN, Sandbox
 
 SECRET_PART = TOKEN.split(":", 1)[1]
 

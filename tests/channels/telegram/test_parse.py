@@ -19,7 +19,7 @@ from crm.messaging import (
     MessageKind,
 )
 from sandbox.telegram import TelegramEmulator
-from tests.channels.telegram.support import LEAD, REP, TOKEN, telegram_connection
+from tests.support.telegram import LEAD, REP, TOKEN, telegram_connection
 
 CONN = "7"
 ADAPTER = TelegramAdapter()

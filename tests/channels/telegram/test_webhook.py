@@ -20,12 +20,12 @@ from crm.messaging import (
     OutboundKind,
     OutboundMessage,
 )
-from tests.channels.telegram.conftest import Sandbox
-from tests.channels.telegram.support import (
+from tests.support.telegram import (
     CONNECTION_ID,
     LEAD,
     WEBHOOK_SECRET,
     Ingest,
+    Sandbox,
     telegram_connection,
 )
 

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from channels.whatsapp import WhatsAppAdapter
 from channels.whatsapp.webhook import router as webhook_router
 from sandbox.whatsapp import WhatsAppEmulator
-from tests.channels.servers import serve
-from tests.channels.whatsapp.support import (
+from tests.support.servers import serve
+from tests.support.whatsapp import (
     APP_SECRET,
     CONNECTION_ID,
     PHONE_ID,

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from channels.whatsapp import verify_signature
 from channels.whatsapp.webhook import router as webhook_router
 from crm.messaging import ChannelKind
-from tests.channels.whatsapp.support import (
+from tests.support.whatsapp import (
     APP_SECRET,
     CONNECTION_ID,
     VERIFY_TOKEN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crm.models import MemoryChunk, MemorySource
 from crm.services.memory import SourceText, do_store_chunks, keyword_search, query_terms
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def test_stop_words_leave_the_words_that_say_what_the_question_is_about() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 
 
-class _QuietServer(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """A uvicorn server that leaves the test runner's signal handlers alone."""
 
     @contextlib.contextmanager
@@ -30,7 +30,7 @@ async def serve(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
     config = uvicorn.Config(
         app, log_level="warning", lifespan="on", access_log=False, timeout_graceful_shutdown=2
     )
-    server = _QuietServer(config)
+    server = QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
 from crm.models import ChannelConnection, Membership, User
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OPERATOR = "operator"
 LEAD = "4915112345678"
@@ -144,3 +145,124 @@ async def next_message(
 
     await eventually(arrived)
     return found[0]
+
+
+async def lead_sends(
+    service: RunningService, connection_id: int, *, name: str = "Anna", **fields: Any
+) -> None:
+    """The lead writes (or sends media) on WhatsApp; ``fields`` go to the emulator as is."""
+    data = fields.pop("data", None)
+    payload = {"connection_id": str(connection_id), "from": LEAD, "name": name} | fields
+    if data is not None:
+        payload["media_base64"] = base64.b64encode(data).decode()
+    reply = await service.http.post("/sandbox/whatsapp/inbound", json=payload)
+    assert reply.status_code == 200, reply.text
+
+
+async def arrived(
+    service: RunningService, chat_id: int, count: int, **match: Any
+) -> list[dict[str, Any]]:
+    """The messages to ``chat_id`` with these fields (``method="sendPhoto"``...), once ``count``
+    of them are there."""
+    found: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        found[:] = [
+            m
+            for m in await sent(service, chat_id)
+            if all(m.get(key) == value for key, value in match.items())
+        ]
+        return len(found) >= count
+
+    await eventually(enough)
+    return found
+
+
+async def arrived_with(service: RunningService, chat_id: int, needle: str) -> dict[str, Any]:
+    """The latest message to ``chat_id`` whose text or caption contains ``needle``."""
+    found: list[dict[str, Any]] = []
+
+    async def there() -> bool:
+        found[:] = [
+            m
+            for m in await sent(service, chat_id)
+            if needle in (m.get("text") or m.get("caption") or "")
+        ]
+        return bool(found)
+
+    await eventually(there)
+    return found[-1]
+
+
+async def onboard_in_russian(service: RunningService, user_id: int) -> User:
+    """``/start`` from a Telegram user whose app speaks Russian."""
+    await say(service, user_id, "/start", first_name="Ольга", language_code="ru")
+    await arrived(service, user_id, 1)
+    user = await User.get(telegram_id=user_id)
+    assert user.language == "ru"
+    return user
+
+
+async def answers(service: RunningService) -> list[dict[str, Any]]:
+    """Every answered callback query of the operator bot, oldest first."""
+    reply = await service.http.get(
+        "/sandbox/telegram/callback_answers", params={"connection_id": "operator"}
+    )
+    assert reply.status_code == 200, reply.text
+    return list(reply.json())
+
+
+async def answer_to(service: RunningService, data: str, count: int) -> dict[str, Any]:
+    """The answer to the press of ``data`` once there are more than ``count`` answers."""
+
+    async def answered() -> bool:
+        return len(await answers(service)) > count
+
+    await eventually(answered)
+    latest = (await answers(service))[-1]
+    assert latest["data"] == data
+    return latest
+
+
+async def click(
+    service: RunningService, user_id: int, data: str, message_id: int
+) -> dict[str, Any]:
+    """Press a button and wait for the bot's answer to it."""
+    count = len(await answers(service))
+    await press(service, user_id, data, message_id)
+    return await answer_to(service, data, count)
+
+
+async def message(service: RunningService, chat_id: int, message_id: int) -> dict[str, Any]:
+    """The message ``message_id`` the operator bot sent to ``chat_id``."""
+    (found,) = [m for m in await sent(service, chat_id) if m["message_id"] == message_id]
+    return found
+
+
+async def lead_wrote(service: RunningService, owner_tg: int) -> int:
+    """A lead writes on WhatsApp; returns the id of the owner's notification."""
+    owner = await User.get(telegram_id=owner_tg)
+    connection_id = await whatsapp_connection(owner.current_tenant_id or 0)
+    await lead_writes(service, connection_id, "Anna", "Can you send the plan?")
+    notification = await wait_for(service, owner_tg, "Can you send the plan?")
+    return int(notification["message_id"])
+
+
+async def send_file(
+    service: RunningService,
+    user_id: int,
+    data: bytes,
+    filename: str = "contacts.csv",
+    mime_type: str = "text/csv",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A Telegram user sends the operator bot a file."""
+    return await say(
+        service,
+        user_id,
+        "",
+        document_base64=base64.b64encode(data).decode(),
+        filename=filename,
+        mime_type=mime_type,
+        **extra,
+    )

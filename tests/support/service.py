@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from crm.app import create_app
 from crm.settings import SandboxMode, Settings
-from tests.channels.servers import _QuietServer
+from tests.support.servers import QuietServer
 
 
 @dataclass
@@ -44,7 +44,7 @@ async def running_service(settings: Settings, **overrides: object) -> AsyncItera
     )
     app = create_app(configured, manage_db=False, run_backbone=True)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-    server = _QuietServer(config)
+    server = QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

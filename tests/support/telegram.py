@@ -1,15 +1,19 @@
-"""Shared pieces of the Telegram channel tests: ids, a connection, a recording ingest runtime."""
+"""Telegram channel tests' pieces: ids, a connection, a recording ingest, the sandbox wiring."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
 from channels.base import WebhookRuntime
+from channels.telegram import TelegramAdapter
 from crm.messaging import ChannelKind, ConnectionInfo
+from sandbox.telegram import TelegramEmulator
 
 TOKEN = "123456789:AAE-sandbox_lead-token-0123456789abcdef"
 OTHER_TOKEN = "987654321:AAF-another_bot-token-0123456789abcdef"
@@ -62,3 +66,34 @@ class Ingest:
             self.enqueued.append((connection_id, body))
 
         return WebhookRuntime(load_connection=load, enqueue_ingest=enqueue)
+
+
+@dataclass
+class Sandbox:
+    """Everything a lead-channel test touches."""
+
+    emulator: TelegramEmulator
+    base_url: str
+    http: httpx.AsyncClient
+    adapter: TelegramAdapter
+    connection: ConnectionInfo
+    ingest: Ingest
+
+    async def lead_says(self, text: str, **extra: Any) -> dict[str, Any]:
+        """Play the lead through the control API; returns its answer."""
+        payload = {"connection_id": str(CONNECTION_ID), "from_user_id": LEAD, "text": text}
+        payload.update(extra)
+        response = await self.http.post("/sandbox/telegram/updates", json=payload)
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def sent(self, chat_id: int = LEAD) -> list[dict[str, Any]]:
+        """What the bot sent to ``chat_id``, as the control API shows it."""
+        response = await self.http.get(
+            "/sandbox/telegram/sent",
+            params={"connection_id": str(CONNECTION_ID), "chat_id": chat_id},
+        )
+        assert response.status_code == 200, response.text
+        rows: list[dict[str, Any]] = response.json()
+        return rows
