@@ -34,8 +34,8 @@ up: install ## migrate and start API, workers and scheduler on 127.0.0.1:8000 (S
 	$(BIN)/crm up
 
 lint: install ## ruff and mypy
-	$(BIN)/ruff check crm bot channels agents miniapp tests bench
-	$(BIN)/ruff format --check crm bot channels agents miniapp tests bench
+	$(BIN)/ruff check crm bot channels telegram_transport agents miniapp tests bench
+	$(BIN)/ruff format --check crm bot channels telegram_transport agents miniapp tests bench
 	$(BIN)/mypy
 
 test-sqlite: install browser ## the suite on the embedded defaults (SQLite, in-process queue)

@@ -33,7 +33,6 @@ from tortoise.exceptions import IntegrityError
 from bot.callbacks import ConvAct, ConvAction, DealOpen
 from bot.keyboards import draft_keyboard, notification_keyboard
 from bot.texts import render_draft
-from channels.telegram.logs import redact
 from crm.models import (
     Agent,
     Contact,
@@ -52,6 +51,7 @@ from crm.models import (
 from crm.services import digest, operators
 from crm.services.digest import WorkspaceDigest
 from crm.tasks.handlers import HandlerRegistry
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 

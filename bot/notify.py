@@ -45,7 +45,6 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.keyboards import notification_keyboard
 from bot.sending import not_modified, send_long
-from channels.telegram.logs import redact
 from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import (
     Contact,
@@ -61,6 +60,7 @@ from crm.services import intents, operators
 from crm.services.media import LocalMediaStore, stored_bytes
 from crm.services.operators import OpenDeal, ReplyDelivery
 from crm.tasks.handlers import HandlerRegistry
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 

@@ -36,11 +36,15 @@ from bot.notify import Notifier
 from bot.routers import build_routers
 from bot.services import BotServices
 from bot.topics import TeamInboxPoster
-from channels.telegram import FloodControlMiddleware, RateLimits, SendRateLimiter
-from channels.telegram.limits import PAID_BROADCAST_PER_SECOND
-from channels.telegram.logs import redact
 from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.handlers import registry as event_handlers
+from telegram_transport.limits import (
+    PAID_BROADCAST_PER_SECOND,
+    FloodControlMiddleware,
+    RateLimits,
+    SendRateLimiter,
+)
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.keyboards import notification_keyboard
 from bot.notify import CHANNEL_NAMES, render_notification
-from channels.telegram.logs import redact
 from crm.models import Event, TeamPost, TeamPostKind, TeamPostStatus, TeamTopic
 from crm.services import team_inbox
 from crm.services.operators import OpenDeal, language_of
 from crm.services.team_inbox import GroupBudget, TopicView
 from crm.tasks.handlers import HandlerRegistry
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 

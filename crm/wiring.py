@@ -27,8 +27,6 @@ from bot.services import BotServices
 from channels.runtime import ChannelRuntime, install
 from channels.sandbox.telegram import TelegramEmulator
 from channels.sandbox.whatsapp import WhatsAppEmulator
-from channels.telegram import redact_tokens_in_logs
-from channels.telegram.logs import redact
 from channels.whatsapp import WhatsAppAdapter
 from crm.messaging import (
     ChannelAdapter,
@@ -49,6 +47,7 @@ from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter, f
 from crm.services.signin import do_issue_sign_in
 from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
+from telegram_transport.logs import redact, redact_tokens_in_logs
 
 if TYPE_CHECKING:
     from bot.runtime import OperatorBot

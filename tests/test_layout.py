@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EDGE_PACKAGES = ("bot", "channels", "agents", "miniapp")
+EDGE_PACKAGES = ("bot", "channels", "telegram_transport", "agents", "miniapp")
 SDKS = (
     "aiogram",
     "pywa",

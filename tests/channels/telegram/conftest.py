@@ -11,8 +11,9 @@ import pytest
 from fastapi import FastAPI
 
 from channels.sandbox.telegram import TelegramEmulator
-from channels.telegram import RateLimits, TelegramAdapter, build_router
+from channels.telegram import TelegramAdapter, build_router
 from crm.messaging import ConnectionInfo
+from telegram_transport.limits import RateLimits
 from tests.channels.servers import serve
 from tests.channels.telegram.support import (
     CONNECTION_ID,
