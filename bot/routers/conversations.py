@@ -20,7 +20,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import InboxOpen, InboxPage
 from bot.keyboards import notification_keyboard, pager_row
-from bot.notify import CHANNEL_NAMES, media_label
+from bot.senders.notifications import CHANNEL_NAMES, media_label
 from bot.sending import edit_in_place
 from bot.texts import no_workspace
 from crm.messaging import DeliveryStatus, MessageKind

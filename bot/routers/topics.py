@@ -10,8 +10,8 @@ reach ``bot/routers/inbox.py`` (which reads replies as answers to notifications)
 comes right before the inbox router and takes every message of a group chat.
 
 Answers of the bot in a linked group (refusals) go through the group's queue
-(``bot/topics.py``) like every other post; only the answers to ``/teaminbox`` itself are sent
-directly.
+(``bot/senders/team_inbox.py``) like every other post; only the answers to ``/teaminbox``
+itself are sent directly.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import pytest
 from tortoise import connections
 
 from bot.i18n import build_i18n, rendering
-from bot.notify import (
+from bot.senders.notifications import (
     CAPTION_LIMIT,
     attachment_of,
     delivery_text,

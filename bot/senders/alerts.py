@@ -1,12 +1,11 @@
 """Operator alerts: deal stage moves, assignments, the AI's drafts and hand-offs, the digest.
 
-Like ``bot/notify.py`` the event handlers run on task workers, outside any update, so each
-message is rendered in its recipient's language with ``i18n.use_locale``. Handlers are
-at-least-once: before sending, each (event, recipient) pair is claimed with a ``HandledEvent``
-row named after the handler and the user, so a redelivered event tells nobody twice. A send
-that fails for a reason that may pass (a 5xx, a timeout) gives the claim back and raises, and
-the retry of the event tries that recipient again; a chat Telegram refuses for good is not
-retried.
+Like ``bot/senders/notifications.py`` the event handlers run on task workers, outside any update, so
+each message is rendered in its recipient's language with ``i18n.use_locale``. Handlers are
+at-least-once: before sending, each (event, recipient) pair is claimed with a ``HandledEvent`` row
+named after the handler and the user, so a redelivered event tells nobody twice. A send that fails
+for a reason that may pass (a 5xx, a timeout) gives the claim back and raises, and the retry of the
+event tries that recipient again; a chat Telegram refuses for good is not retried.
 
 The digest loop (``run_digest_loop``) runs in the process that serves the bot; see
 ``crm/services/digest.py`` for when a member is due and how a digest is claimed.
