@@ -22,6 +22,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Router
 from aiogram.dispatcher.flags import get_flag
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
 
@@ -41,14 +42,17 @@ class NeedsActor:
     """A handler's need for an actor: where it comes from, and what is said when there is none.
 
     ``resolve`` (given the handler data) finds the actor in the workspace a button names; left
-    ``None``, the actor of the operator's current workspace is used.
+    ``None``, the actor of the operator's current workspace is used. ``ends_dialogue``: without
+    an actor, the dialogue (FSM state) the message answered is left.
     """
 
     missing: Callable[[], str] = no_workspace
     resolve: ActorOf | None = None
+    ends_dialogue: bool = False
 
 
 CURRENT_ACTOR = {ACTOR_FLAG: NeedsActor()}
+DIALOGUE_ACTOR = {ACTOR_FLAG: NeedsActor(ends_dialogue=True)}
 
 
 async def refuse(event: TelegramObject, text: str, data: dict[str, Any], *, reply: bool) -> None:
@@ -81,6 +85,9 @@ class ActorMiddleware(BaseMiddleware):
         if need.resolve is not None:
             data["actor"] = await need.resolve(data)
         if data.get("actor") is None:
+            state: FSMContext | None = data.get("state")
+            if need.ends_dialogue and state is not None:
+                await state.clear()
             await refuse(event, need.missing(), data, reply=self.reply)
             return None
         return await handler(event, data)
