@@ -10,8 +10,9 @@
   without one the operator is told why, once, and the handler does not run.
 - ``RefusalMiddleware``: a ``ServiceError`` a handler lets through is the services' refusal; it
   is worded by the router's ``refusal`` function and shown once (an alert on a button, else a
-  message). aiogram's ``errors`` observer runs outside the callback answer and does not know
-  which feature's wording applies, hence a middleware per router.
+  message); a dialogue's handler may bring its own (``flags={"refusal": ...}``). aiogram's
+  ``errors`` observer runs after the callback answer and does not know which feature's wording
+  applies, hence a middleware per router.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from crm.services.errors import ServiceError
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 Refusal = Callable[[ServiceError, Actor | None], str]
+MessageRefusal = Callable[[Message, ServiceError, dict[str, Any]], Awaitable[None]]
 ActorOf = Callable[[dict[str, Any]], Awaitable[Actor | None]]
 
 ACTOR_FLAG = "actor"
+# A handler's own way to refuse a message (a dialogue that asks again or ends), if any.
+REFUSAL_FLAG = "refusal"
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,11 @@ class RefusalMiddleware(BaseMiddleware):
         try:
             return await handler(event, data)
         except ServiceError as exc:
-            await refuse(event, self.render(exc, data.get("actor")), data, reply=self.reply)
+            own: MessageRefusal | None = get_flag(data, REFUSAL_FLAG)
+            if own is not None and isinstance(event, Message):
+                await own(event, exc, data)
+            else:
+                await refuse(event, self.render(exc, data.get("actor")), data, reply=self.reply)
             return None
 
 

@@ -35,7 +35,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ContactAct, ContactAction, ContactOpen, ContactsPage, DealOpen
-from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, REFUSAL_FLAG, feature_router
 from bot.keyboards import pager_row
 from bot.routers.conversations import local_time
 from bot.sending import edit_in_place
@@ -282,7 +282,16 @@ async def open_card(
 # ---- tag and note dialogues ----------------------------------------------------------------
 
 
-async def start_dialogue(
+async def _start_dialogue(
+    chat_id: int, bot: Bot, state: FSMContext, form: State, contact_id: int, prompt: str
+) -> None:
+    """Enter the dialogue ``form`` about a contact and ask its question."""
+    await state.set_state(form)
+    sent = await bot.send_message(chat_id, prompt)
+    await state.update_data(contact_id=contact_id, prompt_id=sent.message_id)
+
+
+async def ask_for_tag(
     query: CallbackQuery,
     callback_data: ContactAction,
     actor: Actor,
@@ -290,26 +299,40 @@ async def start_dialogue(
     bot: Bot,
     callback_answer: CallbackAnswer,
 ) -> None:
-    """Ask for a tag or a note; viewers (and members on a colleague's contact) are refused."""
+    """Ask for tags; only the contact's owner or an admin may tag it."""
     if query.message is None:
         callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
     record = await contacts.access_contact(actor, callback_data.id)
-    if callback_data.act is ContactAct.TAG:
-        actor.require_owner_or_admin_of(record.contact.owner_id)
-    else:
-        actor.require_write()
-    name = record.contact.name or contact_label(record)
-    if callback_data.act is ContactAct.TAG:
-        await state.set_state(ContactForm.tag)
-        prompt = _(
-            "Which tag for {name}? Several can be separated by commas. Send /cancel to stop."
-        ).format(name=name)
-    else:
-        await state.set_state(ContactForm.note)
-        prompt = _("Write the note on {name}. Send /cancel to stop.").format(name=name)
-    sent = await bot.send_message(query.message.chat.id, prompt)
-    await state.update_data(contact_id=record.contact.id, prompt_id=sent.message_id)
+    actor.require_owner_or_admin_of(record.contact.owner_id)
+    prompt = _(
+        "Which tag for {name}? Several can be separated by commas. Send /cancel to stop."
+    ).format(name=record.contact.name or contact_label(record))
+    await _start_dialogue(
+        query.message.chat.id, bot, state, ContactForm.tag, record.contact.id, prompt
+    )
+
+
+async def ask_for_note(
+    query: CallbackQuery,
+    callback_data: ContactAction,
+    actor: Actor,
+    state: FSMContext,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """Ask for a note; viewers are refused."""
+    if query.message is None:
+        callback_answer.text, callback_answer.show_alert = no_workspace(), True
+        return
+    record = await contacts.access_contact(actor, callback_data.id)
+    actor.require_write()
+    prompt = _("Write the note on {name}. Send /cancel to stop.").format(
+        name=record.contact.name or contact_label(record)
+    )
+    await _start_dialogue(
+        query.message.chat.id, bot, state, ContactForm.note, record.contact.id, prompt
+    )
 
 
 async def not_a_reply_elsewhere(message: Message, state: FSMContext) -> bool:
@@ -339,11 +362,7 @@ async def tag_given(
     """Put the named tags on the contact of the dialogue."""
     data: dict[str, Any] = await state.get_data()
     names = [part.strip() for part in (message.text or "").split(",") if part.strip()]
-    try:
-        added = await tags.do_tag_contact(actor, int(data["contact_id"]), names)
-    except ServiceError as exc:
-        await _refused_in_dialogue(message, state, exc, actor)
-        return
+    added = await tags.do_tag_contact(actor, int(data["contact_id"]), names)
     done = _("Tags of the contact: {tags}").format(tags=", ".join(t.tag.name for t in added))
     await _finish_with_card(message, state, actor, user, bot, done)
 
@@ -353,21 +372,15 @@ async def note_given(
 ) -> None:
     """Write the note on the contact of the dialogue."""
     data: dict[str, Any] = await state.get_data()
-    try:
-        await notes.do_create_note(actor, message.text or "", contact_id=int(data["contact_id"]))
-    except ServiceError as exc:
-        await _refused_in_dialogue(message, state, exc, actor)
-        return
+    await notes.do_create_note(actor, message.text or "", contact_id=int(data["contact_id"]))
     await _finish_with_card(message, state, actor, user, bot, _("Note saved."))
 
 
-async def _refused_in_dialogue(
-    message: Message, state: FSMContext, exc: ServiceError, actor: Actor
-) -> None:
+async def _refused_in_dialogue(message: Message, exc: ServiceError, data: dict[str, Any]) -> None:
     """A refusal ends the dialogue; a bad value is asked for again."""
-    text = contact_refusal(exc, actor)
+    text = contact_refusal(exc, data.get("actor"))
     if isinstance(exc, PermissionDenied | NotFound):
-        await state.clear()
+        await data["state"].clear()
     else:
         text += "\n" + _("Try again, or send /cancel.")
     await message.answer(text)
@@ -549,16 +562,20 @@ def build_router() -> Router:
     router.message.register(list_contacts, Command("contacts"), flags=CURRENT_ACTOR)
     router.message.register(new_contact, Command("newcontact"), flags=CURRENT_ACTOR)
     answer = (F.text, ~F.text.startswith("/"), not_a_reply_elsewhere)
-    router.message.register(tag_given, StateFilter(ContactForm.tag), *answer, flags=DIALOGUE_ACTOR)
-    router.message.register(
-        note_given, StateFilter(ContactForm.note), *answer, flags=DIALOGUE_ACTOR
-    )
+    in_dialogue = {**DIALOGUE_ACTOR, REFUSAL_FLAG: _refused_in_dialogue}
+    router.message.register(tag_given, StateFilter(ContactForm.tag), *answer, flags=in_dialogue)
+    router.message.register(note_given, StateFilter(ContactForm.note), *answer, flags=in_dialogue)
     router.message.register(name_given, StateFilter(ContactForm.name), *answer)
     router.message.register(
         identifier_given, StateFilter(ContactForm.identifier), *answer, flags=DIALOGUE_ACTOR
     )
     router.callback_query.register(open_card, ContactOpen.filter(), flags=CURRENT_ACTOR)
     router.callback_query.register(turn_page, ContactsPage.filter(), flags=CURRENT_ACTOR)
-    router.callback_query.register(start_dialogue, ContactAction.filter(), flags=CURRENT_ACTOR)
+    router.callback_query.register(
+        ask_for_tag, ContactAction.filter(F.act == ContactAct.TAG), flags=CURRENT_ACTOR
+    )
+    router.callback_query.register(
+        ask_for_note, ContactAction.filter(F.act == ContactAct.NOTE), flags=CURRENT_ACTOR
+    )
     router.inline_query.register(inline_contacts)
     return router

@@ -42,11 +42,12 @@ from bot.callbacks import (
     PipelineShow,
 )
 from bot.deal_values import AmountError, parse_amount, split_title_and_amount
-from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, NeedsActor, feature_router
+from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, REFUSAL_FLAG, NeedsActor, feature_router
 from bot.sending import not_modified
 from crm.models import Role, User
 from crm.services import deals, notes, operators, pipelines
 from crm.services.access import Actor
+from crm.services.deals import DealCard
 from crm.services.errors import NotFound, PermissionDenied, ServiceError, ValidationFailed
 
 MAX_TITLE = 200
@@ -144,7 +145,6 @@ async def _dialogue_actor(data: dict[str, Any]) -> Actor | None:
 PIPELINE_ACTOR = {ACTOR_FLAG: NeedsActor(resolve=_pipeline_actor)}
 DEAL_ACTOR = {ACTOR_FLAG: NeedsActor(missing=_gone, resolve=_deal_actor)}
 CONVERSATION_ACTOR = {ACTOR_FLAG: NeedsActor(resolve=_conversation_actor)}
-DIALOGUE_ACTOR = {ACTOR_FLAG: NeedsActor(resolve=_dialogue_actor, ends_dialogue=True)}
 
 
 # ---- sending -----------------------------------------------------------------------------------
@@ -237,31 +237,55 @@ async def move_deal(
 # ---- dialogues: title, value, note -------------------------------------------------------------
 
 
-async def start_dialogue(
+async def ask_for_title(
     query: CallbackQuery, callback_data: DealEdit, actor: Actor, state: FSMContext, bot: Bot
 ) -> None:
-    """Ask for a new title or value, or a note, once the services say the operator may."""
-    if callback_data.act is DealEditAct.NOTE:
-        deal = await deals.access_deal_to_annotate(actor, callback_data.id)
-    else:
-        deal = await deals.access_deal_to_change(actor, callback_data.id)
-    title = html.escape(deal.title)
-    if callback_data.act is DealEditAct.TITLE:
-        await state.set_state(DealDialog.title)
-        prompt = _("Send the new title for <b>{title}</b>, or /cancel.").format(title=title)
-    elif callback_data.act is DealEditAct.VALUE:
-        await state.set_state(DealDialog.value)
-        prompt = _(
-            "Send the new value for <b>{title}</b> (now {value}), like 1500, 1 500,50 or "
-            "1500.5. Add a currency code to change the currency: 2000 EUR. Or /cancel."
-        ).format(title=title, value=views.money(deal.value, deal.currency))
-    else:
-        await state.set_state(DealDialog.note)
-        prompt = _("Send the note for <b>{title}</b>, or /cancel.").format(title=title)
+    """Ask for a new title, once the services say the operator may change the deal."""
+    deal = await deals.access_deal_to_change(actor, callback_data.id)
+    prompt = _("Send the new title for <b>{title}</b>, or /cancel.").format(
+        title=html.escape(deal.title)
+    )
+    await _start_dialogue(query, bot, state, DealDialog.title, actor, deal.id, prompt)
+
+
+async def ask_for_value(
+    query: CallbackQuery, callback_data: DealEdit, actor: Actor, state: FSMContext, bot: Bot
+) -> None:
+    """Ask for a new value (and maybe currency), once the operator may change the deal."""
+    deal = await deals.access_deal_to_change(actor, callback_data.id)
+    prompt = _(
+        "Send the new value for <b>{title}</b> (now {value}), like 1500, 1 500,50 or "
+        "1500.5. Add a currency code to change the currency: 2000 EUR. Or /cancel."
+    ).format(title=html.escape(deal.title), value=views.money(deal.value, deal.currency))
+    await _start_dialogue(query, bot, state, DealDialog.value, actor, deal.id, prompt)
+
+
+async def ask_for_note(
+    query: CallbackQuery, callback_data: DealEdit, actor: Actor, state: FSMContext, bot: Bot
+) -> None:
+    """Ask for a note, once the services say the operator may annotate the deal."""
+    deal = await deals.access_deal_to_annotate(actor, callback_data.id)
+    prompt = _("Send the note for <b>{title}</b>, or /cancel.").format(
+        title=html.escape(deal.title)
+    )
+    await _start_dialogue(query, bot, state, DealDialog.note, actor, deal.id, prompt)
+
+
+async def _start_dialogue(
+    query: CallbackQuery,
+    bot: Bot,
+    state: FSMContext,
+    form: State,
+    actor: Actor,
+    deal_id: int,
+    prompt: str,
+) -> None:
+    """Enter the dialogue ``form`` about a deal, remembering its card, and ask its question."""
+    await state.set_state(form)
     card = query.message if isinstance(query.message, Message) else None
     await state.set_data(
         {
-            "deal_id": deal.id,
+            "deal_id": deal_id,
             "tenant_id": actor.tenant_id,
             "card_chat_id": card.chat.id if card is not None else None,
             "card_message_id": card.message_id if card is not None else None,
@@ -310,8 +334,9 @@ async def _finish(
     await message.answer(done)
 
 
-async def _refused(message: Message, state: FSMContext, exc: ServiceError, actor: Actor) -> None:
+async def _refused(message: Message, exc: ServiceError, data: dict[str, Any]) -> None:
     """A validation error keeps the dialogue open; any other refusal ends it."""
+    state: FSMContext = data["state"]
     if isinstance(exc, ValidationFailed):
         await message.answer(
             _validation_text(exc) + "\n" + _("Send it again, or /cancel."),
@@ -319,7 +344,7 @@ async def _refused(message: Message, state: FSMContext, exc: ServiceError, actor
         )
         return
     await state.clear()
-    await message.answer(deal_refusal(exc, actor))
+    await message.answer(deal_refusal(exc, data.get("actor")))
 
 
 async def receive_title(message: Message, state: FSMContext, actor: Actor, bot: Bot) -> None:
@@ -335,11 +360,7 @@ async def receive_title(message: Message, state: FSMContext, actor: Actor, bot: 
             + _("Send it again, or /cancel.")
         )
         return
-    try:
-        await deals.do_update_deal(actor, int(data["deal_id"]), title=title)
-    except ServiceError as exc:
-        await _refused(message, state, exc, actor)
-        return
+    await deals.do_update_deal(actor, int(data["deal_id"]), title=title)
     await _finish(message, state, bot, actor, data, _("Title saved ✓"))
 
 
@@ -355,27 +376,19 @@ async def receive_value(message: Message, state: FSMContext, actor: Actor, bot: 
             parse_mode=ParseMode.HTML,
         )
         return
-    try:
-        if amount.currency is None:
-            await deals.do_update_deal(actor, int(data["deal_id"]), value=amount.value)
-        else:
-            await deals.do_update_deal(
-                actor, int(data["deal_id"]), value=amount.value, currency=amount.currency
-            )
-    except ServiceError as exc:
-        await _refused(message, state, exc, actor)
-        return
+    if amount.currency is None:
+        await deals.do_update_deal(actor, int(data["deal_id"]), value=amount.value)
+    else:
+        await deals.do_update_deal(
+            actor, int(data["deal_id"]), value=amount.value, currency=amount.currency
+        )
     await _finish(message, state, bot, actor, data, _("Value saved ✓"))
 
 
 async def receive_note(message: Message, state: FSMContext, actor: Actor, bot: Bot) -> None:
     """A note on the deal."""
     data: dict[str, Any] = await state.get_data()
-    try:
-        await notes.do_create_note(actor, message.text or "", deal_id=int(data["deal_id"]))
-    except ServiceError as exc:
-        await _refused(message, state, exc, actor)
-        return
+    await notes.do_create_note(actor, message.text or "", deal_id=int(data["deal_id"]))
     await _finish(message, state, bot, actor, data, _("Note added ✓"))
 
 
@@ -387,33 +400,49 @@ async def not_text(message: Message) -> None:
 # ---- notification buttons ----------------------------------------------------------------------
 
 
-async def conversation_deal(
-    query: CallbackQuery, callback_data: ConvAction, actor: Actor, bot: Bot
-) -> None:
-    """Deal: the card of the contact's latest open deal; Stage: its stage picker."""
-    found = await deals.deal_of_conversation(actor, callback_data.id)
-    card = await deals.deal_card(actor, found.deal.id) if found.deal is not None else None
+async def _conversation_card(
+    query: CallbackQuery, conversation_id: int, actor: Actor, bot: Bot
+) -> tuple[int, DealCard | None]:
+    """The chat to answer in and the card of the conversation's latest open deal; with no
+    open deal, the offer to create one is sent and the card is None."""
+    found = await deals.deal_of_conversation(actor, conversation_id)
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-    if card is None:
+    if found.deal is None:
         await bot.send_message(
             chat_id,
             views.no_deal_text(deals.title_for_contact(found.contact)),
             parse_mode=ParseMode.HTML,
-            reply_markup=views.no_deal_keyboard(callback_data.id),
+            reply_markup=views.no_deal_keyboard(conversation_id),
         )
-    elif callback_data.act is ConvAct.STAGE:
-        await bot.send_message(
-            chat_id,
-            views.stages_text(card),
-            parse_mode=ParseMode.HTML,
-            reply_markup=views.stages_keyboard(card),
-        )
-    else:
+        return chat_id, None
+    return chat_id, await deals.deal_card(actor, found.deal.id)
+
+
+async def conversation_deal(
+    query: CallbackQuery, callback_data: ConvAction, actor: Actor, bot: Bot
+) -> None:
+    """Deal: the card of the contact's latest open deal."""
+    chat_id, card = await _conversation_card(query, callback_data.id, actor, bot)
+    if card is not None:
         await bot.send_message(
             chat_id,
             views.card_text(card),
             parse_mode=ParseMode.HTML,
             reply_markup=views.card_keyboard(card),
+        )
+
+
+async def conversation_stages(
+    query: CallbackQuery, callback_data: ConvAction, actor: Actor, bot: Bot
+) -> None:
+    """Stage: the stage picker of the contact's latest open deal."""
+    chat_id, card = await _conversation_card(query, callback_data.id, actor, bot)
+    if card is not None:
+        await bot.send_message(
+            chat_id,
+            views.stages_text(card),
+            parse_mode=ParseMode.HTML,
+            reply_markup=views.stages_keyboard(card),
         )
 
 
@@ -473,22 +502,32 @@ def build_router() -> Router:
     router.message.register(show_pipeline, Command("deals", "pipeline"), flags=CURRENT_ACTOR)
     router.message.register(new_deal, Command("newdeal"), flags=CURRENT_ACTOR)
     answer = (F.text, ~F.text.startswith("/"), answers_the_dialogue)
+    in_dialogue = {
+        ACTOR_FLAG: NeedsActor(resolve=_dialogue_actor, ends_dialogue=True),
+        REFUSAL_FLAG: _refused,
+    }
     for state, receive in (
         (DealDialog.title, receive_title),
         (DealDialog.value, receive_value),
         (DealDialog.note, receive_note),
     ):
-        router.message.register(receive, StateFilter(state), *answer, flags=DIALOGUE_ACTOR)
+        router.message.register(receive, StateFilter(state), *answer, flags=in_dialogue)
     router.message.register(not_text, dialogue, ~F.text)
     callbacks = router.callback_query
     callbacks.register(browse_pipeline, PipelineShow.filter(), flags=PIPELINE_ACTOR)
     callbacks.register(open_deal, DealOpen.filter(), flags=DEAL_ACTOR)
     callbacks.register(move_deal, DealMove.filter(), flags=DEAL_ACTOR)
-    callbacks.register(start_dialogue, DealEdit.filter(), flags=DEAL_ACTOR)
+    for act, ask in (
+        (DealEditAct.TITLE, ask_for_title),
+        (DealEditAct.VALUE, ask_for_value),
+        (DealEditAct.NOTE, ask_for_note),
+    ):
+        callbacks.register(ask, DealEdit.filter(F.act == act), flags=DEAL_ACTOR)
     callbacks.register(create_for_conversation, DealNew.filter(), flags=CONVERSATION_ACTOR)
     callbacks.register(
-        conversation_deal,
-        ConvAction.filter(F.act.in_({ConvAct.DEAL, ConvAct.STAGE})),
-        flags=CONVERSATION_ACTOR,
+        conversation_deal, ConvAction.filter(F.act == ConvAct.DEAL), flags=CONVERSATION_ACTOR
+    )
+    callbacks.register(
+        conversation_stages, ConvAction.filter(F.act == ConvAct.STAGE), flags=CONVERSATION_ACTOR
     )
     return router

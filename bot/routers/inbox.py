@@ -361,6 +361,9 @@ def build_reply_router() -> Router:
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
     router = feature_router("inbox", refusal, reply=True)
+    # Messages in groups are the team inbox's (bot/routers/topics.py): a topic message is a
+    # reply too, and must never be read as an answer to a notification.
+    router.message.filter(F.chat.type == ChatType.PRIVATE)
     router.message.register(reply_to_lead, F.reply_to_message, F.text)
     router.message.register(reply_media_to_lead, F.reply_to_message, ~F.text)
     for act, handler in (
