@@ -12,6 +12,7 @@ COPY channels ./channels
 COPY telegram_transport ./telegram_transport
 COPY agents ./agents
 COPY miniapp ./miniapp
+COPY sandbox ./sandbox
 COPY migrations ./migrations
 COPY locales ./locales
 RUN pip install . && useradd --create-home crm && mkdir -p /app/data && chown crm /app/data

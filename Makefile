@@ -8,7 +8,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 # Compiled catalogs are build output (not committed): one per .po, rebuilt when the .po changes.
 MO_FILES := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/messages.po))
 
-.PHONY: install browser locales up test test-sqlite test-pg lint bench clean
+.PHONY: install browser locales up test test-fast test-sqlite test-pg lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,14 @@ locales: install ## extract the bot's messages, merge them into the catalogs (py
 up: install ## migrate and start API, workers and scheduler on 127.0.0.1:8000 (SQLite, in-process queue)
 	$(BIN)/crm up
 
-lint: install ## ruff and mypy
-	$(BIN)/ruff check crm bot channels telegram_transport agents miniapp tests bench
-	$(BIN)/ruff format --check crm bot channels telegram_transport agents miniapp tests bench
+lint: install ## ruff, mypy and the import contracts of pyproject.toml (DESIGN.md section 3)
+	$(BIN)/ruff check crm bot channels telegram_transport agents miniapp sandbox tests bench
+	$(BIN)/ruff format --check crm bot channels telegram_transport agents miniapp sandbox tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
+
+test-fast: install ## the edit loop: SQLite, no end-to-end tests (marked e2e), one worker per core
+	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not e2e" -n auto
 
 test-sqlite: install browser ## the suite on the embedded defaults (SQLite, in-process queue)
 	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest
@@ -62,4 +66,4 @@ bench: install ## benchmarks on PostgreSQL and Redis, with baselines measured in
 	$(BIN)/python -m bench.eval_retrieval
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

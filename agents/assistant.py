@@ -1,8 +1,9 @@
 """The AI of a process in one object: memory, drafts, answers, intents, and their event handlers.
 
-The composition root builds one ``Assistant``; the HTTP views, the operator bot and the task
-handlers call it. Handlers are at-least-once and idempotent: re-embedding an unchanged source
-writes nothing, an intent is an upsert, a stage move to the current stage is a no-op.
+The composition root builds one ``Assistant``; the HTTP API (through the ``crm.assistant``
+port), the operator bot and the task handlers call it. Handlers are at-least-once and idempotent:
+re-embedding an unchanged source writes nothing, an intent is an upsert, a stage move to the
+current stage is a no-op.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agents.memory import Memory
 from agents.multilingual import MultilingualEncoder, shared_multilingual
 from agents.runner import AgentRunner
 from agents.runtime import ModelGateway
+from crm.assistant import MAX_QUESTION
 from crm.models import (
     Agent,
     AuthorType,
@@ -44,7 +46,6 @@ from crm.tasks.handlers import EventHandler, HandlerRegistry
 
 logger = logging.getLogger(__name__)
 
-MAX_QUESTION = 2000
 # Event type -> the memory source its entity is.
 REMEMBERED = {
     "message.queued": MemorySource.MESSAGE,
@@ -91,9 +92,10 @@ class Assistant:
         multilingual: MultilingualEncoder | None = None,
     ) -> None:
         self.gateway = ModelGateway(cipher)
-        self.memory = Memory(embedder, index_dir)
-        # Russian paraphrases for the offline drafter; one per process unless given.
-        self.drafter = Drafter(self.memory, self.gateway, multilingual or shared_multilingual())
+        # Russian paraphrases for the offline drafter; one encoder per process unless given.
+        multilingual = multilingual or shared_multilingual()
+        self.memory = Memory(embedder, index_dir, multilingual)
+        self.drafter = Drafter(self.memory, self.gateway, multilingual)
         self.asker = Asker(self.memory, self.gateway)
         self.intents = IntentService(self.gateway)
         self.runner = AgentRunner(self.gateway, self.memory)

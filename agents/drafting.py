@@ -23,7 +23,7 @@ from agents.embeddings import vector_from_bytes
 from agents.intents import detect_language
 from agents.llm import ModelError
 from agents.memory import Memory, Passage
-from agents.multilingual import MultilingualEncoder
+from agents.multilingual import MULTILINGUAL_LANGUAGES, MultilingualEncoder
 from agents.runtime import ModelGateway
 from crm.models import (
     Contact,
@@ -61,7 +61,6 @@ REPLIES_LOOKED_UP = 10
 DENSE_SHARE = {"en": 0.9, "ru": 0.2}
 MULTILINGUAL_SHARE = 0.8
 MULTILINGUAL_FLOOR = 0.78
-MULTILINGUAL_LANGUAGES = frozenset({"ru"})
 # A past question fitting at least this well is the same question; below it nothing is reused.
 REUSE_BAR = {"en": 0.35, "ru": 0.3}
 # How much the answer's own fit to the question adds to its question's.
@@ -471,8 +470,7 @@ class Drafter:
             return []
         meaning: dict[str, np.ndarray] | None = None
         if self.multilingual is not None and language in MULTILINGUAL_LANGUAGES:
-            texts = [question, *(p.chunk.text for p in questions.values())]
-            meaning = await self.multilingual.aencode(texts)
+            meaning = await self._meanings(context, [p.chunk for p in questions.values()])
         scored: list[tuple[float, Passage]] = []
         for passage in questions.values():
             fit = self._fit(question, query_vector, passage.chunk, language, meaning)
@@ -486,8 +484,8 @@ class Drafter:
             if reply is None or not reply.text.strip() or later(reply):
                 continue
             answered.append((fit, passage, reply))
-        if meaning is not None and self.multilingual is not None and answered:
-            meaning.update(await self.multilingual.aencode([r.text for _, _, r in answered]))
+        if meaning is not None and answered:
+            meaning.update(await self._meanings(context, [r for _, _, r in answered], meaning))
         pairs: list[_Pair] = []
         for fit, passage, reply in answered:
             in_thread = passage.chunk.conversation_id == own
@@ -497,6 +495,39 @@ class Drafter:
             pairs.append(_Pair(passage, reply, score, in_thread))
         pairs.sort(key=lambda pair: (not pair.in_thread, -pair.score))
         return pairs
+
+    async def _meanings(
+        self,
+        context: DraftContext,
+        chunks: Sequence[MemoryChunk],
+        known: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Multilingual vectors of the question and of the chunks in its language, by text.
+
+        Workers store them with each message; only what predates that (or the question, when
+        Draft is tapped before its worker ran) is encoded here.
+        """
+        assert self.multilingual is not None
+        found: dict[str, np.ndarray] = {}
+        missing: list[str] = []
+        question = context.question
+        if known is None or question not in known:
+            source = context.question_source
+            own = None
+            if source is not None:
+                own = await store.sole_chunk(context.conversation.tenant_id, *source)
+            if own is not None and own.multilingual_vector and own.text == question:
+                found[question] = vector_from_bytes(own.multilingual_vector)
+            else:
+                missing.append(question)
+        for chunk in chunks:
+            if chunk.multilingual_vector:
+                found[chunk.text] = vector_from_bytes(chunk.multilingual_vector)
+            elif detect_language(chunk.text) in MULTILINGUAL_LANGUAGES:
+                missing.append(chunk.text)
+        if missing:
+            found.update(await self.multilingual.aencode(missing))
+        return found
 
     @staticmethod
     def _fit(

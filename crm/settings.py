@@ -127,6 +127,15 @@ class Settings(BaseSettings):
         """The public URL of this service, without a trailing slash."""
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    def secret_values(self) -> list[str]:
+        """The values of every secret setting (for the log scrubber), unset ones left out."""
+        values = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+        return values
+
     @property
     def uses_sqlite(self) -> bool:
         """True when the database is an embedded SQLite file."""

@@ -25,8 +25,6 @@ from bot.config import ALLOWED_UPDATES as OPERATOR_UPDATES
 from bot.config import OperatorBotConfig
 from bot.services import BotServices
 from channels.runtime import ChannelRuntime, install
-from channels.sandbox.telegram import TelegramEmulator
-from channels.sandbox.whatsapp import WhatsAppEmulator
 from channels.whatsapp import WhatsAppAdapter
 from crm.messaging import (
     ChannelAdapter,
@@ -47,6 +45,8 @@ from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter, f
 from crm.services.signin import do_issue_sign_in
 from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
+from sandbox.telegram import TelegramEmulator
+from sandbox.whatsapp import WhatsAppEmulator
 from telegram_transport.logs import redact, redact_tokens_in_logs
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.conftest import NetworkDisabled, refuse_non_loopback
+from tests.support.network import NetworkDisabled, refuse_non_loopback
 
 
 def test_name_lookups_beyond_this_machine_fail() -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from channels.telegram.webhook import build_router
-
 if TYPE_CHECKING:
     from channels.telegram.adapter import ALLOWED_UPDATES, TelegramAdapter
 
@@ -29,4 +27,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["ALLOWED_UPDATES", "TelegramAdapter", "build_router"]
+__all__ = ["ALLOWED_UPDATES", "TelegramAdapter"]

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from channels.base import WebhookRuntime
 from crm.messaging import ChannelKind
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+router = APIRouter()
 
 
 def _inline_answer(body: bytes) -> Response:
@@ -36,25 +39,27 @@ def _inline_answer(body: bytes) -> Response:
     return Response(status_code=200)
 
 
-def build_router(runtime: WebhookRuntime) -> APIRouter:
-    """The Telegram webhook view, wired to ``runtime``."""
-    router = APIRouter()
+async def _runtime(request: Request) -> WebhookRuntime:
+    """The webhook collaborators the composition root put on ``app.state.webhooks``."""
+    return request.app.state.webhooks
 
-    @router.post("/webhooks/telegram/{connection_id}", include_in_schema=False)
-    async def telegram_webhook(connection_id: int, request: Request) -> Response:
-        """Verify the secret header and hand the raw update to a worker."""
-        connection = await runtime.load_connection(connection_id)
-        if connection is None or connection.kind != ChannelKind.TELEGRAM:
-            raise HTTPException(404, "unknown Telegram connection")
-        given = request.headers.get(SECRET_HEADER)
-        if not given:
-            raise HTTPException(401, f"{SECRET_HEADER} header missing")
-        expected = connection.credentials.get("webhook_secret") or ""
-        # Bytes, so a non-ASCII header is a mismatch rather than a TypeError.
-        if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
-            raise HTTPException(403, f"{SECRET_HEADER} does not match")
-        body = await request.body()
-        await runtime.enqueue_ingest(connection_id, body)
-        return _inline_answer(body)
 
-    return router
+RuntimeDep = Annotated[WebhookRuntime, Depends(_runtime)]
+
+
+@router.post("/webhooks/telegram/{connection_id}", include_in_schema=False)
+async def telegram_webhook(connection_id: int, request: Request, runtime: RuntimeDep) -> Response:
+    """Verify the secret header and hand the raw update to a worker."""
+    connection = await runtime.load_connection(connection_id)
+    if connection is None or connection.kind != ChannelKind.TELEGRAM:
+        raise HTTPException(404, "unknown Telegram connection")
+    given = request.headers.get(SECRET_HEADER)
+    if not given:
+        raise HTTPException(401, f"{SECRET_HEADER} header missing")
+    expected = connection.credentials.get("webhook_secret") or ""
+    # Bytes, so a non-ASCII header is a mismatch rather than a TypeError.
+    if not expected or not secrets.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(403, f"{SECRET_HEADER} does not match")
+    body = await request.body()
+    await runtime.enqueue_ingest(connection_id, body)
+    return _inline_answer(body)

@@ -4,12 +4,10 @@ from .adapter import WhatsAppAdapter, send_error_from
 from .parse import parse_webhook
 from .signature import verify_signature
 from .transport import GraphRewriteTransport
-from .webhook import build_router
 
 __all__ = [
     "GraphRewriteTransport",
     "WhatsAppAdapter",
-    "build_router",
     "parse_webhook",
     "send_error_from",
     "verify_signature",

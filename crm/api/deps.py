@@ -1,4 +1,4 @@
-"""Request dependencies: the acting member from the bearer API key, and pagination input."""
+"""Request dependencies: the acting member from the bearer API key, and the app's collaborators."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from crm.assistant import AiAssistant
 from crm.services.access import Actor
 from crm.services.apikeys import authenticate_api_key
+from crm.services.cipher import CredentialCipher
 from crm.services.errors import Unauthenticated
 
 
@@ -20,4 +22,16 @@ async def current_actor(request: Request) -> Actor:
     return await authenticate_api_key(token.strip())
 
 
+async def current_assistant(request: Request) -> AiAssistant:
+    """The AI the composition root put on ``app.state.assistant``."""
+    return request.app.state.assistant
+
+
+async def credential_cipher(request: Request) -> CredentialCipher:
+    """The cipher of stored credentials, on ``app.state.cipher``."""
+    return request.app.state.cipher
+
+
 ActorDep = Annotated[Actor, Depends(current_actor)]
+AssistantDep = Annotated[AiAssistant, Depends(current_assistant)]
+CipherDep = Annotated[CredentialCipher, Depends(credential_cipher)]

@@ -121,6 +121,9 @@ class MemoryChunk(Model):
     text = fields.TextField()
     vector = fields.BinaryField(null=True)
     model = fields.CharField(max_length=64, default="")
+    # multilingual-e5 vector of a Russian message, for the offline drafter (MiniLM's `vector`
+    # misses Russian paraphrases); written by the worker that embeds the message.
+    multilingual_vector = fields.BinaryField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     tenant_id: int

@@ -250,3 +250,37 @@ async def record_call(call: CallRecord) -> AiCall:
         error=(call.error or None) and call.error[:500],
         agent_run_id=call.agent_run_id,
     )
+
+
+@dataclass(frozen=True)
+class AiUsage:
+    """A workspace's model calls: counts, tokens and cost, in all and per purpose."""
+
+    calls: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    by_purpose: dict[str, dict[str, float]]
+
+
+async def ai_usage(actor: Actor) -> AiUsage:
+    """What the workspace's model calls used, summed from the recorded calls."""
+    actor.require_read()
+    rows = await AiCall.filter(tenant_id=actor.tenant_id).values_list(
+        "purpose", "ok", "prompt_tokens", "completion_tokens", "cost_usd"
+    )
+    by_purpose: dict[str, dict[str, float]] = {}
+    for purpose, _ok, prompt, completion, cost in rows:
+        entry = by_purpose.setdefault(str(purpose), {"calls": 0, "tokens": 0, "cost_usd": 0.0})
+        entry["calls"] += 1
+        entry["tokens"] += int(prompt) + int(completion)
+        entry["cost_usd"] = round(entry["cost_usd"] + float(cost), 8)
+    return AiUsage(
+        calls=len(rows),
+        failed=sum(1 for r in rows if not r[1]),
+        prompt_tokens=sum(int(r[2]) for r in rows),
+        completion_tokens=sum(int(r[3]) for r in rows),
+        cost_usd=round(sum(float(r[4]) for r in rows), 8),
+        by_purpose=by_purpose,
+    )

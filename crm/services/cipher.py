@@ -8,6 +8,11 @@ import json
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from crm.services.redaction import register_secret
+
+# Credential fields whose values are secrets (an id or a phone number is not).
+SECRET_FIELDS = ("token", "secret", "key", "password")
+
 
 class CredentialCipher:
     """Fernet (AES-128-CBC + HMAC) with a key derived from the service's secret key."""
@@ -19,6 +24,7 @@ class CredentialCipher:
 
     def encrypt(self, credentials: dict[str, str]) -> str:
         """The credentials as an opaque token safe to store."""
+        _register_secrets(credentials)
         return self._fernet.encrypt(json.dumps(credentials, sort_keys=True).encode()).decode()
 
     def decrypt(self, token: str) -> dict[str, str]:
@@ -29,4 +35,13 @@ class CredentialCipher:
             raise ValueError(
                 "channel credentials cannot be decrypted: was CRM_SECRET_KEY changed?"
             ) from None
-        return {str(k): str(v) for k, v in data.items()}
+        credentials = {str(k): str(v) for k, v in data.items()}
+        _register_secrets(credentials)
+        return credentials
+
+
+def _register_secrets(credentials: dict[str, str]) -> None:
+    # Whatever logs them later, in any encoding, is scrubbed.
+    for name, value in credentials.items():
+        if any(word in name.lower() for word in SECRET_FIELDS):
+            register_secret(str(value))

@@ -164,6 +164,24 @@ async def do_correct_intent(actor: Actor, message_id: int, intent: str) -> Messa
     return row
 
 
+@dataclass(frozen=True)
+class IntentCounts:
+    """How many lead messages of a workspace carry each intent, and how many were corrected."""
+
+    by_intent: dict[str, int]
+    corrections: int
+
+
+async def intent_counts(actor: Actor) -> IntentCounts:
+    """The workspace's stored intents counted by intent, with the operators' corrections."""
+    actor.require_read()
+    rows = await MessageIntent.filter(tenant_id=actor.tenant_id).values_list("intent", "source")
+    by_intent: dict[str, int] = {}
+    for intent, _source in rows:
+        by_intent[str(intent)] = by_intent.get(str(intent), 0) + 1
+    return IntentCounts(by_intent=by_intent, corrections=sum(1 for r in rows if r[1] == CORRECTION))
+
+
 async def corrections(tenant_id: int, limit: int = 2000) -> list[tuple[str, str]]:
     """The workspace's corrected (text, intent) pairs, newest first, for retraining."""
     rows = (

@@ -122,12 +122,17 @@ async def source_text(source: MemorySource, source_id: int) -> SourceText | None
 
 
 async def do_store_chunks(
-    source: SourceText, chunks: Sequence[tuple[str, bytes]], model: str
+    source: SourceText,
+    chunks: Sequence[tuple[str, bytes]],
+    model: str,
+    multilingual: Sequence[bytes | None] = (),
 ) -> tuple[list[StoredChunk], list[int]]:
     """Replace the chunks of a source with ``chunks`` (text, vector); returns (new, removed ids).
 
-    Unchanged chunks keep their ids (a redelivered event changes nothing); changed or dropped
-    ones are deleted and the new ones inserted, in one transaction.
+    ``multilingual`` gives each chunk's multilingual vector (None or missing: none). Unchanged
+    chunks keep their ids (a redelivered event changes nothing; a multilingual vector it lacked
+    is added in place); changed or dropped ones are deleted and the new ones inserted, in one
+    transaction.
     """
     async with in_transaction() as conn:
         existing = (
@@ -141,8 +146,12 @@ async def do_store_chunks(
         removed: list[int] = []
         stored: list[StoredChunk] = []
         for part, (text, vector) in enumerate(chunks):
+            meaning = multilingual[part] if part < len(multilingual) else None
             old = by_part.pop(part, None)
             if old is not None and old.text == text and old.vector == vector:
+                if meaning is not None and old.multilingual_vector != meaning:
+                    old.multilingual_vector = meaning
+                    await old.save(update_fields=["multilingual_vector"], using_db=conn)
                 continue
             if old is not None:
                 removed.append(old.id)
@@ -158,6 +167,7 @@ async def do_store_chunks(
                 text=text,
                 vector=vector,
                 model=model,
+                multilingual_vector=meaning,
                 using_db=conn,
             )
             stored.append(StoredChunk(row.id, text))

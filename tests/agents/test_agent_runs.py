@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agents.sandbox_model import SandboxModel
 from crm.messaging import ConnectionInfo
 from crm.models import (
     AgentRun,
@@ -37,9 +36,10 @@ from crm.models.contacts import Consent
 from crm.services.agents import do_run_due_follow_ups
 from crm.services.contacts import tag_names_of
 from crm.services.deals import do_create_deal
-from tests.agents.conftest import AiService, configure_model, lead_writes, make_corpus
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import whatsapp_connection
+from sandbox.model import SandboxModel
+from tests.support.ai import AiService, configure_model, lead_writes, make_corpus
+from tests.support.inbox import whatsapp_connection
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 Model = tuple[str, SandboxModel]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from crm.models import (
@@ -16,11 +18,28 @@ from crm.models import (
     Stage,
 )
 from crm.services.deals import do_create_deal
-from tests.agents.conftest import AiService, lead_writes, make_corpus, operator_replies
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import whatsapp_connection
+from tests.support.ai import AiService, lead_writes, make_corpus, operator_replies
+from tests.support.inbox import whatsapp_connection
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
+
+
+@contextmanager
+def encodings(encoder: Any) -> Iterator[list[list[str]]]:
+    """The texts each ``aencode`` call of ``encoder`` gets while the block runs."""
+    encoded: list[list[str]] = []
+    original = encoder.aencode
+
+    async def recording(texts: Any) -> Any:
+        encoded.append(list(texts))
+        return await original(texts)
+
+    encoder.aencode = recording
+    try:
+        yield encoded
+    finally:
+        encoder.aencode = original
 
 
 async def _draft(ai: AiService, ws: Workspace, conversation_id: int) -> dict[str, Any]:
@@ -58,19 +77,8 @@ async def test_a_draft_reuses_the_vector_the_worker_stored_instead_of_encoding_a
         corpus.connection, "wamid.v1", "4915100000202", "Boris", "What's the price of the Pro plan?"
     )
     await ai.run_handlers()  # the worker embeds Boris's message as it arrives
-    embedder = ai.assistant.memory.embedder
-    encoded: list[list[str]] = []
-    original = embedder.aencode
-
-    async def counting(texts: Any) -> Any:
-        encoded.append(list(texts))
-        return await original(texts)
-
-    embedder.aencode = counting  # type: ignore[method-assign]
-    try:
+    with encodings(ai.assistant.memory.embedder) as encoded:
         draft = await _draft(ai, workspace, boris)
-    finally:
-        embedder.aencode = original  # type: ignore[method-assign]
     assert draft["text"].startswith("Hi Boris, the Pro plan is 49 EUR")
     assert encoded == []
 
@@ -413,3 +421,21 @@ async def test_a_russian_paraphrase_in_other_words_reuses_the_right_answer(
     draft = await _draft(ai, workspace, ivan)
     assert draft["text"] == "Иван, всё работает в Telegram на телефоне, приложение не нужно."
     assert draft["citations"][0]["conversation_id"] == conversations[1]
+
+
+async def test_workers_store_multilingual_vectors_of_russian_messages_for_drafts(
+    ai: AiService, workspace: Workspace
+) -> None:
+    """A Russian draft reads the vectors workers stored instead of encoding at tap time."""
+    corpus = await make_corpus(workspace)
+    ivan, ivan_message = await lead_writes(
+        corpus.connection, "wamid.m1", "79160000203", "Иван", "Почём тариф Про?"
+    )
+    await ai.run_handlers()
+    russian = await MemoryChunk.get(source="message", source_id=ivan_message)
+    english = await MemoryChunk.get(source="message", source_id=corpus.anna_question)
+    assert russian.multilingual_vector and english.multilingual_vector is None
+    with encodings(ai.assistant.drafter.multilingual) as encoded:
+        draft = await _draft(ai, workspace, ivan)
+    assert draft["text"] == "Иван, тариф Про стоит 4900 рублей в месяц за пользователя."
+    assert encoded == []

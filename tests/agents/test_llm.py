@@ -22,10 +22,10 @@ from agents.llm import (
     parse_tool_call,
     scrub,
 )
-from agents.sandbox_model import DEFAULT_REPLY, SandboxModel, create_model_app
 from crm.services.ai_settings import ModelConfig
-from tests.agents.test_sandbox_model import install_network_guard
-from tests.channels.servers import serve
+from sandbox.model import DEFAULT_REPLY, SandboxModel, create_model_app
+from tests.support.network import install_network_guard
+from tests.support.servers import serve
 
 API_KEY = "sk-sandbox-test"
 ROOT = Path(__file__).resolve().parents[2]

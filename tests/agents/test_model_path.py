@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from agents.sandbox_model import SandboxModel
 from crm.models import AiCall, Contact, Event
 from crm.services.deals import do_create_deal
-from tests.agents.conftest import MODEL_KEY as KEY
-from tests.agents.conftest import AiService, configure_model, lead_writes, make_corpus
-from tests.conftest import Workspace
+from sandbox.model import SandboxModel
+from tests.support.ai import MODEL_KEY as KEY
+from tests.support.ai import AiService, configure_model, lead_writes, make_corpus
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 

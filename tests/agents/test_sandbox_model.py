@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from agents.sandbox_model import (
+from sandbox.model import (
     DEFAULT_REPLY,
     DEFAULT_REPLY_RU,
     SandboxModel,
@@ -20,7 +18,8 @@ from agents.sandbox_model import (
     create_model_app,
     parse_tool_directives,
 )
-from tests.channels.servers import serve
+from tests.support.network import install_network_guard
+from tests.support.servers import serve
 
 PREFIX = "/sandbox/llm"
 AUTH = {"Authorization": "Bearer sk-sandbox-test"}
@@ -32,77 +31,6 @@ NOTE_TOOL = {
         "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
     },
 }
-
-
-class NetworkRefused(OSError):
-    """A test tried to reach beyond this machine."""
-
-
-def is_loopback(host: object) -> bool:
-    """Whether ``host`` names this machine."""
-    if host in (None, "", "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(str(host).split("%", 1)[0]).is_loopback
-    except ValueError:
-        return str(host).endswith(".localhost")
-
-
-def install_network_guard(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Refuse every connection or lookup beyond loopback; returns the refused addresses."""
-    refused: list[object] = []
-
-    def check(address: object) -> None:
-        # Tuples are IP addresses; strings are Unix sockets, which stay on this machine.
-        if isinstance(address, tuple) and not is_loopback(address[0]):
-            refused.append(address)
-            raise NetworkRefused(f"tests may not reach the network: {address[0]!r}")
-
-    def check_host(host: object) -> None:
-        name = host.decode() if isinstance(host, bytes) else host
-        if name is not None:
-            check((name, 0))
-
-    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def guarded_connect(self: socket.socket, address: Any) -> None:
-        check(address)
-        return connect(self, address)
-
-    def guarded_connect_ex(self: socket.socket, address: Any) -> int:
-        check(address)
-        return connect_ex(self, address)
-
-    loop_class = asyncio.base_events.BaseEventLoop
-    # Typed loosely: the stubs' overloads do not fit a pass-through wrapper.
-    create_connection: Any = loop_class.create_connection
-    getaddrinfo: Any = loop_class.getaddrinfo
-    sock_connect: Any = loop_class.sock_connect
-
-    async def guarded_create_connection(
-        self: asyncio.AbstractEventLoop, factory: Any, host: Any = None, *args: Any, **kw: Any
-    ) -> Any:
-        check_host(host)
-        return await create_connection(self, factory, host, *args, **kw)
-
-    async def guarded_getaddrinfo(
-        self: asyncio.AbstractEventLoop, host: Any, *args: Any, **kw: Any
-    ) -> Any:
-        check_host(host)
-        return await getaddrinfo(self, host, *args, **kw)
-
-    async def guarded_sock_connect(
-        self: asyncio.AbstractEventLoop, sock: socket.socket, address: Any
-    ) -> None:
-        check(address)
-        return await sock_connect(self, sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
-    monkeypatch.setattr(loop_class, "create_connection", guarded_create_connection)
-    monkeypatch.setattr(loop_class, "getaddrinfo", guarded_getaddrinfo)
-    monkeypatch.setattr(loop_class, "sock_connect", guarded_sock_connect)
-    return refused
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crm.settings import Settings
-from tests.channels.service import RunningService, running_service
+from tests.support.service import RunningService, running_service
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from crm.services.agents import do_create_agent
 from crm.services.ai_settings import do_update_ai_settings
 from crm.services.deals import do_create_deal, do_move_deal
 from crm.services.digest import WorkspaceDigest
-from tests.bot.support import (
+from tests.support.bot import (
     buttons,
     invite_link,
     join,
@@ -48,8 +48,8 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OLGA = 5301
 BORIS = 5302

@@ -48,8 +48,8 @@ from bot.i18n import (
     rendering,
 )
 from bot.routers import lang
-from channels.sandbox.telegram import TelegramEmulator
-from tests.channels.servers import serve
+from sandbox.telegram import TelegramEmulator
+from tests.support.servers import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 BOT_DIR = ROOT / "bot"

@@ -7,13 +7,11 @@ loopback); the lead writes on WhatsApp and the operator's chat is read back from
 
 from __future__ import annotations
 
-import base64
 import html
 import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from tortoise import connections
@@ -38,19 +36,22 @@ from crm.models import (
 )
 from crm.services import operators
 from crm.services.media import LocalMediaStore, stored_bytes
-from tests.bot.support import (
-    LEAD,
+from tests.support.bot import (
+    arrived,
+    arrived_with,
     buttons,
     invite_link,
     join,
     lead_received,
+    lead_sends,
+    onboard_in_russian,
     onboard_owner,
     say,
     sent,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 5101
 MEMBER = 5102
@@ -59,65 +60,6 @@ RU_OWNER = 5103
 JPEG = b"\xff\xd8\xff\xe0" + b"sandbox-photo" * 50
 PDF = b"%PDF-1.4\n" + b"sandbox offer " * 40
 ENTITY = re.compile(r"&(?:[a-zA-Z]+|#[0-9]+|#x[0-9a-fA-F]+);")
-
-
-# ---- helpers (also used by tests/bot/routers/test_inbox.py) -----------------------------------
-
-
-async def lead_sends(
-    service: RunningService, connection_id: int, *, name: str = "Anna", **fields: Any
-) -> None:
-    """The lead writes (or sends media) on WhatsApp; ``fields`` go to the emulator as is."""
-    data = fields.pop("data", None)
-    payload = {"connection_id": str(connection_id), "from": LEAD, "name": name} | fields
-    if data is not None:
-        payload["media_base64"] = base64.b64encode(data).decode()
-    reply = await service.http.post("/sandbox/whatsapp/inbound", json=payload)
-    assert reply.status_code == 200, reply.text
-
-
-async def arrived(
-    service: RunningService, chat_id: int, count: int, **match: Any
-) -> list[dict[str, Any]]:
-    """The messages to ``chat_id`` with these fields (``method="sendPhoto"``...), once ``count``
-    of them are there."""
-    found: list[dict[str, Any]] = []
-
-    async def enough() -> bool:
-        found[:] = [
-            m
-            for m in await sent(service, chat_id)
-            if all(m.get(key) == value for key, value in match.items())
-        ]
-        return len(found) >= count
-
-    await eventually(enough)
-    return found
-
-
-async def arrived_with(service: RunningService, chat_id: int, needle: str) -> dict[str, Any]:
-    """The latest message to ``chat_id`` whose text or caption contains ``needle``."""
-    found: list[dict[str, Any]] = []
-
-    async def there() -> bool:
-        found[:] = [
-            m
-            for m in await sent(service, chat_id)
-            if needle in (m.get("text") or m.get("caption") or "")
-        ]
-        return bool(found)
-
-    await eventually(there)
-    return found[-1]
-
-
-async def onboard_in_russian(service: RunningService, user_id: int) -> User:
-    """``/start`` from a Telegram user whose app speaks Russian."""
-    await say(service, user_id, "/start", first_name="Ольга", language_code="ru")
-    await arrived(service, user_id, 1)
-    user = await User.get(telegram_id=user_id)
-    assert user.language == "ru"
-    return user
 
 
 async def notification_row(user_id: int, message_id: int) -> OperatorNotification:

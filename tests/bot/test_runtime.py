@@ -22,7 +22,7 @@ from crm.models import (
     User,
 )
 from crm.tasks.handlers import HandlerRegistry
-from tests.bot.support import (
+from tests.support.bot import (
     buttons,
     invite_link,
     join,
@@ -36,8 +36,8 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 5001
 VIEWER = 5002

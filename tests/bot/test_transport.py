@@ -31,13 +31,13 @@ from bot.middlewares import FloodLimiter
 from bot.runtime import OperatorBot, OperatorBotConfig, fsm_storage
 from bot.sending import _units, send_long, split_text, visible_text
 from bot.services import BotServices
-from channels.sandbox.telegram import TelegramEmulator, check_html
 from crm.settings import Settings
 from crm.tasks.handlers import HandlerRegistry
 from crm.wiring import build_channels, build_operator_bot
-from tests.bot.support import OPERATOR, buttons, onboard_owner, press, say, sent, wait_for
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from sandbox.telegram import TelegramEmulator, check_html
+from tests.support.bot import OPERATOR, buttons, onboard_owner, press, say, sent, wait_for
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
 OWNER = 6401

@@ -16,9 +16,9 @@ import pytest
 
 from crm.models import Contact, Message, Role
 from crm.settings import Settings
-from tests.channels.service import RunningService, running_service
-from tests.conftest import Workspace
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService, running_service
+from tests.support.workspace import Workspace
 
 LEAD = "4915112345678"
 

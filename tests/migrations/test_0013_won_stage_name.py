@@ -9,7 +9,7 @@ from tortoise import connections
 
 from crm.models import Pipeline, Stage, StageKind
 from crm.services.pipelines import do_create_pipeline
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 migration = importlib.import_module("migrations.0013_won_stage_name")
 

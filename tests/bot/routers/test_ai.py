@@ -7,19 +7,19 @@ from typing import Any
 from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction
 from crm.models import Conversation, Draft, MemoryChunk, User
 from crm.services import drafts, operators
-from tests.bot.routers.test_team import click
-from tests.bot.support import (
+from tests.support.bot import (
     buttons,
+    click,
     count,
     next_message,
+    onboard_in_russian,
     onboard_owner,
     say,
     wait_for,
     whatsapp_connection,
 )
-from tests.bot.test_notify import onboard_in_russian
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 5901
 RUSSIAN = 5902

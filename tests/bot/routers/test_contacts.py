@@ -11,7 +11,7 @@ from typing import Any
 from crm.models import Contact, Note, Role, Tag, User
 from crm.services import companies, contacts, deals, notes
 from crm.services.access import Actor
-from tests.bot.support import (
+from tests.support.bot import (
     OPERATOR,
     buttons,
     count,
@@ -26,8 +26,8 @@ from tests.bot.support import (
     sent,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 6101
 VIEWER = 6102

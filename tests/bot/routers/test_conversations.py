@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from crm.models import Conversation, NotificationState, OperatorNotification, User
-from tests.bot.support import (
+from tests.support.bot import (
     LEAD,
     buttons,
     count,
@@ -24,8 +24,8 @@ from tests.bot.support import (
     sent,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 6201
 VIEWER = 6202

@@ -38,7 +38,7 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.deals import do_create_deal, do_update_deal
-from tests.bot.support import (
+from tests.support.bot import (
     OPERATOR,
     buttons,
     invite_link,
@@ -53,8 +53,8 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 6101
 VIEWER = 6102

@@ -3,10 +3,16 @@ operator's language; replies to notifications and dialogues still reach their ro
 
 from __future__ import annotations
 
-from tests.bot.routers.test_inbox import lead_wrote
-from tests.bot.support import count, next_message, onboard_owner, say, sent
-from tests.bot.test_notify import onboard_in_russian
-from tests.channels.service import RunningService
+from tests.support.bot import (
+    count,
+    lead_wrote,
+    next_message,
+    onboard_in_russian,
+    onboard_owner,
+    say,
+    sent,
+)
+from tests.support.service import RunningService
 
 OWNER = 5801
 RUSSIAN = 5802

@@ -7,7 +7,6 @@ The throttle is checked with a fake clock and by counting the editMessageText ca
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import itertools
@@ -25,9 +24,9 @@ from bot.routers.imports import ImportOptions, progress_text, rejected_rows_csv,
 from bot.runtime import OperatorBot
 from crm.models import Contact, User
 from crm.services.importer import ImportResult, RowError
-from tests.bot.support import invite_link, join, onboard_owner, role_of, say, sent
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.bot import invite_link, join, onboard_owner, role_of, say, send_file, sent
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 6301
 VIEWER = 6302
@@ -79,25 +78,6 @@ def configure(service: RunningService, **options: Any) -> Recorder:
     recorder = Recorder()
     operator.bot.session.middleware(recorder)
     return recorder
-
-
-async def send_file(
-    service: RunningService,
-    user_id: int,
-    data: bytes,
-    filename: str = "contacts.csv",
-    mime_type: str = "text/csv",
-    **extra: Any,
-) -> dict[str, Any]:
-    return await say(
-        service,
-        user_id,
-        "",
-        document_base64=base64.b64encode(data).decode(),
-        filename=filename,
-        mime_type=mime_type,
-        **extra,
-    )
 
 
 async def last_text(

@@ -18,7 +18,6 @@ import pytest
 
 from bot import webhook as operator_webhook
 from bot.runtime import ALLOWED_UPDATES as OPERATOR_UPDATES
-from channels.sandbox.whatsapp import WhatsAppEmulator, sign_body
 from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import (
     Conversation,
@@ -29,14 +28,18 @@ from crm.models import (
     Message,
     NotificationState,
     OperatorNotification,
-    User,
 )
-from tests.bot.support import (
+from sandbox.whatsapp import WhatsAppEmulator, sign_body
+from tests.support.bot import (
     LEAD,
+    arrived_with,
     buttons,
     invite_link,
     join,
+    lead_sends,
     lead_writes,
+    lead_wrote,
+    onboard_in_russian,
     onboard_owner,
     press,
     say,
@@ -44,9 +47,8 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.bot.test_notify import arrived_with, lead_sends, onboard_in_russian
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 5201
 VIEWER = 5202
@@ -58,15 +60,6 @@ PDF = b"%PDF-1.4\n" + b"price list " * 40
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-async def lead_wrote(service: RunningService, owner_tg: int) -> int:
-    """A lead writes on WhatsApp; returns the id of the owner's notification."""
-    owner = await User.get(telegram_id=owner_tg)
-    connection_id = await whatsapp_connection(owner.current_tenant_id or 0)
-    await lead_writes(service, connection_id, "Anna", "Can you send the plan?")
-    notification = await wait_for(service, owner_tg, "Can you send the plan?")
-    return int(notification["message_id"])
 
 
 async def confirmation_of(

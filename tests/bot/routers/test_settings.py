@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from crm.models import Contact, Pipeline, Stage, Tenant, User
-from tests.bot.routers.test_imports import send_file
-from tests.bot.support import (
+from tests.support.bot import (
     count,
     invite_link,
     join,
     next_message,
+    onboard_in_russian,
     onboard_owner,
     say,
+    send_file,
 )
-from tests.bot.test_notify import onboard_in_russian
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 6101
 RUSSIAN = 6102

@@ -9,9 +9,8 @@ from crm.services import operators
 from crm.services.access import Actor
 from crm.services.apikeys import do_create_api_key
 from crm.services.operators import InviteInvalid
-from tests.bot.routers.test_team import click, message
-from tests.bot.support import buttons, onboard_owner, role_of, say, wait_for
-from tests.channels.service import RunningService
+from tests.support.bot import buttons, click, message, onboard_owner, role_of, say, wait_for
+from tests.support.service import RunningService
 
 OLGA = 5501  # owner of the inviting workspace
 GRACE = 5502  # owner of her own workspace, added through Olga's API key

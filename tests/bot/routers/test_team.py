@@ -5,59 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from crm.models import Membership, User
-from tests.bot.support import (
+from tests.support.bot import (
     buttons,
+    click,
     invite_link,
     join,
+    message,
     onboard_owner,
-    press,
     role_of,
     say,
     sent,
     wait_for,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OLGA = 5401  # owner
 ADA = 5402  # admin
 BORIS = 5403  # member
 VICTOR = 5404  # viewer
-
-
-async def answers(service: RunningService) -> list[dict[str, Any]]:
-    """Every answered callback query of the operator bot, oldest first."""
-    reply = await service.http.get(
-        "/sandbox/telegram/callback_answers", params={"connection_id": "operator"}
-    )
-    assert reply.status_code == 200, reply.text
-    return list(reply.json())
-
-
-async def answer_to(service: RunningService, data: str, count: int) -> dict[str, Any]:
-    """The answer to the press of ``data`` once there are more than ``count`` answers."""
-
-    async def answered() -> bool:
-        return len(await answers(service)) > count
-
-    await eventually(answered)
-    latest = (await answers(service))[-1]
-    assert latest["data"] == data
-    return latest
-
-
-async def click(
-    service: RunningService, user_id: int, data: str, message_id: int
-) -> dict[str, Any]:
-    """Press a button and wait for the bot's answer to it."""
-    count = len(await answers(service))
-    await press(service, user_id, data, message_id)
-    return await answer_to(service, data, count)
-
-
-async def message(service: RunningService, chat_id: int, message_id: int) -> dict[str, Any]:
-    (found,) = [m for m in await sent(service, chat_id) if m["message_id"] == message_id]
-    return found
 
 
 async def team_list(service: RunningService, user_id: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from crm.services.access import Actor
 from crm.services.conversations import do_set_status
 from crm.services.deals import do_create_deal, do_move_deal
 from crm.services.team_inbox import GroupBudget, TopicView
-from tests.bot.support import (
+from tests.support.bot import (
     OPERATOR,
     buttons,
     invite_link,
@@ -40,8 +40,8 @@ from tests.bot.support import (
     wait_for,
     whatsapp_connection,
 )
-from tests.channels.service import RunningService
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.service import RunningService
 
 OWNER = 7101
 VIEWER = 7102

@@ -3,61 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from channels.sandbox.telegram import TelegramEmulator
-from channels.telegram import TelegramAdapter, build_router
-from crm.messaging import ConnectionInfo
+from channels.telegram import TelegramAdapter
+from channels.telegram.webhook import router as webhook_router
+from sandbox.telegram import TelegramEmulator
 from telegram_transport.limits import RateLimits
-from tests.channels.servers import serve
-from tests.channels.telegram.support import (
-    CONNECTION_ID,
-    LEAD,
-    TOKEN,
-    Ingest,
-    telegram_connection,
-)
+from tests.support.servers import serve
+from tests.support.telegram import CONNECTION_ID, TOKEN, Ingest, Sandbox, telegram_connection
 
 
 @pytest.fixture(autouse=True)
 def clean_database() -> None:
     """These tests need no database (overrides the suite's autouse fixture)."""
-
-
-@dataclass
-class Sandbox:
-    """Everything a lead-channel test touches."""
-
-    emulator: TelegramEmulator
-    base_url: str
-    http: httpx.AsyncClient
-    adapter: TelegramAdapter
-    connection: ConnectionInfo
-    ingest: Ingest
-
-    async def lead_says(self, text: str, **extra: Any) -> dict[str, Any]:
-        """Play the lead through the control API; returns its answer."""
-        payload = {"connection_id": str(CONNECTION_ID), "from_user_id": LEAD, "text": text}
-        payload.update(extra)
-        response = await self.http.post("/sandbox/telegram/updates", json=payload)
-        assert response.status_code == 200, response.text
-        result: dict[str, Any] = response.json()
-        return result
-
-    async def sent(self, chat_id: int = LEAD) -> list[dict[str, Any]]:
-        """What the bot sent to ``chat_id``, as the control API shows it."""
-        response = await self.http.get(
-            "/sandbox/telegram/sent",
-            params={"connection_id": str(CONNECTION_ID), "chat_id": chat_id},
-        )
-        assert response.status_code == 200, response.text
-        rows: list[dict[str, Any]] = response.json()
-        return rows
 
 
 @pytest.fixture
@@ -67,7 +28,8 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     ingest = Ingest()
     app = FastAPI()
     app.include_router(emulator.router)
-    app.include_router(build_router(ingest.runtime()))
+    app.state.webhooks = ingest.runtime()
+    app.include_router(webhook_router)
     # Short windows keep the suite fast; test_limits checks the real ones.
     adapter = TelegramAdapter(
         limits=RateLimits(bot_window=0.01, private_window=0.01, group_window=0.01)

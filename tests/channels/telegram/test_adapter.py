@@ -18,13 +18,13 @@ from crm.messaging import (
     OutboundMessage,
     SendError,
 )
-from tests.channels.telegram.conftest import Sandbox
-from tests.channels.telegram.support import (
+from tests.support.telegram import (
     CONNECTION_ID,
     LEAD,
     OTHER_TOKEN,
     REP,
     WEBHOOK_SECRET,
+    Sandbox,
     telegram_connection,
 )
 

@@ -18,8 +18,7 @@ from telegram_transport.limits import (
     RateLimits,
     SendRateLimiter,
 )
-from tests.channels.telegram.conftest import Sandbox
-from tests.channels.telegram.support import CONNECTION_ID, LEAD, OTHER_LEAD
+from tests.support.telegram import CONNECTION_ID, LEAD, OTHER_LEAD, Sandbox
 
 
 class FakeClock:

@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from telegram_transport.logs import TokenRedactingFilter, redact, redact_tokens_in_logs
-from tests.channels.telegram.conftest import Sandbox
-from tests.channels.telegram.support import TOKEN
+from tests.support.telegram import TOKEN, Sandbox
 
 SECRET_PART = TOKEN.split(":", 1)[1]
 

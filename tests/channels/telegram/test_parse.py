@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from channels.sandbox.telegram import TelegramEmulator
 from channels.telegram import TelegramAdapter
 from channels.telegram.parse import phone_e164, split_external_id
 from crm.messaging import (
@@ -19,7 +18,8 @@ from crm.messaging import (
     InboundUpdate,
     MessageKind,
 )
-from tests.channels.telegram.support import LEAD, REP, TOKEN, telegram_connection
+from sandbox.telegram import TelegramEmulator
+from tests.support.telegram import LEAD, REP, TOKEN, telegram_connection
 
 CONN = "7"
 ADAPTER = TelegramAdapter()

@@ -11,7 +11,7 @@ from typing import Any
 
 from channels.telegram import TelegramAdapter
 from crm.messaging import InboundMessage, MessageKind
-from tests.channels.telegram.support import LEAD, telegram_connection
+from tests.support.telegram import LEAD, telegram_connection
 
 ADAPTER = TelegramAdapter()
 CONNECTION = telegram_connection(None)

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from channels.telegram import build_router
 from channels.telegram.webhook import SECRET_HEADER
+from channels.telegram.webhook import router as webhook_router
 from crm.messaging import (
     Button,
     ChannelKind,
@@ -20,12 +20,12 @@ from crm.messaging import (
     OutboundKind,
     OutboundMessage,
 )
-from tests.channels.telegram.conftest import Sandbox
-from tests.channels.telegram.support import (
+from tests.support.telegram import (
     CONNECTION_ID,
     LEAD,
     WEBHOOK_SECRET,
     Ingest,
+    Sandbox,
     telegram_connection,
 )
 
@@ -55,7 +55,8 @@ def ingest() -> Ingest:
 @pytest.fixture
 async def client(ingest: Ingest) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    app.include_router(build_router(ingest.runtime()))
+    app.state.webhooks = ingest.runtime()
+    app.include_router(webhook_router)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as http:
         yield http

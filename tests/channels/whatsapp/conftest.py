@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 
-from channels.sandbox.whatsapp import WhatsAppEmulator
-from channels.whatsapp import WhatsAppAdapter, build_router
-from tests.channels.servers import serve
-from tests.channels.whatsapp.support import (
+from channels.whatsapp import WhatsAppAdapter
+from channels.whatsapp.webhook import router as webhook_router
+from sandbox.whatsapp import WhatsAppEmulator
+from tests.support.servers import serve
+from tests.support.whatsapp import (
     APP_SECRET,
     CONNECTION_ID,
     PHONE_ID,
@@ -34,7 +35,8 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     ingest = Ingest()
     app = FastAPI()
     app.include_router(emulator.router)
-    app.include_router(build_router(ingest.runtime()))
+    app.state.webhooks = ingest.runtime()
+    app.include_router(webhook_router)
     adapter = WhatsAppAdapter(timeout=10)
     async with serve(app) as base_url:
         connection = whatsapp_connection(f"{base_url}/sandbox/graph")

@@ -21,7 +21,7 @@ from crm.messaging import (
     OutboundMessage,
     SendError,
 )
-from tests.channels.whatsapp.support import CONNECTION_ID, LEAD, Sandbox, whatsapp_connection
+from tests.support.whatsapp import CONNECTION_ID, LEAD, Sandbox, whatsapp_connection
 
 
 def _statuses(sandbox: Sandbox, external_id: str) -> list[DeliveryStatus]:

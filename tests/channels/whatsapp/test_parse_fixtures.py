@@ -21,7 +21,7 @@ from crm.messaging import (
     MediaRef,
     MessageKind,
 )
-from tests.channels.whatsapp.support import whatsapp_connection
+from tests.support.whatsapp import whatsapp_connection
 
 # tests/channels/whatsapp/<this file> -> the repo is parents[3]; fixtures sit beside the repo.
 FIXTURES = (Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures").resolve()

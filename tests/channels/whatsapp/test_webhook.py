@@ -11,9 +11,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from channels.whatsapp import build_router, verify_signature
+from channels.whatsapp import verify_signature
+from channels.whatsapp.webhook import router as webhook_router
 from crm.messaging import ChannelKind
-from tests.channels.whatsapp.support import (
+from tests.support.whatsapp import (
     APP_SECRET,
     CONNECTION_ID,
     VERIFY_TOKEN,
@@ -41,7 +42,8 @@ def ingest() -> Ingest:
 @pytest.fixture
 async def http(ingest: Ingest) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    app.include_router(build_router(ingest.runtime()))
+    app.state.webhooks = ingest.runtime()
+    app.include_router(webhook_router)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://crm.test") as client:
         yield client

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from crm.models import Contact, Role
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 IMPORT = "/api/v1/contacts/import"
 EXPORT = "/api/v1/contacts/export"

@@ -8,30 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from crm.messaging import ConnectionInfo, InboundMessage
 from crm.models import Role
-from crm.services import inbox
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import telegram_connection, whatsapp_connection
+from tests.support.inbox import lead_message, telegram_connection, whatsapp_connection
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
-
-
-async def lead_message(
-    connection: ConnectionInfo, external_id: str, sender: str, text: str = "hi"
-) -> int:
-    received = await inbox.receive_message(
-        connection,
-        InboundMessage(
-            external_id=external_id,
-            sender_id=sender,
-            sender_name=f"Lead {sender}",
-            phone=f"+{sender}" if len(sender) > 8 else None,
-            sent_at=dt.datetime.now(dt.UTC),
-            text=text,
-        ),
-    )
-    return received.conversation_id
 
 
 async def listing(client: httpx.AsyncClient, ws: Workspace, query: str = "") -> list[Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from crm.models import Event, Role
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 

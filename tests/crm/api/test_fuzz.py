@@ -21,10 +21,9 @@ from schemathesis.checks import not_a_server_error
 
 from crm.app import create_app
 from crm.settings import Settings
-from tests.channels.servers import serve
-from tests.conftest import Workspace
-from tests.crm.api.test_conversations import lead_message
-from tests.crm.services.test_inbox import telegram_connection, whatsapp_connection
+from tests.support.inbox import lead_message, telegram_connection, whatsapp_connection
+from tests.support.servers import serve
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 # Small enough for the whole run to stay around a minute on SQLite; derandomized, so the

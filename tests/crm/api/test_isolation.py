@@ -30,7 +30,7 @@ from crm.messaging import ChannelKind, ConnectionInfo, InboundMessage
 from crm.models import Contact, Role
 from crm.services.inbox import receive_message
 from crm.settings import Settings
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 MISSING_ID = 999_999_999

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from crm.models import Contact, Role
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 

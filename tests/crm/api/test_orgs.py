@@ -7,7 +7,7 @@ import httpx
 from crm.models import Membership, Role, User
 from crm.services.access import Actor
 from crm.services.apikeys import do_create_api_key
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 async def test_organization_is_the_key_s_own(

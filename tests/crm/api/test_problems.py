@@ -10,7 +10,7 @@ import httpx
 import pytest
 from tortoise import connections
 
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 

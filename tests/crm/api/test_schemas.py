@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from crm.models import AiSettings, Company, Contact, KnowledgeDoc, Tag
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 API = "/api/v1"
 INT_OVERFLOW = 2**31  # one past PostgreSQL's INT

@@ -9,7 +9,7 @@ from crm.services.access import Actor, ActorType, Scope
 from crm.services.audit import list_events
 from crm.services.companies import do_create_company, do_delete_company, do_update_company
 from crm.services.errors import PermissionDenied
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 async def test_admin_with_a_read_key_may_read(workspace: Workspace) -> None:

@@ -17,7 +17,7 @@ from crm.services.deals import DEAL_SORTS, do_create_deal
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from crm.services.pagination import encode_cursor, paginate_sorted
 from crm.services.references import UNSET
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def test_name_key_ignores_case_and_outer_space() -> None:

@@ -24,8 +24,8 @@ from crm.services.deals import (
 )
 from crm.services.errors import NotFound, PermissionDenied, ValidationFailed
 from crm.services.notes import do_create_note
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import wa_text, whatsapp_connection
+from tests.support.inbox import wa_text, whatsapp_connection
+from tests.support.workspace import Workspace
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,8 @@ from crm.services.access import Actor
 from crm.services.deals import do_create_deal, do_move_deal
 from crm.services.errors import ValidationFailed
 from crm.services.tenants import do_add_member
-from tests.conftest import Workspace, make_workspace
-from tests.crm.services.test_inbox import whatsapp_connection
+from tests.support.inbox import whatsapp_connection
+from tests.support.workspace import Workspace, make_workspace
 
 # 08:00 UTC on a winter day: 09:00 in Berlin (UTC+1), 17:00 in Tokyo, 03:00 in New York.
 WINTER_MORNING = dt.datetime(2026, 1, 15, 8, 0, tzinfo=dt.UTC)

@@ -12,7 +12,7 @@ from crm.services.errors import PermissionDenied, ValidationFailed
 from crm.services.exporter import export_contacts_csv
 from crm.services.importer import ImportResult, count_rows, do_import_contacts
 from crm.services.tenants import do_add_member
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 async def run(

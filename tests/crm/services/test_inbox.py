@@ -10,7 +10,6 @@ import pytest
 
 from crm.messaging import (
     BusinessConnectionUpdate,
-    ChannelKind,
     ConnectionInfo,
     DeliveryStatus,
     InboundEdit,
@@ -30,55 +29,9 @@ from crm.models import (
     Role,
 )
 from crm.services import inbox
-from crm.services.channels import NewConnection, connection_info, do_add_connection
-from crm.services.cipher import CredentialCipher
 from crm.services.contacts import do_create_contact
-from tests.conftest import Workspace
-
-CIPHER = CredentialCipher("test-secret")
-NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
-
-
-async def whatsapp_connection(workspace: Workspace, phone_id: str = "100200300") -> ConnectionInfo:
-    """A WhatsApp connection of the workspace, as the adapters see it."""
-    row = await do_add_connection(
-        workspace.actor,
-        CIPHER,
-        NewConnection(
-            kind=ChannelKind.WHATSAPP,
-            credentials={"token": "t", "app_secret": "s", "verify_token": "v"},
-            settings={"phone_id": phone_id},
-        ),
-    )
-    return connection_info(row, CIPHER)
-
-
-async def telegram_connection(workspace: Workspace) -> ConnectionInfo:
-    """A Telegram lead bot of the workspace."""
-    row = await do_add_connection(
-        workspace.actor,
-        CIPHER,
-        NewConnection(
-            kind=ChannelKind.TELEGRAM,
-            credentials={"token": "123456:" + "A" * 35},
-            settings={},
-        ),
-    )
-    return connection_info(row, CIPHER)
-
-
-def wa_text(
-    external_id: str, text: str = "hello", sender: str = "4915112345678", at: dt.datetime = NOW
-) -> InboundMessage:
-    """A WhatsApp text from a lead."""
-    return InboundMessage(
-        external_id=external_id,
-        sender_id=sender,
-        sender_name="Anna Lead",
-        phone=f"+{sender}",
-        sent_at=at,
-        text=text,
-    )
+from tests.support.inbox import NOW, telegram_connection, wa_text, whatsapp_connection
+from tests.support.workspace import Workspace
 
 
 async def test_a_lead_message_creates_contact_conversation_and_event(

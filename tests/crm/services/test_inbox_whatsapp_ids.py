@@ -7,8 +7,8 @@ import datetime as dt
 from crm.messaging import InboundMessage, InboundPreference
 from crm.models import Consent, Contact, Conversation
 from crm.services import inbox
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import NOW, whatsapp_connection
+from tests.support.inbox import NOW, whatsapp_connection
+from tests.support.workspace import Workspace
 
 PHONE = "4915112345678"
 USER_ID = "DE.13491208655302741918"

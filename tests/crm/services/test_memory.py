@@ -1,10 +1,10 @@
-"""Keyword search of memory: prefixes, whole numbers, no stop words, one tenant at a time."""
+"""Memory storage: keyword search (prefixes, whole numbers, no stop words, one tenant), chunks."""
 
 from __future__ import annotations
 
-from crm.models import MemorySource
+from crm.models import MemoryChunk, MemorySource
 from crm.services.memory import SourceText, do_store_chunks, keyword_search, query_terms
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def test_stop_words_leave_the_words_that_say_what_the_question_is_about() -> None:
@@ -46,3 +46,14 @@ async def test_a_number_finds_the_message_with_that_number_not_one_that_starts_a
     # Words still match by prefix: "invoices" finds every invoice of this workspace only.
     found = await keyword_search(workspace.tenant_id, "invoices")
     assert sorted(chunk_id for chunk_id, _ in found) == sorted(ids)
+
+
+async def test_a_stored_chunk_gains_its_multilingual_vector_in_place(workspace: Workspace) -> None:
+    """A message stored before multilingual vectors existed keeps its id (and index entry)."""
+    text = "Почём тариф Про?"
+    source = SourceText(workspace.tenant_id, MemorySource.MESSAGE, 7, text)
+    first, _ = await do_store_chunks(source, [(text, b"v1")], "test")
+    again, removed = await do_store_chunks(source, [(text, b"v1")], "test", [b"meaning"])
+    assert again == [] and removed == []
+    chunk = await MemoryChunk.get(id=first[0].id)
+    assert chunk.multilingual_vector == b"meaning"

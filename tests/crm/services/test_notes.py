@@ -9,7 +9,7 @@ from crm.services.access import Actor
 from crm.services.deals import do_create_deal
 from crm.services.errors import PermissionDenied
 from crm.services.notes import do_create_note, do_delete_note, do_update_note
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 async def test_a_note_without_author_is_for_admins(workspace: Workspace) -> None:

@@ -33,8 +33,8 @@ from crm.services.outbound import (
     do_send_message,
     fail_stale_sends,
 )
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import telegram_connection, wa_text, whatsapp_connection
+from tests.support.inbox import telegram_connection, wa_text, whatsapp_connection
+from tests.support.workspace import Workspace
 
 
 @dataclass
@@ -194,7 +194,7 @@ async def test_concurrent_deliveries_of_one_message_send_once(workspace: Workspa
 
 async def _info(connection_id: int, workspace: Workspace) -> ConnectionInfo:
     from crm.services.channels import load_connection
-    from tests.crm.services.test_inbox import CIPHER
+    from tests.support.inbox import CIPHER
 
     info = await load_connection(CIPHER, connection_id)
     assert info is not None and info.tenant_id == workspace.tenant_id

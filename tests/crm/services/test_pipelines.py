@@ -21,7 +21,7 @@ from crm.services.pipelines import (
     pipeline_summary,
     tenant_of_pipeline,
 )
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 async def _positions(pipeline_id: int) -> list[tuple[str, int]]:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from crm.services.redaction import install_log_redaction, redact, redact_value
+from crm.services.cipher import CredentialCipher
+from crm.services.redaction import install_log_redaction, redact, redact_value, register_secret
 from telegram_transport.logs import redact_tokens_in_logs
 
 
@@ -142,3 +145,44 @@ def test_a_record_with_the_url_encoded_token_shows_no_token(
         logging.getLogger("x").info(f"callback https%3A%2F%2Fh%2Fbot{TOKEN.replace(':', '%253A')}")
     assert secret not in caplog.text
     assert caplog.text.count("bot<redacted>") == 2
+
+
+SECRET = "whatsapp-access-token-EAAG0123456789abcdefXYZ"
+
+
+@pytest.mark.parametrize("prefix", [b"", b"a", b"ab", b"Authorization: Basic user:"])
+def test_a_known_secret_is_scrubbed_from_base64_at_any_alignment(prefix: bytes) -> None:
+    """A token logged inside a base64 blob (a basic-auth header, an encoded payload)."""
+    register_secret(SECRET)
+    raw = prefix + SECRET.encode() + b"&more=1"
+    for blob in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        clean = redact(f"sending {blob}")
+        assert "<secret>" in clean
+        # Nothing of the secret's own base64 remains: decode what is left and look.
+        rest = clean.replace("sending ", "").split("<secret>")
+        assert all(SECRET[:8] not in _decoded(part) for part in rest)
+
+
+def _decoded(text: str) -> str:
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(padded, altchars=b"-_").decode(errors="replace")
+    except ValueError:
+        return ""
+
+
+def test_a_known_secret_is_scrubbed_plain_url_encoded_and_hex() -> None:
+    register_secret(SECRET)
+    quoted = quote(SECRET, safe="")
+    for written in (SECRET, quoted, quote(quoted, safe=""), SECRET.encode().hex()):
+        assert redact(f"token={written}!") == "token=<secret>!"
+
+
+def test_decrypted_channel_credentials_become_known_secrets() -> None:
+    cipher = CredentialCipher("test-secret-key-0123456789abcdef0123")
+    token = "8123456789:AAH-secret-bot-token-for-redaction"
+    stored = cipher.encrypt({"bot_token": token, "phone_number_id": "1234567890123"})
+    assert cipher.decrypt(stored)["bot_token"] == token
+    encoded = base64.b64encode(token.encode()).decode()
+    assert redact(f"x {encoded}") == "x <secret>"
+    assert redact("id 1234567890123") != "id <secret>"  # an id is not a secret

@@ -7,7 +7,7 @@ import pytest
 from crm.models import Contact, Tag
 from crm.services.errors import NotFound
 from crm.services.tags import do_tag_contact, do_untag_contact, tag_key
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def test_tag_key() -> None:

@@ -30,8 +30,8 @@ from crm.services.deals import do_create_deal, do_move_deal
 from crm.services.errors import NotFound, PermissionDenied
 from crm.services.outbound import WindowClosed
 from crm.services.team_inbox import GroupBudget, LinkedElsewhere, TopicOutcome, budget_wait
-from tests.conftest import Workspace
-from tests.crm.services.test_inbox import CIPHER, wa_text, whatsapp_connection
+from tests.support.inbox import CIPHER, wa_text, whatsapp_connection
+from tests.support.workspace import Workspace
 
 GROUP = -1001000000001
 OTHER_GROUP = -1001000000002

@@ -7,7 +7,7 @@ import pytest
 from crm.models import Pipeline, Stage
 from crm.services.errors import ValidationFailed
 from crm.services.tenants import do_create_tenant, do_update_tenant, same_default_stage
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 async def _stages(tenant_id: int) -> list[str]:

@@ -41,8 +41,8 @@ from crm.tasks.schedule import (
     TaskiqTaskQueue,
     schedule_at,
 )
-from tests.conftest import Workspace
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[3]
 POOL_SIZE = 5  # tortoise's default maxsize for asyncpg
@@ -550,6 +550,7 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
+@pytest.mark.e2e  # runs the app (or a worker) in another process
 def test_the_app_lifespan_runs_the_backbone(tmp_path: Path) -> None:
     """`crm up` wiring: create_app's lifespan relays a service's event to a handler."""
     url = f"sqlite://{tmp_path / 'app.sqlite3'}"

@@ -20,8 +20,8 @@ from crm.services.events import record_event
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.runtime import embedded_backbone
-from tests.conftest import Workspace
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.workspace import Workspace
 
 
 async def eventually_despite_errors(

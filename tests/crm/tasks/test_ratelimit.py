@@ -9,11 +9,11 @@ import uuid
 import pytest
 
 from crm.tasks.ratelimit import RedisRateLimiter
-from tests.crm.tasks.test_redis import REDIS_URL, _redis_reachable
+from tests.support.redis import REDIS_URL, redis_unreachable
 
 
 async def test_two_workers_share_one_pace() -> None:
-    reason = await _redis_reachable()
+    reason = await redis_unreachable()
     if reason:
         pytest.skip(reason)
     namespace = f"crm-test-rate:{uuid.uuid4().hex[:8]}"

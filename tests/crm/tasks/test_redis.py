@@ -25,29 +25,18 @@ from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.relay import relay_once
 from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import SchedulePoller, schedule_at
-from tests.conftest import Workspace
-from tests.crm.tasks.polling import eventually
+from tests.support.polling import eventually
+from tests.support.redis import REDIS_URL, redis_unreachable
+from tests.support.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[3]
-REDIS_URL = os.environ.get("CRM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UTC = dt.UTC
-
-
-async def _redis_reachable() -> str | None:
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except Exception as exc:
-        return f"Redis at {REDIS_URL} is unreachable ({exc!r}); set CRM_TEST_REDIS_URL"
-    finally:
-        await client.aclose()
-    return None
 
 
 @pytest.fixture
 async def namespace() -> AsyncIterator[str]:
     """A namespace (stream, group, schedule keys) of this test alone; its keys are deleted after."""
-    reason = await _redis_reachable()
+    reason = await redis_unreachable()
     if reason:
         pytest.skip(reason)
     name = f"crm-test:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -137,6 +126,7 @@ sys.exit(asyncio.run(run_worker(database_url, redis_url, 1, config=config)))
 """
 
 
+@pytest.mark.e2e  # runs the app (or a worker) in another process
 async def test_a_task_of_a_killed_worker_is_redelivered_to_another(
     workspace: Workspace,
     handlers: HandlerRegistry,

@@ -1,0 +1,1 @@
+"""Emulators: the product's offline world."""
