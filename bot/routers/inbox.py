@@ -3,7 +3,7 @@
 A reply may be text, or a photo, document, voice message, audio or video (with its caption):
 the file is fetched from Telegram, kept in the media store and sent to the lead. The "Sent ✓"
 the operator gets back is edited as the message is delivered, read or fails
-(``bot.senders.notifications.show_delivery``).
+(``bot.senders.delivery.show_delivery``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.callbacks import ConvAct, ConvAction
 from bot.handling import ACTOR_FLAG, NeedsActor, feature_router
 from bot.routers.conversations import conversation_keyboard
-from bot.senders.notifications import SHOWN_WHEN_SENT, show_delivery
+from bot.senders.delivery import SHOWN_WHEN_SENT, show_delivery
 from bot.sending import not_modified
 from bot.services import BotServices
 from bot.texts import no_workspace, refusal
