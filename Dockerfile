@@ -9,6 +9,7 @@ COPY pyproject.toml README.md ./
 COPY crm ./crm
 COPY bot ./bot
 COPY channels ./channels
+COPY telegram_transport ./telegram_transport
 COPY agents ./agents
 COPY miniapp ./miniapp
 COPY sandbox ./sandbox

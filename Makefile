@@ -34,8 +34,8 @@ up: install ## migrate and start API, workers and scheduler on 127.0.0.1:8000 (S
 	$(BIN)/crm up
 
 lint: install ## ruff, mypy and the import contracts of pyproject.toml (DESIGN.md section 3)
-	$(BIN)/ruff check crm bot channels agents miniapp sandbox tests bench
-	$(BIN)/ruff format --check crm bot channels agents miniapp sandbox tests bench
+	$(BIN)/ruff check crm bot channels telegram_transport agents miniapp sandbox tests bench
+	$(BIN)/ruff format --check crm bot channels telegram_transport agents miniapp sandbox tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 

@@ -24,7 +24,7 @@ from bot.callbacks import (
     DealView,
     PipelineShow,
 )
-from bot.notify import media_label
+from bot.senders.notifications import media_label
 from crm.messaging import MessageKind
 from crm.models import Deal, Direction, Message, Stage, StageKind
 from crm.services.deals import DealCard, StageDeals

@@ -22,7 +22,6 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisStorage
 from aiogram.utils.i18n import I18n
 
-from bot.alerts import Alerts
 from bot.background import BackgroundTasks
 from bot.commands import set_commands
 from bot.config import ALLOWED_UPDATES, OperatorBotConfig
@@ -32,15 +31,20 @@ from bot.middlewares import (
     OperatorContextMiddleware,
     OperatorLocaleMiddleware,
 )
-from bot.notify import Notifier
 from bot.routers import build_routers
+from bot.senders.alerts import Alerts
+from bot.senders.notifications import Notifier
+from bot.senders.team_inbox import TeamInboxPoster
 from bot.services import BotServices
-from bot.topics import TeamInboxPoster
-from channels.telegram import FloodControlMiddleware, RateLimits, SendRateLimiter
-from channels.telegram.limits import PAID_BROADCAST_PER_SECOND
-from channels.telegram.logs import redact
 from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.handlers import registry as event_handlers
+from telegram_transport.limits import (
+    PAID_BROADCAST_PER_SECOND,
+    FloodControlMiddleware,
+    RateLimits,
+    SendRateLimiter,
+)
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 

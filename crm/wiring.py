@@ -25,8 +25,6 @@ from bot.config import ALLOWED_UPDATES as OPERATOR_UPDATES
 from bot.config import OperatorBotConfig
 from bot.services import BotServices
 from channels.runtime import ChannelRuntime, install
-from channels.telegram import redact_tokens_in_logs
-from channels.telegram.logs import redact
 from channels.whatsapp import WhatsAppAdapter
 from crm.messaging import (
     ChannelAdapter,
@@ -49,6 +47,7 @@ from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
 from sandbox.telegram import TelegramEmulator
 from sandbox.whatsapp import WhatsAppEmulator
+from telegram_transport.logs import redact, redact_tokens_in_logs
 
 if TYPE_CHECKING:
     from bot.runtime import OperatorBot

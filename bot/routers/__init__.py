@@ -41,7 +41,7 @@ def build_routers(extra: Sequence[Router] = ()) -> list[Router]:
         deals.build_router(),
         # Before inbox: the corrected text of a draft is a reply to the Edit prompt.
         ai.build_router(),
-        # Group chats (team inbox topics) must never reach inbox's reply handlers.
+        # Group chats (team inbox topics); the inbox router takes private messages only.
         topics_router.build_router(),
         inbox.build_router(),
         *extra,

@@ -21,9 +21,11 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
 )
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction, InboxOpen
+from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, NeedsActor, feature_router
 from bot.keyboards import draft_keyboard
 from bot.sending import edit_in_place, send_long
 from bot.services import BotServices
@@ -62,23 +64,47 @@ async def _draft_actor(user: User | None, draft_id: int) -> tuple[Actor, Draft] 
     return actor, found
 
 
+async def _conversation_actor(data: dict[str, Any]) -> Actor | None:
+    """The presser in the workspace of the button's conversation."""
+    return await operators.actor_for_conversation(data.get("user"), data["callback_data"].id)
+
+
+async def _button_draft_actor(data: dict[str, Any]) -> Actor | None:
+    """The presser in the workspace of the button's draft; the draft goes in ``data`` too."""
+    found = await _draft_actor(data.get("user"), data["callback_data"].id)
+    if found is None:
+        return None
+    actor, data["draft"] = found
+    return actor
+
+
+def _draft_elsewhere() -> str:
+    return _("This draft is not in your workspaces.")
+
+
+CONVERSATION_ACTOR = {ACTOR_FLAG: NeedsActor(resolve=_conversation_actor)}
+DRAFT_ACTOR = {ACTOR_FLAG: NeedsActor(missing=_draft_elsewhere, resolve=_button_draft_actor)}
+
+
+def _refuse_alert(callback_answer: CallbackAnswer, text: str) -> None:
+    callback_answer.text, callback_answer.show_alert = text, True
+
+
 async def ask_for_draft(
-    query: CallbackQuery, callback_data: ConvAction, user: User | None, services: BotServices
+    query: CallbackQuery,
+    callback_data: ConvAction,
+    actor: Actor,
+    services: BotServices,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """The Draft button of a notification or conversation: propose a reply."""
-    actor = await operators.actor_for_conversation(user, callback_data.id)
-    if actor is None or query.message is None:
-        await query.answer(no_workspace(), show_alert=True)
+    if query.message is None:
+        _refuse_alert(callback_answer, no_workspace())
         return
     if services.assistant is None:
-        await query.answer(_no_ai(), show_alert=True)
+        _refuse_alert(callback_answer, _no_ai())
         return
-    try:
-        draft = await services.assistant.draft_reply(actor, callback_data.id)
-    except ServiceError as exc:
-        await query.answer(refusal(exc, actor), show_alert=True)
-        return
-    await query.answer()
+    draft = await services.assistant.draft_reply(actor, callback_data.id)
     await query.bot.send_message(  # type: ignore[union-attr]
         chat_id=query.message.chat.id,
         text=render_draft(draft),
@@ -87,18 +113,15 @@ async def ask_for_draft(
     )
 
 
-async def hand_back(query: CallbackQuery, callback_data: ConvAction, user: User | None) -> None:
+async def hand_back(
+    query: CallbackQuery, callback_data: ConvAction, actor: Actor, callback_answer: CallbackAnswer
+) -> None:
     """The Hand back button of a hand-off alert: the AI may act in the conversation again."""
-    actor = await operators.actor_for_conversation(user, callback_data.id)
-    if actor is None or not isinstance(query.message, Message):
-        await query.answer(no_workspace(), show_alert=True)
+    if not isinstance(query.message, Message):
+        _refuse_alert(callback_answer, no_workspace())
         return
-    try:
-        await ai_modes.do_hand_back(actor, callback_data.id)
-    except ServiceError as exc:
-        await query.answer(refusal(exc, actor), show_alert=True)
-        return
-    await query.answer(_("The AI is back in this conversation."))
+    await ai_modes.do_hand_back(actor, callback_data.id)
+    callback_answer.text = _("The AI is back in this conversation.")
     # The alert keeps its conversation buttons; only the hand-back row (the last) goes.
     rows = query.message.reply_markup.inline_keyboard if query.message.reply_markup else []
     kept = [row for row in rows if not any(b.callback_data == query.data for b in row)]
@@ -110,73 +133,93 @@ async def hand_back(query: CallbackQuery, callback_data: ConvAction, user: User 
     )
 
 
-async def decide_draft(
+async def send_draft(
+    query: CallbackQuery, actor: Actor, draft: Draft, callback_answer: CallbackAnswer
+) -> None:
+    """Send: the draft goes to the lead as written."""
+    if not isinstance(query.message, Message):
+        _refuse_alert(callback_answer, _draft_elsewhere())
+        return
+    sent = await drafts.do_send_draft(actor, draft.id)
+    callback_answer.text = _("Sent ✓")
+    await edit_in_place(
+        query.message,
+        _("✅ Sent to the lead:") + "\n\n" + html.escape(sent.final_text or sent.text),
+        parse_mode=ParseMode.HTML,
+    )
+
+
+async def reject_draft(
+    query: CallbackQuery, actor: Actor, draft: Draft, callback_answer: CallbackAnswer
+) -> None:
+    """Reject: the draft is dropped."""
+    if not isinstance(query.message, Message):
+        _refuse_alert(callback_answer, _draft_elsewhere())
+        return
+    await drafts.do_reject_draft(actor, draft.id)
+    callback_answer.text = _("Draft rejected.")
+    await edit_in_place(
+        query.message,
+        _("🗑 Draft rejected:") + "\n\n" + html.escape(draft.text),
+        parse_mode=ParseMode.HTML,
+    )
+
+
+async def regenerate_draft(
     query: CallbackQuery,
-    callback_data: DraftAction,
-    user: User | None,
+    actor: Actor,
+    draft: Draft,
     services: BotServices,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """Regenerate: a fresh draft in place of this one."""
+    if not isinstance(query.message, Message):
+        _refuse_alert(callback_answer, _draft_elsewhere())
+        return
+    if services.assistant is None:
+        _refuse_alert(callback_answer, _no_ai())
+        return
+    fresh = await services.assistant.regenerate(actor, draft.id)
+    await edit_in_place(
+        query.message,
+        render_draft(fresh),
+        parse_mode=ParseMode.HTML,
+        reply_markup=draft_keyboard(fresh.id),
+    )
+
+
+async def edit_draft(
+    query: CallbackQuery,
+    actor: Actor,
+    draft: Draft,
     state: FSMContext,
     bot: Bot,
+    callback_answer: CallbackAnswer,
 ) -> None:
-    """Send, Regenerate or Reject a draft; Edit asks for the corrected text."""
-    found = await _draft_actor(user, callback_data.id)
-    if found is None or not isinstance(query.message, Message):
-        await query.answer(_("This draft is not in your workspaces."), show_alert=True)
-        return
-    actor, draft = found
+    """Edit: ask for the corrected text, as a reply to the prompt."""
     message = query.message
-    try:
-        if callback_data.act is DraftAct.SEND:
-            sent = await drafts.do_send_draft(actor, draft.id)
-            await query.answer(_("Sent ✓"))
-            await edit_in_place(
-                message,
-                _("✅ Sent to the lead:") + "\n\n" + html.escape(sent.final_text or sent.text),
-                parse_mode=ParseMode.HTML,
-            )
-        elif callback_data.act is DraftAct.REJECT:
-            await drafts.do_reject_draft(actor, draft.id)
-            await query.answer(_("Draft rejected."))
-            await edit_in_place(
-                message,
-                _("🗑 Draft rejected:") + "\n\n" + html.escape(draft.text),
-                parse_mode=ParseMode.HTML,
-            )
-        elif callback_data.act is DraftAct.REGENERATE:
-            if services.assistant is None:
-                await query.answer(_no_ai(), show_alert=True)
-                return
-            fresh = await services.assistant.regenerate(actor, draft.id)
-            await query.answer()
-            await edit_in_place(
-                message,
-                render_draft(fresh),
-                parse_mode=ParseMode.HTML,
-                reply_markup=draft_keyboard(fresh.id),
-            )
-        else:
-            # Checked now so a viewer is told at once, not after typing the whole text.
-            await drafts.access_conversation_to_draft(actor, draft.conversation_id)
-            if draft.status is not DraftStatus.PENDING:
-                await query.answer(draft_decided(draft.status), show_alert=True)
-                return
-            await query.answer()
-            await state.set_state(DraftDialog.edit)
-            prompt = await bot.send_message(
-                chat_id=message.chat.id,
-                text=_("Send the corrected text as a reply to this message, or /cancel."),
-                reply_markup=ForceReply(input_field_placeholder=_("The text the lead gets")),
-            )
-            await state.set_data(
-                {
-                    "draft_id": draft.id,
-                    "prompt_id": prompt.message_id,
-                    "card_chat_id": message.chat.id,
-                    "card_message_id": message.message_id,
-                }
-            )
-    except ServiceError as exc:
-        await query.answer(refusal(exc, actor), show_alert=True)
+    if not isinstance(message, Message):
+        _refuse_alert(callback_answer, _draft_elsewhere())
+        return
+    # Checked now so a viewer is told at once, not after typing the whole text.
+    await drafts.access_conversation_to_draft(actor, draft.conversation_id)
+    if draft.status is not DraftStatus.PENDING:
+        _refuse_alert(callback_answer, draft_decided(draft.status))
+        return
+    await state.set_state(DraftDialog.edit)
+    prompt = await bot.send_message(
+        chat_id=message.chat.id,
+        text=_("Send the corrected text as a reply to this message, or /cancel."),
+        reply_markup=ForceReply(input_field_placeholder=_("The text the lead gets")),
+    )
+    await state.set_data(
+        {
+            "draft_id": draft.id,
+            "prompt_id": prompt.message_id,
+            "card_chat_id": message.chat.id,
+            "card_message_id": message.message_id,
+        }
+    )
 
 
 async def receive_edit(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
@@ -209,14 +252,11 @@ async def receive_edit(message: Message, state: FSMContext, user: User | None, b
 async def ask_history(
     message: Message,
     command: CommandObject,
-    actor: Actor | None,
+    actor: Actor,
     services: BotServices,
     bot: Bot,
 ) -> None:
     """``/ask question``: an answer from the workspace's history, with its conversations."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     question = (command.args or "").strip()
     if not question:
         await message.answer(
@@ -229,11 +269,7 @@ async def ask_history(
     if services.assistant is None:
         await message.answer(_no_ai())
         return
-    try:
-        answer = await services.assistant.ask(actor, question)
-    except ServiceError as exc:
-        await message.answer(refusal(exc, actor))
-        return
+    answer = await services.assistant.ask(actor, question)
     rows = []
     seen: set[int] = set()
     for cited in answer.citations:
@@ -270,10 +306,21 @@ def offline_answer(answer: Answer) -> str:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="ai")
-    router.message.register(ask_history, Command("ask"))
+    router = feature_router("ai", refusal)
+    router.message.register(ask_history, Command("ask"), flags=CURRENT_ACTOR)
     router.message.register(receive_edit, DraftDialog.edit, F.text, ~F.text.startswith("/"))
-    router.callback_query.register(ask_for_draft, ConvAction.filter(F.act == ConvAct.DRAFT))
-    router.callback_query.register(decide_draft, DraftAction.filter())
-    router.callback_query.register(hand_back, ConvAction.filter(F.act == ConvAct.HAND_BACK))
+    callbacks = router.callback_query
+    callbacks.register(
+        ask_for_draft, ConvAction.filter(F.act == ConvAct.DRAFT), flags=CONVERSATION_ACTOR
+    )
+    callbacks.register(
+        hand_back, ConvAction.filter(F.act == ConvAct.HAND_BACK), flags=CONVERSATION_ACTOR
+    )
+    for act, decide in (
+        (DraftAct.SEND, send_draft),
+        (DraftAct.REJECT, reject_draft),
+        (DraftAct.REGENERATE, regenerate_draft),
+        (DraftAct.EDIT, edit_draft),
+    ):
+        callbacks.register(decide, DraftAction.filter(F.act == act), flags=DRAFT_ACTOR)
     return router

@@ -31,9 +31,11 @@ from aiogram.types import (
     InputTextMessageContent,
     Message,
 )
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ContactAct, ContactAction, ContactOpen, ContactsPage, DealOpen
+from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, REFUSAL_FLAG, feature_router
 from bot.keyboards import pager_row
 from bot.routers.conversations import local_time
 from bot.sending import edit_in_place
@@ -80,10 +82,10 @@ def field_label(field: str) -> str:
     return labels.get(field.split(".", 1)[0], field)
 
 
-def contact_refusal(exc: ServiceError, actor: Actor) -> str:
+def contact_refusal(exc: ServiceError, actor: Actor | None) -> str:
     """Why a contact could not be changed or created: role, ownership, or the field and reason."""
     if isinstance(exc, PermissionDenied):
-        if actor.role is Role.VIEWER:
+        if actor is not None and actor.role is Role.VIEWER:
             return _("Viewers cannot add or change contacts.")
         return _("You may not change this contact: it belongs to another member.")
     if isinstance(exc, NotFound):
@@ -230,11 +232,8 @@ async def _recent(actor: Actor, page: int) -> tuple[str, InlineKeyboardMarkup | 
     return text, InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def list_contacts(message: Message, command: CommandObject, actor: Actor | None) -> None:
+async def list_contacts(message: Message, command: CommandObject, actor: Actor) -> None:
     """Search the workspace's contacts, or list the most recent ones."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     query = (command.args or "").strip()
     if not query:
         text, markup = await _recent(actor, 1)
@@ -254,13 +253,9 @@ async def list_contacts(message: Message, command: CommandObject, actor: Actor |
     )
 
 
-async def turn_page(query: CallbackQuery, callback_data: ContactsPage, actor: Actor | None) -> None:
+async def turn_page(query: CallbackQuery, callback_data: ContactsPage, actor: Actor) -> None:
     """Show another page of the recent contacts in the same message."""
-    if actor is None:
-        await query.answer(no_workspace(), show_alert=True)
-        return
     text, markup = await _recent(actor, callback_data.page)
-    await query.answer()
     if isinstance(query.message, Message):
         await edit_in_place(query.message, text, reply_markup=markup)
 
@@ -268,57 +263,76 @@ async def turn_page(query: CallbackQuery, callback_data: ContactsPage, actor: Ac
 async def open_card(
     query: CallbackQuery,
     callback_data: ContactOpen,
-    actor: Actor | None,
+    actor: Actor,
     user: User | None,
     bot: Bot,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Send the card of the pressed contact."""
-    if actor is None or query.message is None:
-        await query.answer(no_workspace(), show_alert=True)
+    if query.message is None:
+        callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
     try:
         await send_card(bot, query.message.chat.id, actor, user, callback_data.id)
     except NotFound:
-        await query.answer(_("This contact is not in your current workspace."), show_alert=True)
-        return
-    await query.answer()
+        callback_answer.text = _("This contact is not in your current workspace.")
+        callback_answer.show_alert = True
 
 
 # ---- tag and note dialogues ----------------------------------------------------------------
 
 
-async def start_dialogue(
+async def _start_dialogue(
+    chat_id: int, bot: Bot, state: FSMContext, form: State, contact_id: int, prompt: str
+) -> None:
+    """Enter the dialogue ``form`` about a contact and ask its question."""
+    await state.set_state(form)
+    sent = await bot.send_message(chat_id, prompt)
+    await state.update_data(contact_id=contact_id, prompt_id=sent.message_id)
+
+
+async def ask_for_tag(
     query: CallbackQuery,
     callback_data: ContactAction,
-    actor: Actor | None,
+    actor: Actor,
     state: FSMContext,
     bot: Bot,
+    callback_answer: CallbackAnswer,
 ) -> None:
-    """Ask for a tag or a note; viewers (and members on a colleague's contact) are refused."""
-    if actor is None or query.message is None:
-        await query.answer(no_workspace(), show_alert=True)
+    """Ask for tags; only the contact's owner or an admin may tag it."""
+    if query.message is None:
+        callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
-    try:
-        record = await contacts.access_contact(actor, callback_data.id)
-        if callback_data.act is ContactAct.TAG:
-            actor.require_owner_or_admin_of(record.contact.owner_id)
-        else:
-            actor.require_write()
-    except ServiceError as exc:
-        await query.answer(contact_refusal(exc, actor), show_alert=True)
+    record = await contacts.access_contact(actor, callback_data.id)
+    actor.require_owner_or_admin_of(record.contact.owner_id)
+    prompt = _(
+        "Which tag for {name}? Several can be separated by commas. Send /cancel to stop."
+    ).format(name=record.contact.name or contact_label(record))
+    await _start_dialogue(
+        query.message.chat.id, bot, state, ContactForm.tag, record.contact.id, prompt
+    )
+
+
+async def ask_for_note(
+    query: CallbackQuery,
+    callback_data: ContactAction,
+    actor: Actor,
+    state: FSMContext,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """Ask for a note; viewers are refused."""
+    if query.message is None:
+        callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
-    await query.answer()
-    name = record.contact.name or contact_label(record)
-    if callback_data.act is ContactAct.TAG:
-        await state.set_state(ContactForm.tag)
-        prompt = _(
-            "Which tag for {name}? Several can be separated by commas. Send /cancel to stop."
-        ).format(name=name)
-    else:
-        await state.set_state(ContactForm.note)
-        prompt = _("Write the note on {name}. Send /cancel to stop.").format(name=name)
-    sent = await bot.send_message(query.message.chat.id, prompt)
-    await state.update_data(contact_id=record.contact.id, prompt_id=sent.message_id)
+    record = await contacts.access_contact(actor, callback_data.id)
+    actor.require_write()
+    prompt = _("Write the note on {name}. Send /cancel to stop.").format(
+        name=record.contact.name or contact_label(record)
+    )
+    await _start_dialogue(
+        query.message.chat.id, bot, state, ContactForm.note, record.contact.id, prompt
+    )
 
 
 async def not_a_reply_elsewhere(message: Message, state: FSMContext) -> bool:
@@ -343,48 +357,30 @@ async def _finish_with_card(
 
 
 async def tag_given(
-    message: Message, state: FSMContext, actor: Actor | None, user: User | None, bot: Bot
+    message: Message, state: FSMContext, actor: Actor, user: User | None, bot: Bot
 ) -> None:
     """Put the named tags on the contact of the dialogue."""
-    if actor is None:
-        await state.clear()
-        await message.answer(no_workspace())
-        return
     data: dict[str, Any] = await state.get_data()
     names = [part.strip() for part in (message.text or "").split(",") if part.strip()]
-    try:
-        added = await tags.do_tag_contact(actor, int(data["contact_id"]), names)
-    except ServiceError as exc:
-        await _refused_in_dialogue(message, state, exc, actor)
-        return
+    added = await tags.do_tag_contact(actor, int(data["contact_id"]), names)
     done = _("Tags of the contact: {tags}").format(tags=", ".join(t.tag.name for t in added))
     await _finish_with_card(message, state, actor, user, bot, done)
 
 
 async def note_given(
-    message: Message, state: FSMContext, actor: Actor | None, user: User | None, bot: Bot
+    message: Message, state: FSMContext, actor: Actor, user: User | None, bot: Bot
 ) -> None:
     """Write the note on the contact of the dialogue."""
-    if actor is None:
-        await state.clear()
-        await message.answer(no_workspace())
-        return
     data: dict[str, Any] = await state.get_data()
-    try:
-        await notes.do_create_note(actor, message.text or "", contact_id=int(data["contact_id"]))
-    except ServiceError as exc:
-        await _refused_in_dialogue(message, state, exc, actor)
-        return
+    await notes.do_create_note(actor, message.text or "", contact_id=int(data["contact_id"]))
     await _finish_with_card(message, state, actor, user, bot, _("Note saved."))
 
 
-async def _refused_in_dialogue(
-    message: Message, state: FSMContext, exc: ServiceError, actor: Actor
-) -> None:
+async def _refused_in_dialogue(message: Message, exc: ServiceError, data: dict[str, Any]) -> None:
     """A refusal ends the dialogue; a bad value is asked for again."""
-    text = contact_refusal(exc, actor)
+    text = contact_refusal(exc, data.get("actor"))
     if isinstance(exc, PermissionDenied | NotFound):
-        await state.clear()
+        await data["state"].clear()
     else:
         text += "\n" + _("Try again, or send /cancel.")
     await message.answer(text)
@@ -451,25 +447,18 @@ async def _create(
 async def new_contact(
     message: Message,
     command: CommandObject,
-    actor: Actor | None,
+    actor: Actor,
     user: User | None,
     state: FSMContext,
     bot: Bot,
 ) -> None:
     """Add a contact from one line, or start the dialogue."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     args = (command.args or "").strip()
     if args:
         await state.clear()
         await _create(message, actor, user, bot, parse_new_contact(args))
         return
-    try:
-        actor.require_write()
-    except PermissionDenied as exc:
-        await message.answer(contact_refusal(exc, actor))
-        return
+    actor.require_write()
     await state.set_state(ContactForm.name)
     await message.answer(_("Name of the new contact? Send /cancel to stop."))
 
@@ -488,13 +477,9 @@ async def name_given(message: Message, state: FSMContext) -> None:
 
 
 async def identifier_given(
-    message: Message, state: FSMContext, actor: Actor | None, user: User | None, bot: Bot
+    message: Message, state: FSMContext, actor: Actor, user: User | None, bot: Bot
 ) -> None:
     """Create the contact with the phone or email; a bad one is asked for again."""
-    if actor is None:
-        await state.clear()
-        await message.answer(no_workspace())
-        return
     data: dict[str, Any] = await state.get_data()
     values = {"name": data.get("name", ""), **identifier_values(message.text or "")}
     if await _create(message, actor, user, bot, values):
@@ -504,14 +489,11 @@ async def identifier_given(
 
 
 async def skip_identifier(
-    message: Message, state: FSMContext, actor: Actor | None, user: User | None, bot: Bot
+    message: Message, state: FSMContext, actor: Actor, user: User | None, bot: Bot
 ) -> None:
     """Create the contact with its name only."""
     data: dict[str, Any] = await state.get_data()
     await state.clear()
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     await _create(message, actor, user, bot, {"name": data.get("name", "")})
 
 
@@ -570,17 +552,30 @@ async def inline_contacts(inline_query: InlineQuery, actor: Actor | None) -> Non
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="contacts")
-    router.message.register(skip_identifier, Command("skip"), StateFilter(ContactForm.identifier))
-    router.message.register(list_contacts, Command("contacts"))
-    router.message.register(new_contact, Command("newcontact"))
+    router = feature_router("contacts", contact_refusal)
+    router.message.register(
+        skip_identifier,
+        Command("skip"),
+        StateFilter(ContactForm.identifier),
+        flags=DIALOGUE_ACTOR,
+    )
+    router.message.register(list_contacts, Command("contacts"), flags=CURRENT_ACTOR)
+    router.message.register(new_contact, Command("newcontact"), flags=CURRENT_ACTOR)
     answer = (F.text, ~F.text.startswith("/"), not_a_reply_elsewhere)
-    router.message.register(tag_given, StateFilter(ContactForm.tag), *answer)
-    router.message.register(note_given, StateFilter(ContactForm.note), *answer)
+    in_dialogue = {**DIALOGUE_ACTOR, REFUSAL_FLAG: _refused_in_dialogue}
+    router.message.register(tag_given, StateFilter(ContactForm.tag), *answer, flags=in_dialogue)
+    router.message.register(note_given, StateFilter(ContactForm.note), *answer, flags=in_dialogue)
     router.message.register(name_given, StateFilter(ContactForm.name), *answer)
-    router.message.register(identifier_given, StateFilter(ContactForm.identifier), *answer)
-    router.callback_query.register(open_card, ContactOpen.filter())
-    router.callback_query.register(turn_page, ContactsPage.filter())
-    router.callback_query.register(start_dialogue, ContactAction.filter())
+    router.message.register(
+        identifier_given, StateFilter(ContactForm.identifier), *answer, flags=DIALOGUE_ACTOR
+    )
+    router.callback_query.register(open_card, ContactOpen.filter(), flags=CURRENT_ACTOR)
+    router.callback_query.register(turn_page, ContactsPage.filter(), flags=CURRENT_ACTOR)
+    router.callback_query.register(
+        ask_for_tag, ContactAction.filter(F.act == ContactAct.TAG), flags=CURRENT_ACTOR
+    )
+    router.callback_query.register(
+        ask_for_note, ContactAction.filter(F.act == ContactAct.NOTE), flags=CURRENT_ACTOR
+    )
     router.inline_query.register(inline_contacts)
     return router

@@ -16,11 +16,13 @@ from aiogram import Bot, F, Router
 from aiogram.enums import ChatType, ParseMode
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import InboxOpen, InboxPage
+from bot.handling import CURRENT_ACTOR, feature_router
 from bot.keyboards import notification_keyboard, pager_row
-from bot.notify import CHANNEL_NAMES, media_label
+from bot.senders.notifications import CHANNEL_NAMES, media_label
 from bot.sending import edit_in_place
 from bot.texts import no_workspace
 from crm.messaging import DeliveryStatus, MessageKind
@@ -155,24 +157,17 @@ async def _inbox_page(actor: Actor, page: int) -> tuple[InboxSlice, int]:
     return view, page
 
 
-async def show_inbox(message: Message, actor: Actor | None) -> None:
+async def show_inbox(message: Message, actor: Actor) -> None:
     """List the conversations that need attention."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     view, page = await _inbox_page(actor, 1)
     text, markup = render_inbox(view, page)
     await message.answer(text, reply_markup=markup)
 
 
-async def turn_page(query: CallbackQuery, callback_data: InboxPage, actor: Actor | None) -> None:
+async def turn_page(query: CallbackQuery, callback_data: InboxPage, actor: Actor) -> None:
     """Show another page of the list in the same message."""
-    if actor is None:
-        await query.answer(no_workspace(), show_alert=True)
-        return
     view, page = await _inbox_page(actor, callback_data.page)
     text, markup = render_inbox(view, page)
-    await query.answer()
     if isinstance(query.message, Message):
         await edit_in_place(query.message, text, reply_markup=markup)
 
@@ -223,24 +218,23 @@ def render_conversation(view: ConversationView, user: User | None) -> str:
 async def open_conversation(
     query: CallbackQuery,
     callback_data: InboxOpen,
-    actor: Actor | None,
+    actor: Actor,
     user: User | None,
     bot: Bot,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Show the last messages of a conversation with the notification buttons."""
-    if actor is None or user is None or query.message is None:
-        await query.answer(no_workspace(), show_alert=True)
+    if user is None or query.message is None:
+        callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
     try:
         view = await conversations.access_conversation_view(
             actor, callback_data.id, last=LAST_MESSAGES
         )
     except NotFound:
-        await query.answer(
-            _("This conversation is not in your current workspace."), show_alert=True
-        )
+        callback_answer.text = _("This conversation is not in your current workspace.")
+        callback_answer.show_alert = True
         return
-    await query.answer()
     conversation = view.conversation
     private = query.message.chat.type == ChatType.PRIVATE
     sent = await bot.send_message(
@@ -265,8 +259,10 @@ async def open_conversation(
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="conversations")
-    router.message.register(show_inbox, Command("inbox"))
-    router.callback_query.register(turn_page, InboxPage.filter())
-    router.callback_query.register(open_conversation, InboxOpen.filter(F.id > 0))
+    router = feature_router("conversations")
+    router.message.register(show_inbox, Command("inbox"), flags=CURRENT_ACTOR)
+    router.callback_query.register(turn_page, InboxPage.filter(), flags=CURRENT_ACTOR)
+    router.callback_query.register(
+        open_conversation, InboxOpen.filter(F.id > 0), flags=CURRENT_ACTOR
+    )
     return router

@@ -26,6 +26,7 @@ from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot import deal_views as views
@@ -41,11 +42,12 @@ from bot.callbacks import (
     PipelineShow,
 )
 from bot.deal_values import AmountError, parse_amount, split_title_and_amount
+from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, REFUSAL_FLAG, NeedsActor, feature_router
 from bot.sending import not_modified
-from bot.texts import no_workspace
 from crm.models import Role, User
 from crm.services import deals, notes, operators, pipelines
 from crm.services.access import Actor
+from crm.services.deals import DealCard
 from crm.services.errors import NotFound, PermissionDenied, ServiceError, ValidationFailed
 
 MAX_TITLE = 200
@@ -110,6 +112,41 @@ async def _actor_for_deal(user: User | None, deal_id: int) -> Actor | None:
     return await _actor_in(user, await deals.tenant_of_deal(deal_id))
 
 
+def _gone() -> str:
+    return _("This deal or pipeline no longer exists.")
+
+
+async def _pipeline_actor(data: dict[str, Any]) -> Actor | None:
+    tenant_id = await pipelines.tenant_of_pipeline(data["callback_data"].pipeline)
+    return await _actor_in(data.get("user"), tenant_id)
+
+
+async def _deal_actor(data: dict[str, Any]) -> Actor | None:
+    return await _actor_for_deal(data.get("user"), data["callback_data"].id)
+
+
+async def _conversation_actor(data: dict[str, Any]) -> Actor | None:
+    callback_data = data["callback_data"]
+    conversation_id = callback_data.conversation if isinstance(callback_data, DealNew) else None
+    return await operators.actor_for_conversation(
+        data.get("user"), conversation_id or callback_data.id
+    )
+
+
+async def _dialogue_actor(data: dict[str, Any]) -> Actor | None:
+    """The operator in the workspace of the deal the dialogue is about."""
+    state: FSMContext = data["state"]
+    stored = await state.get_data()
+    if "deal_id" not in stored:
+        return None
+    return await _actor_in(data.get("user"), stored.get("tenant_id"))
+
+
+PIPELINE_ACTOR = {ACTOR_FLAG: NeedsActor(resolve=_pipeline_actor)}
+DEAL_ACTOR = {ACTOR_FLAG: NeedsActor(missing=_gone, resolve=_deal_actor)}
+CONVERSATION_ACTOR = {ACTOR_FLAG: NeedsActor(resolve=_conversation_actor)}
+
+
 # ---- sending -----------------------------------------------------------------------------------
 
 
@@ -138,16 +175,9 @@ async def _send_card(bot: Bot, chat_id: int, actor: Actor, deal_id: int) -> Mess
 # ---- /deals, /pipeline and the lists -----------------------------------------------------------
 
 
-async def show_pipeline(message: Message, actor: Actor | None) -> None:
+async def show_pipeline(message: Message, actor: Actor) -> None:
     """The default pipeline: stages with counts and totals, a button per stage."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
-    try:
-        summary = await pipelines.pipeline_summary(actor)
-    except ServiceError as exc:
-        await message.answer(deal_refusal(exc, actor))
-        return
+    summary = await pipelines.pipeline_summary(actor)
     await message.answer(
         views.pipeline_text(summary),
         parse_mode=ParseMode.HTML,
@@ -156,44 +186,24 @@ async def show_pipeline(message: Message, actor: Actor | None) -> None:
 
 
 async def browse_pipeline(
-    query: CallbackQuery, callback_data: PipelineShow, user: User | None, bot: Bot
+    query: CallbackQuery, callback_data: PipelineShow, actor: Actor, bot: Bot
 ) -> None:
     """A pipeline's stages, or a page of one stage's deals, in place of the pressed message."""
-    actor = await _actor_in(user, await pipelines.tenant_of_pipeline(callback_data.pipeline))
-    if actor is None:
-        await query.answer(no_workspace(), show_alert=True)
-        return
-    try:
-        if callback_data.stage:
-            page = await deals.list_stage_deals(actor, callback_data.stage, page=callback_data.page)
-            text, markup = views.stage_deals_text(page), views.stage_deals_keyboard(page)
-        else:
-            summary = await pipelines.pipeline_summary(actor, callback_data.pipeline)
-            text, markup = views.pipeline_text(summary), views.pipeline_keyboard(summary)
-    except ServiceError as exc:
-        await query.answer(deal_refusal(exc, actor), show_alert=True)
-        return
-    await query.answer()
+    if callback_data.stage:
+        page = await deals.list_stage_deals(actor, callback_data.stage, page=callback_data.page)
+        text, markup = views.stage_deals_text(page), views.stage_deals_keyboard(page)
+    else:
+        summary = await pipelines.pipeline_summary(actor, callback_data.pipeline)
+        text, markup = views.pipeline_text(summary), views.pipeline_keyboard(summary)
     await _replace(query, bot, text, markup)
 
 
 # ---- the card ----------------------------------------------------------------------------------
 
 
-async def open_deal(
-    query: CallbackQuery, callback_data: DealOpen, user: User | None, bot: Bot
-) -> None:
+async def open_deal(query: CallbackQuery, callback_data: DealOpen, actor: Actor, bot: Bot) -> None:
     """Send the card of a deal."""
-    actor = await _actor_for_deal(user, callback_data.id)
-    if actor is None:
-        await query.answer(_("This deal or pipeline no longer exists."), show_alert=True)
-        return
-    try:
-        card = await deals.deal_card(actor, callback_data.id)
-    except ServiceError as exc:
-        await query.answer(deal_refusal(exc, actor), show_alert=True)
-        return
-    await query.answer()
+    card = await deals.deal_card(actor, callback_data.id)
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
     await bot.send_message(
         chat_id,
@@ -204,24 +214,20 @@ async def open_deal(
 
 
 async def move_deal(
-    query: CallbackQuery, callback_data: DealMove, user: User | None, bot: Bot
+    query: CallbackQuery,
+    callback_data: DealMove,
+    actor: Actor,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Move the deal to the pressed stage and re-render the pressed message."""
-    actor = await _actor_for_deal(user, callback_data.id)
-    if actor is None:
-        await query.answer(_("This deal or pipeline no longer exists."), show_alert=True)
-        return
-    try:
-        before = await deals.access_deal(actor, callback_data.id)
-        deal = await deals.do_move_deal(actor, callback_data.id, callback_data.stage)
-        card = await deals.deal_card(actor, deal.id)
-    except ServiceError as exc:
-        await query.answer(deal_refusal(exc, actor), show_alert=True)
-        return
+    before = await deals.access_deal(actor, callback_data.id)
+    deal = await deals.do_move_deal(actor, callback_data.id, callback_data.stage)
+    card = await deals.deal_card(actor, deal.id)
     if before.stage_id == deal.stage_id:
-        await query.answer(_("Already in {stage}.").format(stage=deal.stage.name))
+        callback_answer.text = _("Already in {stage}.").format(stage=deal.stage.name)
     else:
-        await query.answer(_("Moved to {stage}.").format(stage=deal.stage.name))
+        callback_answer.text = _("Moved to {stage}.").format(stage=deal.stage.name)
     if callback_data.view is DealView.STAGES:
         await _replace(query, bot, views.stages_text(card), views.stages_keyboard(card))
     else:
@@ -231,45 +237,60 @@ async def move_deal(
 # ---- dialogues: title, value, note -------------------------------------------------------------
 
 
-async def start_dialogue(
-    query: CallbackQuery, callback_data: DealEdit, user: User | None, state: FSMContext, bot: Bot
+async def ask_for_title(
+    query: CallbackQuery, callback_data: DealEdit, actor: Actor, state: FSMContext, bot: Bot
 ) -> None:
-    """Ask for a new title or value, or a note, once the services say the operator may."""
-    actor = await _actor_for_deal(user, callback_data.id)
-    if actor is None:
-        await query.answer(_("This deal or pipeline no longer exists."), show_alert=True)
-        return
-    try:
-        if callback_data.act is DealEditAct.NOTE:
-            deal = await deals.access_deal_to_annotate(actor, callback_data.id)
-        else:
-            deal = await deals.access_deal_to_change(actor, callback_data.id)
-    except ServiceError as exc:
-        await query.answer(deal_refusal(exc, actor), show_alert=True)
-        return
-    title = html.escape(deal.title)
-    if callback_data.act is DealEditAct.TITLE:
-        await state.set_state(DealDialog.title)
-        prompt = _("Send the new title for <b>{title}</b>, or /cancel.").format(title=title)
-    elif callback_data.act is DealEditAct.VALUE:
-        await state.set_state(DealDialog.value)
-        prompt = _(
-            "Send the new value for <b>{title}</b> (now {value}), like 1500, 1 500,50 or "
-            "1500.5. Add a currency code to change the currency: 2000 EUR. Or /cancel."
-        ).format(title=title, value=views.money(deal.value, deal.currency))
-    else:
-        await state.set_state(DealDialog.note)
-        prompt = _("Send the note for <b>{title}</b>, or /cancel.").format(title=title)
+    """Ask for a new title, once the services say the operator may change the deal."""
+    deal = await deals.access_deal_to_change(actor, callback_data.id)
+    prompt = _("Send the new title for <b>{title}</b>, or /cancel.").format(
+        title=html.escape(deal.title)
+    )
+    await _start_dialogue(query, bot, state, DealDialog.title, actor, deal.id, prompt)
+
+
+async def ask_for_value(
+    query: CallbackQuery, callback_data: DealEdit, actor: Actor, state: FSMContext, bot: Bot
+) -> None:
+    """Ask for a new value (and maybe currency), once the operator may change the deal."""
+    deal = await deals.access_deal_to_change(actor, callback_data.id)
+    prompt = _(
+        "Send the new value for <b>{title}</b> (now {value}), like 1500, 1 500,50 or "
+        "1500.5. Add a currency code to change the currency: 2000 EUR. Or /cancel."
+    ).format(title=html.escape(deal.title), value=views.money(deal.value, deal.currency))
+    await _start_dialogue(query, bot, state, DealDialog.value, actor, deal.id, prompt)
+
+
+async def ask_for_note(
+    query: CallbackQuery, callback_data: DealEdit, actor: Actor, state: FSMContext, bot: Bot
+) -> None:
+    """Ask for a note, once the services say the operator may annotate the deal."""
+    deal = await deals.access_deal_to_annotate(actor, callback_data.id)
+    prompt = _("Send the note for <b>{title}</b>, or /cancel.").format(
+        title=html.escape(deal.title)
+    )
+    await _start_dialogue(query, bot, state, DealDialog.note, actor, deal.id, prompt)
+
+
+async def _start_dialogue(
+    query: CallbackQuery,
+    bot: Bot,
+    state: FSMContext,
+    form: State,
+    actor: Actor,
+    deal_id: int,
+    prompt: str,
+) -> None:
+    """Enter the dialogue ``form`` about a deal, remembering its card, and ask its question."""
+    await state.set_state(form)
     card = query.message if isinstance(query.message, Message) else None
     await state.set_data(
         {
-            "deal_id": deal.id,
+            "deal_id": deal_id,
             "tenant_id": actor.tenant_id,
             "card_chat_id": card.chat.id if card is not None else None,
             "card_message_id": card.message_id if card is not None else None,
         }
     )
-    await query.answer()
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
     sent = await bot.send_message(chat_id, prompt, parse_mode=ParseMode.HTML)
     await state.update_data(prompt_id=sent.message_id)
@@ -305,18 +326,6 @@ async def _refresh_card(bot: Bot, actor: Actor, data: dict[str, Any], chat_id: i
     await _send_card(bot, chat_id, actor, deal_id)
 
 
-async def _dialogue_actor(
-    message: Message, state: FSMContext, user: User | None
-) -> tuple[Actor, dict[str, Any]] | None:
-    data = await state.get_data()
-    actor = await _actor_in(user, data.get("tenant_id"))
-    if actor is None or "deal_id" not in data:
-        await state.clear()
-        await message.answer(no_workspace())
-        return None
-    return actor, data
-
-
 async def _finish(
     message: Message, state: FSMContext, bot: Bot, actor: Actor, data: dict[str, Any], done: str
 ) -> None:
@@ -325,8 +334,9 @@ async def _finish(
     await message.answer(done)
 
 
-async def _refused(message: Message, state: FSMContext, exc: ServiceError, actor: Actor) -> None:
+async def _refused(message: Message, exc: ServiceError, data: dict[str, Any]) -> None:
     """A validation error keeps the dialogue open; any other refusal ends it."""
+    state: FSMContext = data["state"]
     if isinstance(exc, ValidationFailed):
         await message.answer(
             _validation_text(exc) + "\n" + _("Send it again, or /cancel."),
@@ -334,15 +344,12 @@ async def _refused(message: Message, state: FSMContext, exc: ServiceError, actor
         )
         return
     await state.clear()
-    await message.answer(deal_refusal(exc, actor))
+    await message.answer(deal_refusal(exc, data.get("actor")))
 
 
-async def receive_title(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
+async def receive_title(message: Message, state: FSMContext, actor: Actor, bot: Bot) -> None:
     """The new title of the deal."""
-    found = await _dialogue_actor(message, state, user)
-    if found is None:
-        return
-    actor, data = found
+    data: dict[str, Any] = await state.get_data()
     title = (message.text or "").strip()
     if len(title) > MAX_TITLE:
         await message.answer(
@@ -353,20 +360,13 @@ async def receive_title(message: Message, state: FSMContext, user: User | None, 
             + _("Send it again, or /cancel.")
         )
         return
-    try:
-        await deals.do_update_deal(actor, int(data["deal_id"]), title=title)
-    except ServiceError as exc:
-        await _refused(message, state, exc, actor)
-        return
+    await deals.do_update_deal(actor, int(data["deal_id"]), title=title)
     await _finish(message, state, bot, actor, data, _("Title saved ✓"))
 
 
-async def receive_value(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
+async def receive_value(message: Message, state: FSMContext, actor: Actor, bot: Bot) -> None:
     """The new value (and maybe currency); a bad one is explained and the dialogue stays."""
-    found = await _dialogue_actor(message, state, user)
-    if found is None:
-        return
-    actor, data = found
+    data: dict[str, Any] = await state.get_data()
     text = message.text or ""
     try:
         amount = parse_amount(text, views.current_locale())
@@ -376,30 +376,19 @@ async def receive_value(message: Message, state: FSMContext, user: User | None, 
             parse_mode=ParseMode.HTML,
         )
         return
-    try:
-        if amount.currency is None:
-            await deals.do_update_deal(actor, int(data["deal_id"]), value=amount.value)
-        else:
-            await deals.do_update_deal(
-                actor, int(data["deal_id"]), value=amount.value, currency=amount.currency
-            )
-    except ServiceError as exc:
-        await _refused(message, state, exc, actor)
-        return
+    if amount.currency is None:
+        await deals.do_update_deal(actor, int(data["deal_id"]), value=amount.value)
+    else:
+        await deals.do_update_deal(
+            actor, int(data["deal_id"]), value=amount.value, currency=amount.currency
+        )
     await _finish(message, state, bot, actor, data, _("Value saved ✓"))
 
 
-async def receive_note(message: Message, state: FSMContext, user: User | None, bot: Bot) -> None:
+async def receive_note(message: Message, state: FSMContext, actor: Actor, bot: Bot) -> None:
     """A note on the deal."""
-    found = await _dialogue_actor(message, state, user)
-    if found is None:
-        return
-    actor, data = found
-    try:
-        await notes.do_create_note(actor, message.text or "", deal_id=int(data["deal_id"]))
-    except ServiceError as exc:
-        await _refused(message, state, exc, actor)
-        return
+    data: dict[str, Any] = await state.get_data()
+    await notes.do_create_note(actor, message.text or "", deal_id=int(data["deal_id"]))
     await _finish(message, state, bot, actor, data, _("Note added ✓"))
 
 
@@ -411,37 +400,30 @@ async def not_text(message: Message) -> None:
 # ---- notification buttons ----------------------------------------------------------------------
 
 
-async def conversation_deal(
-    query: CallbackQuery, callback_data: ConvAction, user: User | None, bot: Bot
-) -> None:
-    """Deal: the card of the contact's latest open deal; Stage: its stage picker."""
-    actor = await operators.actor_for_conversation(user, callback_data.id)
-    if actor is None:
-        await query.answer(no_workspace(), show_alert=True)
-        return
-    try:
-        found = await deals.deal_of_conversation(actor, callback_data.id)
-        card = await deals.deal_card(actor, found.deal.id) if found.deal is not None else None
-    except ServiceError as exc:
-        await query.answer(deal_refusal(exc, actor), show_alert=True)
-        return
-    await query.answer()
+async def _conversation_card(
+    query: CallbackQuery, conversation_id: int, actor: Actor, bot: Bot
+) -> tuple[int, DealCard | None]:
+    """The chat to answer in and the card of the conversation's latest open deal; with no
+    open deal, the offer to create one is sent and the card is None."""
+    found = await deals.deal_of_conversation(actor, conversation_id)
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-    if card is None:
+    if found.deal is None:
         await bot.send_message(
             chat_id,
             views.no_deal_text(deals.title_for_contact(found.contact)),
             parse_mode=ParseMode.HTML,
-            reply_markup=views.no_deal_keyboard(callback_data.id),
+            reply_markup=views.no_deal_keyboard(conversation_id),
         )
-    elif callback_data.act is ConvAct.STAGE:
-        await bot.send_message(
-            chat_id,
-            views.stages_text(card),
-            parse_mode=ParseMode.HTML,
-            reply_markup=views.stages_keyboard(card),
-        )
-    else:
+        return chat_id, None
+    return chat_id, await deals.deal_card(actor, found.deal.id)
+
+
+async def conversation_deal(
+    query: CallbackQuery, callback_data: ConvAction, actor: Actor, bot: Bot
+) -> None:
+    """Deal: the card of the contact's latest open deal."""
+    chat_id, card = await _conversation_card(query, callback_data.id, actor, bot)
+    if card is not None:
         await bot.send_message(
             chat_id,
             views.card_text(card),
@@ -450,32 +432,39 @@ async def conversation_deal(
         )
 
 
+async def conversation_stages(
+    query: CallbackQuery, callback_data: ConvAction, actor: Actor, bot: Bot
+) -> None:
+    """Stage: the stage picker of the contact's latest open deal."""
+    chat_id, card = await _conversation_card(query, callback_data.id, actor, bot)
+    if card is not None:
+        await bot.send_message(
+            chat_id,
+            views.stages_text(card),
+            parse_mode=ParseMode.HTML,
+            reply_markup=views.stages_keyboard(card),
+        )
+
+
 async def create_for_conversation(
-    query: CallbackQuery, callback_data: DealNew, user: User | None, bot: Bot
+    query: CallbackQuery,
+    callback_data: DealNew,
+    actor: Actor,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Create the lead's deal (or find the one created meanwhile) and show its card in place."""
-    actor = await operators.actor_for_conversation(user, callback_data.conversation)
-    if actor is None:
-        await query.answer(no_workspace(), show_alert=True)
-        return
-    try:
-        deal, created = await deals.do_open_deal_for_conversation(actor, callback_data.conversation)
-        card = await deals.deal_card(actor, deal.id)
-    except ServiceError as exc:
-        await query.answer(deal_refusal(exc, actor), show_alert=True)
-        return
-    await query.answer(_("Deal created.") if created else None)
+    deal, created = await deals.do_open_deal_for_conversation(actor, callback_data.conversation)
+    card = await deals.deal_card(actor, deal.id)
+    callback_answer.text = _("Deal created.") if created else None
     await _replace(query, bot, views.card_text(card), views.card_keyboard(card))
 
 
 # ---- /newdeal ----------------------------------------------------------------------------------
 
 
-async def new_deal(message: Message, command: CommandObject, actor: Actor | None, bot: Bot) -> None:
+async def new_deal(message: Message, command: CommandObject, actor: Actor, bot: Bot) -> None:
     """``/newdeal <title> [value]``: the operator's deal in the default pipeline's first stage."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     usage = _("Usage: /newdeal title [value], for example: /newdeal Website for Acme 1500")
     args = (command.args or "").strip()
     if not args:
@@ -500,32 +489,45 @@ async def new_deal(message: Message, command: CommandObject, actor: Actor | None
             deal = await deals.do_create_deal(
                 actor, title, value=amount.value, currency=amount.currency
             )
-    except ServiceError as exc:
-        if isinstance(exc, ValidationFailed):
-            await message.answer(_validation_text(exc), parse_mode=ParseMode.HTML)
-        else:
-            await message.answer(deal_refusal(exc, actor))
+    except ValidationFailed as exc:
+        await message.answer(_validation_text(exc), parse_mode=ParseMode.HTML)
         return
     await _send_card(bot, message.chat.id, actor, deal.id)
 
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="deals")
+    router = feature_router("deals", deal_refusal)
     dialogue = StateFilter(DealDialog.title, DealDialog.value, DealDialog.note)
-    router.message.register(show_pipeline, Command("deals", "pipeline"))
-    router.message.register(new_deal, Command("newdeal"))
+    router.message.register(show_pipeline, Command("deals", "pipeline"), flags=CURRENT_ACTOR)
+    router.message.register(new_deal, Command("newdeal"), flags=CURRENT_ACTOR)
     answer = (F.text, ~F.text.startswith("/"), answers_the_dialogue)
-    router.message.register(receive_title, StateFilter(DealDialog.title), *answer)
-    router.message.register(receive_value, StateFilter(DealDialog.value), *answer)
-    router.message.register(receive_note, StateFilter(DealDialog.note), *answer)
+    in_dialogue = {
+        ACTOR_FLAG: NeedsActor(resolve=_dialogue_actor, ends_dialogue=True),
+        REFUSAL_FLAG: _refused,
+    }
+    for state, receive in (
+        (DealDialog.title, receive_title),
+        (DealDialog.value, receive_value),
+        (DealDialog.note, receive_note),
+    ):
+        router.message.register(receive, StateFilter(state), *answer, flags=in_dialogue)
     router.message.register(not_text, dialogue, ~F.text)
-    router.callback_query.register(browse_pipeline, PipelineShow.filter())
-    router.callback_query.register(open_deal, DealOpen.filter())
-    router.callback_query.register(move_deal, DealMove.filter())
-    router.callback_query.register(start_dialogue, DealEdit.filter())
-    router.callback_query.register(create_for_conversation, DealNew.filter())
-    router.callback_query.register(
-        conversation_deal, ConvAction.filter(F.act.in_({ConvAct.DEAL, ConvAct.STAGE}))
+    callbacks = router.callback_query
+    callbacks.register(browse_pipeline, PipelineShow.filter(), flags=PIPELINE_ACTOR)
+    callbacks.register(open_deal, DealOpen.filter(), flags=DEAL_ACTOR)
+    callbacks.register(move_deal, DealMove.filter(), flags=DEAL_ACTOR)
+    for act, ask in (
+        (DealEditAct.TITLE, ask_for_title),
+        (DealEditAct.VALUE, ask_for_value),
+        (DealEditAct.NOTE, ask_for_note),
+    ):
+        callbacks.register(ask, DealEdit.filter(F.act == act), flags=DEAL_ACTOR)
+    callbacks.register(create_for_conversation, DealNew.filter(), flags=CONVERSATION_ACTOR)
+    callbacks.register(
+        conversation_deal, ConvAction.filter(F.act == ConvAct.DEAL), flags=CONVERSATION_ACTOR
+    )
+    callbacks.register(
+        conversation_stages, ConvAction.filter(F.act == ConvAct.STAGE), flags=CONVERSATION_ACTOR
     )
     return router

@@ -35,7 +35,7 @@ from aiogram.utils.i18n import gettext as _
 from babel.numbers import format_decimal
 
 from bot.background import BackgroundTasks
-from bot.texts import no_workspace
+from bot.handling import CURRENT_ACTOR, feature_router
 from crm.models import Role
 from crm.services import importer
 from crm.services.access import Actor
@@ -221,7 +221,7 @@ class ProgressMessage:
 
 async def import_document(
     message: Message,
-    actor: Actor | None,
+    actor: Actor,
     bot: Bot,
     background: BackgroundTasks,
     import_options: ImportOptions | None = None,
@@ -231,9 +231,6 @@ async def import_document(
     if document is None or message.from_user is None:
         return
     options = import_options or ImportOptions()
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     try:
         actor.require_write()
     except PermissionDenied:
@@ -375,9 +372,13 @@ class _ImportJob:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="imports")
+    router = feature_router("imports")
     # Replies are left to the inbox (an attachment for a lead); imports come as plain messages.
     router.message.register(
-        import_document, F.document, F.chat.type == ChatType.PRIVATE, ~F.reply_to_message
+        import_document,
+        F.document,
+        F.chat.type == ChatType.PRIVATE,
+        ~F.reply_to_message,
+        flags=CURRENT_ACTOR,
     )
     return router

@@ -3,7 +3,7 @@
 A reply may be text, or a photo, document, voice message, audio or video (with its caption):
 the file is fetched from Telegram, kept in the media store and sent to the lead. The "Sent ✓"
 the operator gets back is edited as the message is delivered, read or fails
-(``bot.notify.show_delivery``).
+(``bot.senders.delivery.show_delivery``).
 """
 
 from __future__ import annotations
@@ -12,21 +12,24 @@ import datetime as dt
 import logging
 import mimetypes
 from dataclasses import dataclass
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import CallbackQuery, ForceReply, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction
-from bot.notify import SHOWN_WHEN_SENT, show_delivery
+from bot.handling import ACTOR_FLAG, NeedsActor, feature_router
 from bot.routers.conversations import conversation_keyboard
+from bot.senders.delivery import SHOWN_WHEN_SENT, show_delivery
 from bot.sending import not_modified
 from bot.services import BotServices
 from bot.texts import no_workspace, refusal
 from crm.messaging import OutboundKind
-from crm.models import ConversationStatus, OperatorNotification, User
+from crm.models import Conversation, ConversationStatus, OperatorNotification, User
 from crm.services import conversations, media, operators
 from crm.services.access import Actor
 from crm.services.errors import ServiceError
@@ -202,15 +205,26 @@ async def reply_media_to_lead(
     await _send_reply(message, bot, notification, actor, outgoing)
 
 
+async def _conversation_actor(data: dict[str, Any]) -> Actor | None:
+    """The presser in the workspace of the button's conversation."""
+    return await operators.actor_for_conversation(data.get("user"), data["callback_data"].id)
+
+
+CONVERSATION_ACTOR = {ACTOR_FLAG: NeedsActor(resolve=_conversation_actor)}
+
+
 async def ask_for_reply(
-    query: CallbackQuery, callback_data: ConvAction, user: User | None, bot: Bot
+    query: CallbackQuery,
+    callback_data: ConvAction,
+    actor: Actor,
+    user: User | None,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Ask the operator to write the answer as a reply (ForceReply)."""
-    actor = await operators.actor_for_conversation(user, callback_data.id)
-    if actor is None or user is None or query.message is None:
-        await query.answer(no_workspace(), show_alert=True)
+    if user is None or query.message is None:
+        callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
-    await query.answer()
     prompt = await bot.send_message(
         chat_id=query.message.chat.id,
         text=_("Write your answer as a reply to this message."),
@@ -225,53 +239,95 @@ async def ask_for_reply(
     )
 
 
-async def act_on_conversation(
-    query: CallbackQuery, callback_data: ConvAction, user: User | None
+async def _show_state(
+    query: CallbackQuery,
+    callback_answer: CallbackAnswer,
+    conversation: Conversation,
+    actor: Actor,
+    user: User | None,
+    done: str | None,
 ) -> None:
-    """Close, reopen, take, or snooze the conversation of a notification; the notification
-    then shows the new state (closed, snoozed until when, who has it) and fitting buttons."""
-    actor = await operators.actor_for_conversation(user, callback_data.id)
-    if actor is None:
-        await query.answer(no_workspace(), show_alert=True)
-        return
-    done: str | None
-    try:
-        if callback_data.act is ConvAct.CLOSE:
-            conversation = await conversations.do_set_status(
-                actor, callback_data.id, ConversationStatus.CLOSED
-            )
-            done = _("Conversation closed.")
-        elif callback_data.act is ConvAct.REOPEN:
-            conversation = await conversations.do_set_status(
-                actor, callback_data.id, ConversationStatus.OPEN
-            )
-            done = _("Conversation reopened.")
-        elif callback_data.act is ConvAct.ASSIGN:
-            conversation = await conversations.do_assign(actor, callback_data.id, actor.user_id)
-            done = _("Assigned to you.")
-        elif callback_data.act is ConvAct.SNOOZE:
-            until = dt.datetime.now(dt.UTC) + SNOOZE
-            conversation = await conversations.do_snooze(actor, callback_data.id, until)
-            done = _("Snoozed for 1 hour.")
-        else:  # the state row: say it in full, and bring the buttons up to date
-            conversation = await conversations.access_conversation(actor, callback_data.id)
-            done = None
-    except ServiceError as exc:
-        await query.answer(refusal(exc, actor), show_alert=True)
-        return
+    """Say what was done (else the state in full) and bring the notification's buttons up to
+    date: closed, snoozed until when, who has it."""
     message = query.message
     if not isinstance(message, Message):
-        await query.answer(done)
+        callback_answer.text = done
         return
     private = message.chat.type == ChatType.PRIVATE
     markup, sentence = await conversation_keyboard(conversation, actor, user, private=private)
-    await query.answer(done or sentence)
+    callback_answer.text = done or sentence
     try:
         await message.edit_reply_markup(reply_markup=markup)
     except TelegramBadRequest as exc:
         if not not_modified(exc):
-            # Deleted meanwhile, or too old to edit: the answer above said what happened.
+            # Deleted meanwhile, or too old to edit: the answer says what happened.
             logger.info("notification buttons not updated: %s", exc.message)
+
+
+async def close_conversation(
+    query: CallbackQuery,
+    callback_data: ConvAction,
+    actor: Actor,
+    user: User | None,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """Close: the conversation is done."""
+    conversation = await conversations.do_set_status(
+        actor, callback_data.id, ConversationStatus.CLOSED
+    )
+    await _show_state(query, callback_answer, conversation, actor, user, _("Conversation closed."))
+
+
+async def reopen_conversation(
+    query: CallbackQuery,
+    callback_data: ConvAction,
+    actor: Actor,
+    user: User | None,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """Reopen a closed conversation."""
+    conversation = await conversations.do_set_status(
+        actor, callback_data.id, ConversationStatus.OPEN
+    )
+    done = _("Conversation reopened.")
+    await _show_state(query, callback_answer, conversation, actor, user, done)
+
+
+async def take_conversation(
+    query: CallbackQuery,
+    callback_data: ConvAction,
+    actor: Actor,
+    user: User | None,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """Assign to me."""
+    conversation = await conversations.do_assign(actor, callback_data.id, actor.user_id)
+    await _show_state(query, callback_answer, conversation, actor, user, _("Assigned to you."))
+
+
+async def snooze_conversation(
+    query: CallbackQuery,
+    callback_data: ConvAction,
+    actor: Actor,
+    user: User | None,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """Snooze for an hour."""
+    until = dt.datetime.now(dt.UTC) + SNOOZE
+    conversation = await conversations.do_snooze(actor, callback_data.id, until)
+    await _show_state(query, callback_answer, conversation, actor, user, _("Snoozed for 1 hour."))
+
+
+async def show_state(
+    query: CallbackQuery,
+    callback_data: ConvAction,
+    actor: Actor,
+    user: User | None,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """The state row: say it in full, and bring the buttons up to date."""
+    conversation = await conversations.access_conversation(actor, callback_data.id)
+    await _show_state(query, callback_answer, conversation, actor, user, None)
 
 
 async def plain_text(message: Message) -> None:
@@ -304,18 +360,23 @@ def build_reply_router() -> Router:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="inbox")
+    router = feature_router("inbox", refusal, reply=True)
+    # Messages in groups are the team inbox's (bot/routers/topics.py): a topic message is a
+    # reply too, and must never be read as an answer to a notification.
+    router.message.filter(F.chat.type == ChatType.PRIVATE)
     router.message.register(reply_to_lead, F.reply_to_message, F.text)
     router.message.register(reply_media_to_lead, F.reply_to_message, ~F.text)
-    router.callback_query.register(ask_for_reply, ConvAction.filter(F.act == ConvAct.REPLY))
-    router.callback_query.register(
-        act_on_conversation,
-        ConvAction.filter(
-            F.act.in_(
-                {ConvAct.CLOSE, ConvAct.REOPEN, ConvAct.ASSIGN, ConvAct.SNOOZE, ConvAct.STATE}
-            )
-        ),
-    )
+    for act, handler in (
+        (ConvAct.REPLY, ask_for_reply),
+        (ConvAct.CLOSE, close_conversation),
+        (ConvAct.REOPEN, reopen_conversation),
+        (ConvAct.ASSIGN, take_conversation),
+        (ConvAct.SNOOZE, snooze_conversation),
+        (ConvAct.STATE, show_state),
+    ):
+        router.callback_query.register(
+            handler, ConvAction.filter(F.act == act), flags=CONVERSATION_ACTOR
+        )
     router.message.register(plain_text, F.text, ~F.text.startswith("/"))
     router.message.register(plain_text, F.photo | F.document | F.voice | F.audio | F.video)
     return router

@@ -19,10 +19,12 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
+from bot.handling import feature_router
 from bot.i18n import SUPPORTED
 
 SetLanguage = Callable[[int, str], Awaitable[None]]
@@ -54,24 +56,29 @@ async def choose_language(message: Message) -> None:
 
 
 async def language_chosen(
-    query: CallbackQuery, callback_data: LangCallback, set_language: SetLanguage, i18n: I18n
+    query: CallbackQuery,
+    callback_data: LangCallback,
+    set_language: SetLanguage,
+    i18n: I18n,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Store the chosen language and confirm in it."""
     code = callback_data.code
     if code not in SUPPORTED:
-        await query.answer(_("This language is not available."), show_alert=True)
+        callback_answer.text = _("This language is not available.")
+        callback_answer.show_alert = True
         return
     await set_language(query.from_user.id, code)
     with i18n.use_locale(code):
         text = _("Language: {language}").format(language=LANGUAGE_NAMES[code])
     if isinstance(query.message, Message):
         await query.message.edit_text(text)
-    await query.answer(text)
+    callback_answer.text = text
 
 
 def build_router() -> Router:
     """A fresh ``/lang`` router (a Router belongs to one Dispatcher, and tests build several)."""
-    router = Router(name="lang")
+    router = feature_router("lang")
     router.message.register(choose_language, Command("lang"))
     router.callback_query.register(language_chosen, LangCallback.filter())
     return router

@@ -18,6 +18,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
+from bot.handling import CURRENT_ACTOR, feature_router
 from bot.texts import no_workspace
 from crm.models import User
 from crm.services import digest, pipelines, tenants
@@ -150,13 +151,8 @@ async def _change(actor: Actor, key: str, value: str) -> str:
     )
 
 
-async def settings(
-    message: Message, command: CommandObject, user: User | None, actor: Actor | None
-) -> None:
-    """Show the workspace's settings, or change one of them."""
-    if user is None or actor is None:
-        await message.answer(no_workspace())
-        return
+async def settings(message: Message, command: CommandObject, user: User, actor: Actor) -> None:
+    """Show the workspace's settings, or change one of them (an actor implies a user)."""
     key, _sep, value = (command.args or "").strip().partition(" ")
     key, value = key.lower(), value.strip()
     if not key:
@@ -179,7 +175,7 @@ async def settings(
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="settings")
+    router = feature_router("settings")
     router.message.register(timezone, Command("timezone"))
-    router.message.register(settings, Command("settings"))
+    router.message.register(settings, Command("settings"), flags=CURRENT_ACTOR)
     return router

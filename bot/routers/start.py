@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import InviteAnswer, WorkspacePick
+from bot.handling import feature_router
 from bot.keyboards import workspaces_keyboard
 from bot.services import BotServices
 from bot.texts import no_workspace, role_name
@@ -75,18 +77,21 @@ async def offer_invites(message: Message, user: User) -> None:
 
 
 async def answer_invite(
-    query: CallbackQuery, callback_data: InviteAnswer, user: User | None
+    query: CallbackQuery,
+    callback_data: InviteAnswer,
+    user: User | None,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Join or decline the pressed invite; only the person it is addressed to may."""
     if user is None:
-        await query.answer(_("This invite link is not valid."), show_alert=True)
+        callback_answer.text = _("This invite link is not valid.")
+        callback_answer.show_alert = True
         return
     try:
         membership = await operators.do_answer_invite(user, callback_data.id, callback_data.ok == 1)
     except InviteInvalid as exc:
-        await query.answer(_invite_error(exc), show_alert=True)
+        callback_answer.text, callback_answer.show_alert = _invite_error(exc), True
         return
-    await query.answer()
     if not isinstance(query.message, Message):
         return
     if membership is None:
@@ -154,18 +159,22 @@ async def workspace(message: Message, user: User | None) -> None:
 
 
 async def pick_workspace(
-    query: CallbackQuery, callback_data: WorkspacePick, user: User | None
+    query: CallbackQuery,
+    callback_data: WorkspacePick,
+    user: User | None,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Switch to the pressed workspace."""
     if user is None:
-        await query.answer(no_workspace(), show_alert=True)
+        callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
     try:
         tenant = await operators.do_switch_workspace(user, callback_data.id)
     except NotFound:
-        await query.answer(_("You are not a member of that workspace."), show_alert=True)
+        callback_answer.text = _("You are not a member of that workspace.")
+        callback_answer.show_alert = True
         return
-    await query.answer(_("Now working in “{workspace}”.").format(workspace=tenant.name))
+    callback_answer.text = _("Now working in “{workspace}”.").format(workspace=tenant.name)
     if query.message is not None and hasattr(query.message, "edit_reply_markup"):
         workspaces = await operators.workspaces_of(user)
         await query.message.edit_reply_markup(
@@ -175,7 +184,7 @@ async def pick_workspace(
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="start")
+    router = feature_router("start")
     router.message.register(
         start_with_invite, CommandStart(deep_link=True, magic=F.args.startswith(INVITE_PREFIX))
     )

@@ -11,16 +11,19 @@ shown even after ``/workspace`` switched. The member concerned is told in their 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import TeamList, TeamMember, TeamRemove, TeamRole
-from bot.texts import no_workspace, role_name
+from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, NeedsActor, feature_router
+from bot.texts import role_name
 from crm.models import Membership, Role, User
 from crm.services import operators, tenants
 from crm.services.access import Actor
@@ -38,11 +41,8 @@ ROLE_ORDER = (Role.OWNER, Role.ADMIN, Role.BIDI, Role.VIEWER)
 BUTTON_NAME = 24
 
 
-async def invite(message: Message, command: CommandObject, actor: Actor | None, bot: Bot) -> None:
+async def invite(message: Message, command: CommandObject, actor: Actor, bot: Bot) -> None:
     """Answer a single-use deep link that joins the workspace with the chosen role."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     word = (command.args or "bidi").strip().lower()
     role = ROLE_WORDS.get(word)
     if role is None:
@@ -114,11 +114,8 @@ def team_keyboard(actor: Actor, members: list[Membership]) -> InlineKeyboardMark
     return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
 
 
-async def team(message: Message, actor: Actor | None) -> None:
+async def team(message: Message, actor: Actor) -> None:
     """List the members of the current workspace and their roles (with buttons for admins)."""
-    if actor is None:
-        await message.answer(no_workspace())
-        return
     members = await tenants.list_members(actor)
     await message.answer(team_text(members), reply_markup=team_keyboard(actor, members))
 
@@ -126,12 +123,12 @@ async def team(message: Message, actor: Actor | None) -> None:
 # ---- buttons ---------------------------------------------------------------------------------
 
 
-def team_refusal(exc: ServiceError, actor: Actor) -> str:
+def team_refusal(exc: ServiceError, actor: Actor | None) -> str:
     """Why a member change was refused, in the operator's language."""
     if isinstance(exc, NotFound):
         return _("This person is no longer a member of the workspace.")
     if isinstance(exc, PermissionDenied):
-        if not actor.has_role(Role.ADMIN):
+        if actor is None or not actor.has_role(Role.ADMIN):
             return _("Only owners and admins can change roles or remove members.")
         return _("Only an owner can give, change or take away the owner role.")
     if isinstance(exc, ValidationFailed):
@@ -139,19 +136,23 @@ def team_refusal(exc: ServiceError, actor: Actor) -> str:
     return _("That did not work: {reason}").format(reason=exc.detail)
 
 
-async def _admin(query: CallbackQuery, user: User | None, tenant_id: int) -> Actor | None:
-    """The presser acting in the button's workspace, if they manage members; else refused."""
-    actor = await operators.actor_for(user, tenant_id) if user is not None else None
-    if actor is None:
-        await query.answer(_("You are not a member of that workspace."), show_alert=True)
-        return None
+def _not_member() -> str:
+    return _("You are not a member of that workspace.")
+
+
+async def _button_actor(data: dict[str, Any]) -> Actor | None:
+    """The presser acting in the workspace the button names (not necessarily the current one)."""
+    user: User | None = data.get("user")
+    return await operators.actor_for(user, data["callback_data"].ws) if user is not None else None
+
+
+BUTTON_ACTOR = {ACTOR_FLAG: NeedsActor(missing=_not_member, resolve=_button_actor)}
+
+
+def _require_admin(actor: Actor) -> None:
+    """Members are managed by owners and admins only."""
     if not actor.has_role(Role.ADMIN):
-        await query.answer(
-            team_refusal(PermissionDenied("members are managed by admins"), actor),
-            show_alert=True,
-        )
-        return None
-    return actor
+        raise PermissionDenied("members are managed by admins")
 
 
 async def _show_list(query: CallbackQuery, actor: Actor) -> None:
@@ -184,19 +185,12 @@ async def _tell_member(bot: Bot, i18n: I18n, member: User, actor: Actor, role: R
         logger.info("member %s not told of the change: %s", member.id, exc)
 
 
-async def pick_role(query: CallbackQuery, callback_data: TeamMember, user: User | None) -> None:
+async def pick_role(query: CallbackQuery, callback_data: TeamMember, actor: Actor) -> None:
     """Offer the roles this member may get from the presser."""
-    actor = await _admin(query, user, callback_data.ws)
-    if actor is None:
-        return
-    try:
-        member = await tenants.access_membership(actor, callback_data.uid)
-    except ServiceError as exc:
-        await query.answer(team_refusal(exc, actor), show_alert=True)
-        return
+    _require_admin(actor)
+    member = await tenants.access_membership(actor, callback_data.uid)
     if member.role is Role.OWNER and actor.role is not Role.OWNER:
-        await query.answer(team_refusal(PermissionDenied("owner"), actor), show_alert=True)
-        return
+        raise PermissionDenied("owner")
     roles = [
         r
         for r in ROLE_ORDER
@@ -222,7 +216,6 @@ async def pick_role(query: CallbackQuery, callback_data: TeamMember, user: User 
             ],
         ]
     )
-    await query.answer()
     if isinstance(query.message, Message):
         await query.message.edit_text(
             _("The role of {name} is {role}. Choose the new role:").format(
@@ -233,39 +226,39 @@ async def pick_role(query: CallbackQuery, callback_data: TeamMember, user: User 
 
 
 async def set_role(
-    query: CallbackQuery, callback_data: TeamRole, user: User | None, bot: Bot, i18n: I18n
+    query: CallbackQuery,
+    callback_data: TeamRole,
+    actor: Actor,
+    bot: Bot,
+    i18n: I18n,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Change the member's role, refresh the list, tell the member."""
-    actor = await _admin(query, user, callback_data.ws)
-    if actor is None:
-        return
+    _require_admin(actor)
     try:
         role = Role(callback_data.role)
     except ValueError:
-        await query.answer(_("Unknown role."), show_alert=True)
+        callback_answer.text, callback_answer.show_alert = _("Unknown role."), True
         return
-    try:
-        member = await tenants.do_change_member_role(actor, callback_data.uid, role)
-    except ServiceError as exc:
-        await query.answer(team_refusal(exc, actor), show_alert=True)
-        return
-    await query.answer(_("{name} is now {role}.").format(name=_name(member), role=role_name(role)))
+    member = await tenants.do_change_member_role(actor, callback_data.uid, role)
+    callback_answer.text = _("{name} is now {role}.").format(
+        name=_name(member), role=role_name(role)
+    )
     await _show_list(query, actor)
     await _tell_member(bot, i18n, member.user, actor, role)
 
 
 async def remove(
-    query: CallbackQuery, callback_data: TeamRemove, user: User | None, bot: Bot, i18n: I18n
+    query: CallbackQuery,
+    callback_data: TeamRemove,
+    actor: Actor,
+    bot: Bot,
+    i18n: I18n,
+    callback_answer: CallbackAnswer,
 ) -> None:
     """Ask to confirm the removal; once confirmed, remove, refresh the list, tell the member."""
-    actor = await _admin(query, user, callback_data.ws)
-    if actor is None:
-        return
-    try:
-        member = await tenants.access_membership(actor, callback_data.uid)
-    except ServiceError as exc:
-        await query.answer(team_refusal(exc, actor), show_alert=True)
-        return
+    _require_admin(actor)
+    member = await tenants.access_membership(actor, callback_data.uid)
     if not callback_data.ok:
         keyboard = InlineKeyboardMarkup(
             inline_keyboard=[
@@ -282,7 +275,6 @@ async def remove(
                 ]
             ]
         )
-        await query.answer()
         if isinstance(query.message, Message):
             await query.message.edit_text(
                 _(
@@ -292,33 +284,24 @@ async def remove(
                 reply_markup=keyboard,
             )
         return
-    try:
-        await tenants.do_remove_member(actor, member.user_id)
-    except ServiceError as exc:
-        await query.answer(team_refusal(exc, actor), show_alert=True)
-        return
-    await query.answer(_("{name} was removed from the workspace.").format(name=_name(member)))
+    await tenants.do_remove_member(actor, member.user_id)
+    callback_answer.text = _("{name} was removed from the workspace.").format(name=_name(member))
     await _show_list(query, actor)
     await _tell_member(bot, i18n, member.user, actor, None)
 
 
-async def back_to_list(query: CallbackQuery, callback_data: TeamList, user: User | None) -> None:
+async def back_to_list(query: CallbackQuery, actor: Actor) -> None:
     """Show the member list again (Back, Cancel)."""
-    actor = await operators.actor_for(user, callback_data.ws) if user is not None else None
-    if actor is None:
-        await query.answer(_("You are not a member of that workspace."), show_alert=True)
-        return
-    await query.answer()
     await _show_list(query, actor)
 
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="team")
-    router.message.register(invite, Command("invite"))
-    router.message.register(team, Command("team"))
-    router.callback_query.register(pick_role, TeamMember.filter())
-    router.callback_query.register(set_role, TeamRole.filter())
-    router.callback_query.register(remove, TeamRemove.filter())
-    router.callback_query.register(back_to_list, TeamList.filter())
+    router = feature_router("team", team_refusal)
+    router.message.register(invite, Command("invite"), flags=CURRENT_ACTOR)
+    router.message.register(team, Command("team"), flags=CURRENT_ACTOR)
+    router.callback_query.register(pick_role, TeamMember.filter(), flags=BUTTON_ACTOR)
+    router.callback_query.register(set_role, TeamRole.filter(), flags=BUTTON_ACTOR)
+    router.callback_query.register(remove, TeamRemove.filter(), flags=BUTTON_ACTOR)
+    router.callback_query.register(back_to_list, TeamList.filter(), flags=BUTTON_ACTOR)
     return router

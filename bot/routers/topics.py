@@ -10,8 +10,8 @@ reach ``bot/routers/inbox.py`` (which reads replies as answers to notifications)
 comes right before the inbox router and takes every message of a group chat.
 
 Answers of the bot in a linked group (refusals) go through the group's queue
-(``bot/topics.py``) like every other post; only the answers to ``/teaminbox`` itself are sent
-directly.
+(``bot/senders/team_inbox.py``) like every other post; only the answers to ``/teaminbox``
+itself are sent directly.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from aiogram.enums import ChatMemberStatus, ChatType
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction
-from bot.texts import no_workspace, refusal
+from bot.handling import CURRENT_ACTOR, feature_router
+from bot.texts import refusal
 from crm.models import User
 from crm.services import operators, team_inbox
 from crm.services.access import Actor
@@ -45,14 +47,11 @@ def _not_operator() -> str:
     )
 
 
-async def teaminbox(
+async def teaminbox_in_group(
     message: Message, command: CommandObject, user: User | None, actor: Actor | None, bot: Bot
 ) -> None:
-    """``/teaminbox`` or ``/teaminbox off``, in a group or in a private chat."""
+    """``/teaminbox`` or ``/teaminbox off`` in a group: link or unlink it."""
     off = (command.args or "").strip().lower() == "off"
-    if message.chat.type not in GROUP_CHATS:
-        await _in_private(message, actor, off)
-        return
     if user is None or actor is None:
         await message.answer(_not_operator())
         return
@@ -145,11 +144,9 @@ async def _unlink_group(message: Message, user: User) -> None:
     )
 
 
-async def _in_private(message: Message, actor: Actor | None, off: bool) -> None:
-    if actor is None:
-        await message.answer(no_workspace())
-        return
-    if off:
+async def teaminbox_in_private(message: Message, command: CommandObject, actor: Actor) -> None:
+    """``/teaminbox`` in a private chat tells which group is linked; ``off`` unlinks it."""
+    if (command.args or "").strip().lower() == "off":
         try:
             unlinked = await team_inbox.do_unlink_group(actor)
         except PermissionDenied:
@@ -215,22 +212,29 @@ async def group_message(message: Message) -> None:
     """Any other message in a group: not for the bot (and never an answer to a lead)."""
 
 
-async def reply_button_in_group(query: CallbackQuery) -> None:
+async def reply_button_in_group(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
     """The Reply button of a lead message in a topic: writing in the topic is the reply."""
-    await query.answer(_("Write in this topic: your message goes to the lead."), show_alert=True)
+    callback_answer.text = _("Write in this topic: your message goes to the lead.")
+    callback_answer.show_alert = True
 
 
 def build_router() -> Router:
-    """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="topics")
-    router.message.register(teaminbox, Command("teaminbox"))
-    router.message.register(
+    """A fresh router with this module's handlers (one per Dispatcher): one sub-router for
+    group chats, where it takes every message, and one for ``/teaminbox`` in private chats."""
+    in_group = feature_router("topics_in_groups")
+    in_group.message.filter(F.chat.type.in_(GROUP_CHATS))
+    in_group.callback_query.filter(F.message.chat.type.in_(GROUP_CHATS))
+    in_group.message.register(teaminbox_in_group, Command("teaminbox"))
+    in_group.message.register(
         topic_message, F.chat.type == ChatType.SUPERGROUP, F.is_topic_message.is_(True)
     )
-    router.message.register(group_message, F.chat.type.in_(GROUP_CHATS))
-    router.callback_query.register(
-        reply_button_in_group,
-        ConvAction.filter(F.act == ConvAct.REPLY),
-        F.message.chat.type.in_(GROUP_CHATS),
+    in_group.message.register(group_message)
+    in_group.callback_query.register(
+        reply_button_in_group, ConvAction.filter(F.act == ConvAct.REPLY)
     )
+    in_private = feature_router("topics_in_private")
+    in_private.message.filter(~F.chat.type.in_(GROUP_CHATS))
+    in_private.message.register(teaminbox_in_private, Command("teaminbox"), flags=CURRENT_ACTOR)
+    router = Router(name="topics")
+    router.include_routers(in_group, in_private)
     return router

@@ -36,8 +36,6 @@ from aiogram.types import (
 )
 from aiogram.utils.token import TokenValidationError
 
-from channels.telegram.limits import FloodControlMiddleware, RateLimits, SendRateLimiter
-from channels.telegram.logs import redact
 from channels.telegram.parse import external_id, parse_body, split_external_id, update_id_of
 from crm.messaging import (
     ChannelKind,
@@ -49,6 +47,8 @@ from crm.messaging import (
     SendError,
     SendResult,
 )
+from telegram_transport.limits import FloodControlMiddleware, RateLimits, SendRateLimiter
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """The daily digest of an operator, at their local morning, and the time zone it follows.
 
-Every minute a loop (``bot/alerts.py``) asks ``due_members(now)`` who is in their digest hour:
-local time from ``DIGEST_HOUR`` until ``MORNING_ENDS`` in ``User.timezone`` (UTC when unset),
-with no digest yet for that local date. Each one is claimed with ``claim_digest``: a single
-conditional UPDATE of ``User.digest_sent_on``, so of two workers (or a worker and its restart)
-only the one whose UPDATE changed the row sends. A morning missed entirely (the service was down
-until noon) is skipped rather than sent in the afternoon.
+Every minute a loop (``bot/senders/alerts.py``) asks ``due_members(now)`` who is in their digest
+hour: local time from ``DIGEST_HOUR`` until ``MORNING_ENDS`` in ``User.timezone`` (UTC when
+unset), with no digest yet for that local date. Each one is claimed with ``claim_digest``: a
+single conditional UPDATE of ``User.digest_sent_on``, so of two workers (or a worker and its
+restart) only the one whose UPDATE changed the row sends. A morning missed entirely (the service
+was down until noon) is skipped rather than sent in the afternoon.
 
 ``daily_digest(user_id, now)`` counts, per workspace of the member: contacts created in the
 last 24 hours (new leads), conversations waiting for a reply (open, the last message is the

@@ -13,7 +13,8 @@ group's Bot API calls stored on that row, and a post is claimed before it is sen
 loses no queued post, and a post whose send was cut off halfway is never sent again (it is
 marked failed, as ``crm.services.outbound`` does for lead messages).
 
-This module knows Telegram only by numeric ids; rendering and sending live in ``bot/topics.py``.
+This module knows Telegram only by numeric ids; rendering and sending live in
+``bot/senders/team_inbox.py``.
 """
 
 from __future__ import annotations

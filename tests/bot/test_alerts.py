@@ -16,8 +16,8 @@ import pytest
 from aiogram.utils.i18n import I18n
 from tortoise import connections
 
-from bot.alerts import Alerts, render_digest
 from bot.i18n import LOCALES_DIR, build_i18n, rendering
+from bot.senders.alerts import Alerts, render_digest
 from crm.messaging import ChannelKind
 from crm.models import (
     Contact,

@@ -17,10 +17,10 @@ import pytest
 from tortoise import connections
 
 from bot.i18n import build_i18n, rendering
-from bot.notify import (
+from bot.senders.delivery import delivery_text
+from bot.senders.notifications import (
     CAPTION_LIMIT,
     attachment_of,
-    delivery_text,
     render_notification,
     telegram_length,
 )

@@ -460,7 +460,7 @@ async def test_a_reply_answers_the_newest_notification_with_its_message_id(
 async def test_a_notification_that_cannot_be_delivered_is_logged_with_the_reason(
     service: RunningService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.notify")
+    caplog.set_level(logging.WARNING, logger="bot.senders.notifications")
     owner = await onboard_owner(service, OWNER, "Olga")
     blocked = await service.http.post(
         "/sandbox/telegram/blocks", json={"connection_id": "operator", "user_id": OWNER}
@@ -477,7 +477,7 @@ async def test_a_notification_that_cannot_be_delivered_is_logged_with_the_reason
     row = await OperatorNotification.get(lead_message_id=message.id)
     assert row.user_id == owner.id and row.telegram_message_id is None
     assert "blocked by the user" in (row.error or "")
-    logged = [r.getMessage() for r in caplog.records if r.name == "bot.notify"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "bot.senders.notifications"]
     assert any(
         f"operator {owner.id} (chat {OWNER}) not notified of lead message {message.id}" in line
         and "blocked by the user" in line

@@ -10,7 +10,7 @@ import html
 from typing import Any
 
 from bot.runtime import OperatorBot
-from bot.topics import TeamInboxPoster, topic_name
+from bot.senders.team_inbox import TeamInboxPoster, topic_name
 from crm.models import (
     Contact,
     Conversation,

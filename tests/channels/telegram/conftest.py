@@ -8,9 +8,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from channels.telegram import RateLimits, TelegramAdapter
+from channels.telegram import TelegramAdapter
 from channels.telegram.webhook import router as webhook_router
 from sandbox.telegram import TelegramEmulator
+from telegram_transport.limits import RateLimits
 from tests.support.servers import serve
 from tests.support.telegram import CONNECTION_ID, TOKEN, Ingest, Sandbox, telegram_connection
 

@@ -10,9 +10,14 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramRetryAfter, TelegramServerError
 from aiogram.methods import GetMe, SendMessage, TelegramMethod
 
-from channels.telegram import FloodControlMiddleware, RateLimits, SendRateLimiter, TelegramAdapter
-from channels.telegram.limits import PAID_BROADCAST_PER_SECOND
+from channels.telegram import TelegramAdapter
 from crm.messaging import OutboundMessage
+from telegram_transport.limits import (
+    PAID_BROADCAST_PER_SECOND,
+    FloodControlMiddleware,
+    RateLimits,
+    SendRateLimiter,
+)
 from tests.support.telegram import CONNECTION_ID, LEAD, OTHER_LEAD, Sandbox
 
 

@@ -7,8 +7,7 @@ import logging
 import httpx
 import pytest
 
-from channels.telegram import redact_tokens_in_logs
-from channels.telegram.logs import TokenRedactingFilter, redact
+from telegram_transport.logs import TokenRedactingFilter, redact, redact_tokens_in_logs
 from tests.support.telegram import TOKEN, Sandbox
 
 SECRET_PART = TOKEN.split(":", 1)[1]

@@ -14,9 +14,9 @@ import pytest
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from channels.telegram import redact_tokens_in_logs
 from crm.services.cipher import CredentialCipher
 from crm.services.redaction import install_log_redaction, redact, redact_value, register_secret
+from telegram_transport.logs import redact_tokens_in_logs
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,11 @@
 """Operator alerts: deal stage moves, assignments, the AI's drafts and hand-offs, the digest.
 
-Like ``bot/notify.py`` the event handlers run on task workers, outside any update, so each
-message is rendered in its recipient's language with ``i18n.use_locale``. Handlers are
-at-least-once: before sending, each (event, recipient) pair is claimed with a ``HandledEvent``
-row named after the handler and the user, so a redelivered event tells nobody twice. A send
-that fails for a reason that may pass (a 5xx, a timeout) gives the claim back and raises, and
-the retry of the event tries that recipient again; a chat Telegram refuses for good is not
-retried.
+Like ``bot/senders/notifications.py`` the event handlers run on task workers, outside any update, so
+each message is rendered in its recipient's language with ``i18n.use_locale``. Handlers are
+at-least-once: before sending, each (event, recipient) pair is claimed with a ``HandledEvent`` row
+named after the handler and the user, so a redelivered event tells nobody twice. A send that fails
+for a reason that may pass (a 5xx, a timeout) gives the claim back and raises, and the retry of the
+event tries that recipient again; a chat Telegram refuses for good is not retried.
 
 The digest loop (``run_digest_loop``) runs in the process that serves the bot; see
 ``crm/services/digest.py`` for when a member is due and how a digest is claimed.
@@ -33,7 +32,6 @@ from tortoise.exceptions import IntegrityError
 from bot.callbacks import ConvAct, ConvAction, DealOpen
 from bot.keyboards import draft_keyboard, notification_keyboard
 from bot.texts import render_draft
-from channels.telegram.logs import redact
 from crm.models import (
     Agent,
     Contact,
@@ -52,6 +50,7 @@ from crm.models import (
 from crm.services import digest, operators
 from crm.services.digest import WorkspaceDigest
 from crm.tasks.handlers import HandlerRegistry
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ forward, which can hide who sent it). A text too long for one Telegram message i
 buttons on the last part; the ``OperatorNotification`` points at the part with the buttons.
 
 An operator's reply sent from Telegram gets a "Sent ✓" confirmation (an ``OperatorNotification``
-whose ``lead_message_id`` is the outgoing message); ``show_delivery`` edits it as the message is
-delivered, read, or fails.
+whose ``lead_message_id`` is the outgoing message); ``bot.senders.delivery.show_delivery`` edits
+it as the message is delivered, read, or fails.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from aiogram.utils.i18n import gettext as _
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.keyboards import notification_keyboard
-from bot.sending import not_modified, send_long
-from channels.telegram.logs import redact
+from bot.senders.delivery import show_delivery
+from bot.sending import send_long
 from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import (
     Contact,
@@ -59,8 +59,9 @@ from crm.models import (
 )
 from crm.services import intents, operators
 from crm.services.media import LocalMediaStore, stored_bytes
-from crm.services.operators import OpenDeal, ReplyDelivery
+from crm.services.operators import OpenDeal
 from crm.tasks.handlers import HandlerRegistry
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 
@@ -86,15 +87,6 @@ DEFAULT_NAMES = {
     "audio": "audio.mp3",
     "video": "video.mp4",
 }
-# What the confirmation of a reply shows; queued and sent both read "Sent ✓".
-_STAGES = {
-    DeliveryStatus.QUEUED: "sent",
-    DeliveryStatus.SENT: "sent",
-    DeliveryStatus.DELIVERED: "delivered",
-    DeliveryStatus.READ: "read",
-    DeliveryStatus.FAILED: "failed",
-}
-SHOWN_WHEN_SENT = "sent"
 # A guess below this is noise on a notification (the intent is still stored and reported).
 SHOWN_INTENT_CONFIDENCE = 0.6
 _TICKED = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.READ, DeliveryStatus.FAILED})
@@ -176,62 +168,6 @@ def render_notification(
 def telegram_length(text: str) -> int:
     """Telegram's length of a text: UTF-16 code units."""
     return len(text.encode("utf-16-le")) // 2
-
-
-def delivery_text(status: DeliveryStatus, reason: str | None) -> str:
-    """What the confirmation of an operator's reply says at ``status``."""
-    if status is DeliveryStatus.DELIVERED:
-        return _("✓✓ Delivered")
-    if status is DeliveryStatus.READ:
-        return _("✓✓ Read")
-    if status is DeliveryStatus.FAILED:
-        return _("⚠️ Not delivered: {reason}").format(
-            reason=html.escape(reason or _("unknown error"))
-        )
-    return _("Sent ✓")
-
-
-async def show_delivery(
-    bot: Bot, message_id: int, *, i18n: I18n | None = None, shown: str | None = None
-) -> None:
-    """Edit the confirmation of an outgoing message to show where the message stands now.
-
-    Statuses only move forward in the database (``STATUS_RANK``), but receipts are handled
-    concurrently and at least once, so the edit is of the status read afresh, never of the
-    receipt at hand, and each edit is followed by another read: whoever edits last shows the
-    latest status. ``shown`` is what the confirmation already says (``SHOWN_WHEN_SENT``).
-    With ``i18n`` the text is in the author's language (workers); without, in the current one.
-    """
-    for _attempt in range(len(_STAGES)):
-        state = await operators.reply_delivery(message_id)
-        if state is None or state.chat_id is None or state.telegram_message_id is None:
-            return
-        stage = _STAGES[state.status]
-        if stage == shown:
-            return
-        text = _localized_delivery_text(state, i18n)
-        try:
-            await bot.edit_message_text(
-                text=text,
-                chat_id=state.chat_id,
-                message_id=state.telegram_message_id,
-                parse_mode=ParseMode.HTML,
-            )
-        except TelegramBadRequest as exc:
-            if not not_modified(exc):
-                # The operator deleted the confirmation, or the chat is gone.
-                logger.info("confirmation of message %s not edited: %s", message_id, exc.message)
-                return
-        except TelegramForbiddenError:
-            return
-        shown = stage
-
-
-def _localized_delivery_text(state: ReplyDelivery, i18n: I18n | None) -> str:
-    if i18n is None:
-        return delivery_text(state.status, state.error_title)
-    with i18n.context(), i18n.use_locale(operators.language_of(state.language)):
-        return delivery_text(state.status, state.error_title)
 
 
 def never_sent(exc: TelegramNetworkError) -> bool:

@@ -1,7 +1,7 @@
 """The team inbox in Telegram: event handlers that queue posts, and the worker that sends them.
 
-Installed like ``bot.notify.Notifier``: ``OperatorBot.start`` registers the handlers and starts
-the worker loop, ``stop`` ends both. The handlers only write queue rows
+Installed like ``bot.senders.notifications.Notifier``: ``OperatorBot.start`` registers the
+handlers and starts the worker loop, ``stop`` ends both. The handlers only write queue rows
 (``crm.services.team_inbox``); the worker sends each group's posts in order within the group's
 budget (about 20 Bot API calls a minute, Telegram's limit for a bot in a group), and tells the
 group once per lag episode when its backlog is more than one budget window can send.
@@ -34,13 +34,13 @@ from aiogram.utils.i18n import gettext as _
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.keyboards import notification_keyboard
-from bot.notify import CHANNEL_NAMES, render_notification
-from channels.telegram.logs import redact
+from bot.senders.notifications import CHANNEL_NAMES, render_notification
 from crm.models import Event, TeamPost, TeamPostKind, TeamPostStatus, TeamTopic
 from crm.services import team_inbox
 from crm.services.operators import OpenDeal, language_of
 from crm.services.team_inbox import GroupBudget, TopicView
 from crm.tasks.handlers import HandlerRegistry
+from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
 
