@@ -42,11 +42,18 @@ lint: install ## ruff, mypy and the import contracts of pyproject.toml (DESIGN.m
 test-fast: install ## the edit loop: SQLite, no end-to-end tests (marked e2e), one worker per core
 	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not e2e" -n auto
 
+# The whole suite runs on TEST_WORKERS pytest-xdist workers (each has its own SQLite file or
+# PostgreSQL database); tests marked exclusive (a PostgreSQL restart) run alone afterwards.
+TEST_WORKERS ?= 2
+
 test-sqlite: install browser ## the suite on the embedded defaults (SQLite, in-process queue)
-	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest
+	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not exclusive"
 
 test-pg: install browser ## the suite on PostgreSQL and Redis (both must run on 127.0.0.1)
-	CRM_TEST_DATABASE_URL=$(PG_TEST_URL) CRM_TEST_REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest
+	CRM_TEST_DATABASE_URL=$(PG_TEST_URL) CRM_TEST_REDIS_URL=$(REDIS_TEST_URL) \
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not exclusive"
+	CRM_TEST_DATABASE_URL=$(PG_TEST_URL) CRM_TEST_REDIS_URL=$(REDIS_TEST_URL) \
+		$(BIN)/python -m pytest -m exclusive
 
 test: lint test-sqlite ## lint, type-check and run the whole suite (also on PostgreSQL when it answers)
 	@if $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" 2>/dev/null; then \

@@ -134,6 +134,7 @@ async def test_relay_keeps_delivering_after_postgres_drops_every_connection(
     await eventually_despite_errors(pool_whole)
 
 
+@pytest.mark.exclusive
 async def test_relay_recovers_from_a_real_postgres_restart(
     workspace: Workspace, handlers: HandlerRegistry, database_url: str
 ) -> None:
