@@ -273,12 +273,12 @@ async def test_a_before_dispatch_hook_runs_only_for_the_events_it_serves(
     async def load_bot() -> None:
         loads.append("bot")
 
-    handlers.before_dispatch(load_bot, {"test.lead_wrote"})
+    handlers.before_dispatch(load_bot, {Pong})
     try:
-        unrelated = await record(workspace, "test.contact_imported")
+        unrelated = await record(workspace, Ping)
         await dispatch(unrelated.id)
         assert loads == []
-        served = await record(workspace, "test.lead_wrote")
+        served = await record(workspace, Pong)
         await dispatch(served.id)
         assert loads == ["bot"]
     finally:
