@@ -81,7 +81,9 @@ class HandlerRegistry:
         A part loaded on first need (the operator bot) installs its handlers there, so no
         event it handles skips them; the types keep an unrelated event from loading it.
         """
-        names = None if event_types is None else frozenset(_known(t).type for t in event_types)
+        wanted = None if event_types is None else [_known(t) for t in event_types]
+        every = wanted is None or ANY_EVENT in wanted
+        names = None if every else frozenset(t.type for t in wanted or ())
         self._before.append((hook, names))
 
     def remove_before_dispatch(self, hook: Callable[[], Awaitable[object]]) -> None:
