@@ -42,22 +42,37 @@ from crm.services.access import Actor
 from crm.services.agents import RunRequest, guardrails_of
 from crm.services.cipher import CredentialCipher
 from crm.services.errors import ValidationFailed
-from crm.tasks.handlers import EventHandler, HandlerRegistry
+from crm.services.event_catalog import (
+    AgentRunQueued,
+    ConversationNoteAdded,
+    KnowledgeCreated,
+    KnowledgeDeleted,
+    KnowledgeUpdated,
+    MessageDeleted,
+    MessageEdited,
+    MessageQueued,
+    MessageReceived,
+    NoteCreated,
+    NoteDeleted,
+    NoteUpdated,
+)
+from crm.services.event_types import EventType
+from crm.tasks.handlers import EventHandler, HandlerRegistry, Order
 
 logger = logging.getLogger(__name__)
 
 # Event type -> the memory source its entity is.
-REMEMBERED = {
-    "message.queued": MemorySource.MESSAGE,
-    "message.edited": MemorySource.MESSAGE,
-    "message.deleted": MemorySource.MESSAGE,
-    "conversation.note_added": MemorySource.MESSAGE,
-    "note.created": MemorySource.NOTE,
-    "note.updated": MemorySource.NOTE,
-    "note.deleted": MemorySource.NOTE,
-    "knowledge.created": MemorySource.KNOWLEDGE,
-    "knowledge.updated": MemorySource.KNOWLEDGE,
-    "knowledge.deleted": MemorySource.KNOWLEDGE,
+REMEMBERED: dict[type[EventType], MemorySource] = {
+    MessageQueued: MemorySource.MESSAGE,
+    MessageEdited: MemorySource.MESSAGE,
+    MessageDeleted: MemorySource.MESSAGE,
+    ConversationNoteAdded: MemorySource.MESSAGE,
+    NoteCreated: MemorySource.NOTE,
+    NoteUpdated: MemorySource.NOTE,
+    NoteDeleted: MemorySource.NOTE,
+    KnowledgeCreated: MemorySource.KNOWLEDGE,
+    KnowledgeUpdated: MemorySource.KNOWLEDGE,
+    KnowledgeDeleted: MemorySource.KNOWLEDGE,
 }
 RECEIVED_HANDLER = "ai.lead_message"
 REMEMBER_HANDLER = "ai.remember:"
@@ -277,16 +292,17 @@ class Assistant:
     def install(self, registry: HandlerRegistry) -> None:
         """Register the AI's handlers (before the bot's: notifications then show the intent)."""
         self.uninstall(registry)
-        registry.add("message.received", self._lead_message, name=RECEIVED_HANDLER, atomic=False)
-        registry.add("agent.run_queued", self._agent_run, name=RUN_HANDLER, atomic=False)
-        registry.add("message.queued", self._operator_message, name=TAKE_OVER_HANDLER, atomic=False)
-        for event_type, source in REMEMBERED.items():
-            registry.add(
-                event_type,
-                self._remember(source),
-                name=REMEMBER_HANDLER + event_type,
-                atomic=False,
-            )
+        subscriptions: list[tuple[type[EventType], EventHandler, str]] = [
+            (MessageReceived, self._lead_message, RECEIVED_HANDLER),
+            (AgentRunQueued, self._agent_run, RUN_HANDLER),
+            (MessageQueued, self._operator_message, TAKE_OVER_HANDLER),
+        ]
+        subscriptions += [
+            (event_type, self._remember(source), REMEMBER_HANDLER + event_type.type)
+            for event_type, source in REMEMBERED.items()
+        ]
+        for event_type, handler, name in subscriptions:
+            registry.add(event_type, handler, name=name, atomic=False, order=Order.AI)
 
     @staticmethod
     def uninstall(registry: HandlerRegistry) -> None:
@@ -295,4 +311,4 @@ class Assistant:
         registry.remove(RUN_HANDLER)
         registry.remove(TAKE_OVER_HANDLER)
         for event_type in REMEMBERED:
-            registry.remove(REMEMBER_HANDLER + event_type)
+            registry.remove(REMEMBER_HANDLER + event_type.type)

@@ -9,22 +9,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from crm.services.event_catalog import (
+    AiHandedOff,
+    ConversationAssigned,
+    ConversationClosed,
+    ConversationReopened,
+    DealCreated,
+    DealStageChanged,
+    DraftCreated,
+    MessageReceived,
+    MessageStatusChanged,
+)
+from crm.services.event_types import EventType
+
 ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
 
 # The events the operator bot handles (notifications, alerts, team topics): only these load
 # it on first need, so an unrelated event (a contact imported) leaves aiogram unloaded.
 # tests/bot/test_config.py checks this against what ``OperatorBot.install_handlers`` registers.
-OPERATOR_BOT_EVENT_TYPES = frozenset(
+OPERATOR_BOT_EVENT_TYPES: frozenset[type[EventType]] = frozenset(
     {
-        "message.received",
-        "message.status_changed",
-        "deal.created",
-        "deal.stage_changed",
-        "conversation.assigned",
-        "conversation.closed",
-        "conversation.reopened",
-        "conversation.ai_handed_off",
-        "draft.created",
+        MessageReceived,
+        MessageStatusChanged,
+        DealCreated,
+        DealStageChanged,
+        ConversationAssigned,
+        ConversationClosed,
+        ConversationReopened,
+        AiHandedOff,
+        DraftCreated,
     }
 )
 

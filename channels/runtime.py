@@ -30,8 +30,9 @@ from crm.messaging import (
 )
 from crm.models import Event
 from crm.services import inbox
+from crm.services.event_catalog import MessageQueued
 from crm.services.outbound import DeliveryDeps, deliver_message
-from crm.tasks.handlers import HandlerRegistry
+from crm.tasks.handlers import HandlerRegistry, Order
 from crm.tasks.handlers import registry as event_handlers
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def install(runtime: ChannelRuntime, handlers: HandlerRegistry | None = None) ->
     _runtime = runtime
     handlers = handlers or event_handlers
     handlers.remove(DELIVERY_HANDLER)
-    handlers.add("message.queued", _deliver, name=DELIVERY_HANDLER, atomic=False)
+    handlers.add(MessageQueued, _deliver, name=DELIVERY_HANDLER, atomic=False, order=Order.DELIVER)
 
 
 def current() -> ChannelRuntime:

@@ -49,7 +49,13 @@ from crm.models import (
 )
 from crm.services import digest, operators
 from crm.services.digest import WorkspaceDigest
-from crm.tasks.handlers import HandlerRegistry
+from crm.services.event_catalog import (
+    AiHandedOff,
+    ConversationAssigned,
+    DealStageChanged,
+    DraftCreated,
+)
+from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -249,12 +255,13 @@ class Alerts:
     def install(self, registry: HandlerRegistry) -> None:
         """Register the handlers (replacing those of an earlier instance in this process)."""
         self.uninstall(registry)
-        registry.add("deal.stage_changed", self.deal_moved, name=STAGE_HANDLER, atomic=False)
-        registry.add("conversation.assigned", self.assigned, name=ASSIGN_HANDLER, atomic=False)
-        registry.add("draft.created", self.agent_drafted, name=AGENT_DRAFT_HANDLER, atomic=False)
-        registry.add(
-            "conversation.ai_handed_off", self.handed_off, name=HANDED_OFF_HANDLER, atomic=False
-        )
+        for event_type, handler, name in (
+            (DealStageChanged, self.deal_moved, STAGE_HANDLER),
+            (ConversationAssigned, self.assigned, ASSIGN_HANDLER),
+            (DraftCreated, self.agent_drafted, AGENT_DRAFT_HANDLER),
+            (AiHandedOff, self.handed_off, HANDED_OFF_HANDLER),
+        ):
+            registry.add(event_type, handler, name=name, atomic=False, order=Order.NOTIFY)
 
     @staticmethod
     def uninstall(registry: HandlerRegistry) -> None:

@@ -58,9 +58,10 @@ from crm.models import (
     User,
 )
 from crm.services import intents, operators
+from crm.services.event_catalog import MessageReceived, MessageStatusChanged
 from crm.services.media import LocalMediaStore, stored_bytes
 from crm.services.operators import OpenDeal
-from crm.tasks.handlers import HandlerRegistry
+from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -227,9 +228,19 @@ class Notifier:
     def install(self, registry: HandlerRegistry) -> None:
         """Register the handlers (replacing those of an earlier notifier in this process)."""
         self.uninstall(registry)
-        registry.add("message.received", self.message_received, name=RECEIVED_HANDLER, atomic=False)
         registry.add(
-            "message.status_changed", self.status_changed, name=STATUS_HANDLER, atomic=False
+            MessageReceived,
+            self.message_received,
+            name=RECEIVED_HANDLER,
+            atomic=False,
+            order=Order.NOTIFY,
+        )
+        registry.add(
+            MessageStatusChanged,
+            self.status_changed,
+            name=STATUS_HANDLER,
+            atomic=False,
+            order=Order.NOTIFY,
         )
 
     @staticmethod

@@ -37,9 +37,16 @@ from bot.keyboards import notification_keyboard
 from bot.senders.notifications import CHANNEL_NAMES, render_notification
 from crm.models import Event, TeamPost, TeamPostKind, TeamPostStatus, TeamTopic
 from crm.services import team_inbox
+from crm.services.event_catalog import (
+    ConversationClosed,
+    ConversationReopened,
+    DealCreated,
+    DealStageChanged,
+    MessageReceived,
+)
 from crm.services.operators import OpenDeal, language_of
 from crm.services.team_inbox import GroupBudget, TopicView
-from crm.tasks.handlers import HandlerRegistry
+from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -116,11 +123,14 @@ class TeamInboxPoster:
         self.uninstall(registry)
         # Not atomic: each commits its own rows and then wakes the worker; a repeated event
         # queues nothing twice (the rows carry the event id).
-        registry.add("message.received", self._on_message, name=MESSAGE_HANDLER, atomic=False)
-        registry.add("deal.created", self._on_deal, name=DEAL_CREATED_HANDLER, atomic=False)
-        registry.add("deal.stage_changed", self._on_deal, name=STAGE_HANDLER, atomic=False)
-        registry.add("conversation.closed", self._on_status, name=CLOSED_HANDLER, atomic=False)
-        registry.add("conversation.reopened", self._on_status, name=REOPENED_HANDLER, atomic=False)
+        for event_type, handler, name in (
+            (MessageReceived, self._on_message, MESSAGE_HANDLER),
+            (DealCreated, self._on_deal, DEAL_CREATED_HANDLER),
+            (DealStageChanged, self._on_deal, STAGE_HANDLER),
+            (ConversationClosed, self._on_status, CLOSED_HANDLER),
+            (ConversationReopened, self._on_status, REOPENED_HANDLER),
+        ):
+            registry.add(event_type, handler, name=name, atomic=False, order=Order.NOTIFY)
 
     @staticmethod
     def uninstall(registry: HandlerRegistry) -> None:

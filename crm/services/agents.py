@@ -32,6 +32,13 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, ValidationFailed
+from crm.services.event_catalog import (
+    AgentCreated,
+    AgentRunFinished,
+    AgentRunQueued,
+    AgentUpdated,
+    FollowUpScheduled,
+)
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, paginate_by_id
 from crm.services.references import get_in_tenant
@@ -269,9 +276,7 @@ async def do_create_agent(actor: Actor, values: dict[str, Any]) -> Agent:
     try:
         async with in_transaction() as conn:
             agent = await Agent.create(tenant_id=actor.tenant_id, using_db=conn, **clean)
-            await record_event(
-                actor, "agent.created", "agent", agent.id, after=snapshot(agent), using_db=conn
-            )
+            await record_event(actor, AgentCreated, agent.id, after=snapshot(agent), using_db=conn)
     except IntegrityError:
         raise Conflict("name", f"an agent named {clean['name']!r} exists already") from None
     return agent
@@ -292,8 +297,7 @@ async def do_update_agent(actor: Actor, agent_id: int, values: dict[str, Any]) -
         await agent.save(using_db=conn)
         await record_event(
             actor,
-            "agent.updated",
-            "agent",
+            AgentUpdated,
             agent.id,
             before=before,
             after=snapshot(agent),
@@ -368,8 +372,7 @@ async def do_queue_run(actor: Actor, agent_id: int, request: RunRequest) -> Agen
             )
             await record_event(
                 actor,
-                "agent.run_queued",
-                "agent_run",
+                AgentRunQueued,
                 run.id,
                 after={"agent_id": agent.id, "trigger": request.trigger},
                 using_db=conn,
@@ -446,8 +449,7 @@ async def do_finish_run(run: AgentRun, result: RunResult) -> AgentRun:
         await run.save(using_db=conn)
         await record_event(
             Actor.system(run.tenant_id),
-            "agent.run_finished",
-            "agent_run",
+            AgentRunFinished,
             run.id,
             after={
                 "agent_id": run.agent_id,
@@ -519,8 +521,7 @@ async def do_schedule_follow_up(run: AgentRun, due_at: dt.datetime, note: str) -
         )
         await record_event(
             Actor.system(run.tenant_id),
-            "follow_up.scheduled",
-            "follow_up",
+            FollowUpScheduled,
             follow_up.id,
             after={"conversation_id": run.conversation_id, "due_at": due_at.isoformat()},
             using_db=conn,

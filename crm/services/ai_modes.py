@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 from crm.models import Conversation
 from crm.services.access import Actor
 from crm.services.errors import NotFound, ValidationFailed
+from crm.services.event_catalog import AiControlChanged, AiHandedBack, AiHandedOff, AiModeSet
 from crm.services.events import record_event
 from crm.services.outbound import check_may_work_on
 from crm.services.references import get_in_tenant
@@ -56,7 +57,7 @@ async def access_ai_control(actor: Actor, conversation_id: int) -> AiControl:
 async def _change(
     actor: Actor,
     conversation_id: int,
-    event_type: str,
+    event_type: type[AiControlChanged],
     *,
     mode: str | None = None,
     handoff: tuple[dt.datetime | None, str] | None = None,
@@ -85,7 +86,6 @@ async def _change(
         await record_event(
             actor,
             event_type,
-            "conversation",
             conversation.id,
             before={"mode": before.mode, "handed_off": before.handed_off_at is not None},
             after={
@@ -102,7 +102,7 @@ async def do_set_ai_mode(actor: Actor, conversation_id: int, mode: str) -> AiCon
     """Set the AI mode of a conversation (members who may work on it)."""
     if mode not in AI_MODES:
         raise ValidationFailed("mode", f"must be one of {', '.join(AI_MODES)}")
-    return await _change(actor, conversation_id, "conversation.ai_mode_set", mode=mode)
+    return await _change(actor, conversation_id, AiModeSet, mode=mode)
 
 
 def _reason(reason: str) -> str:
@@ -118,11 +118,9 @@ async def do_hand_off(actor: Actor, conversation_id: int, reason: str) -> AiCont
     current = await access_ai_control(actor, conversation_id)
     if current.handed_off_at is not None:
         return current
-    return await _change(
-        actor, conversation_id, "conversation.ai_handed_off", handoff=(now, _reason(reason))
-    )
+    return await _change(actor, conversation_id, AiHandedOff, handoff=(now, _reason(reason)))
 
 
 async def do_hand_back(actor: Actor, conversation_id: int) -> AiControl:
     """Let the AI act in a conversation again after a human had it."""
-    return await _change(actor, conversation_id, "conversation.ai_handed_back", handoff=(None, ""))
+    return await _change(actor, conversation_id, AiHandedBack, handoff=(None, ""))

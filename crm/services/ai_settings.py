@@ -18,6 +18,7 @@ from crm.models import AiCall, AiSettings
 from crm.services.access import Actor
 from crm.services.cipher import CredentialCipher
 from crm.services.errors import ValidationFailed
+from crm.services.event_catalog import AiSettingsUpdated
 from crm.services.events import record_event, snapshot
 from crm.services.text import clean_text
 
@@ -208,8 +209,7 @@ async def do_update_ai_settings(
         after["api_key_set"] = bool(row.api_key_encrypted)
         await record_event(
             actor,
-            "ai.settings_updated",
-            "ai_settings",
+            AiSettingsUpdated,
             row.id,
             before=before,
             after=after,

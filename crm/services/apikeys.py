@@ -12,6 +12,7 @@ from tortoise.transactions import in_transaction
 from crm.models import ApiKey, Membership, Role
 from crm.services.access import Actor, ActorType, Scope
 from crm.services.errors import NotFound, PermissionDenied, Unauthenticated, ValidationFailed
+from crm.services.event_catalog import ApiKeyCreated, ApiKeyRevoked
 from crm.services.events import record_event
 
 KEY_MARKER = "crm"
@@ -79,8 +80,7 @@ async def do_create_api_key(
         )
         await record_event(
             actor,
-            "api_key.created",
-            "api_key",
+            ApiKeyCreated,
             api_key.id,
             after={
                 "name": api_key.name,
@@ -121,8 +121,7 @@ async def do_revoke_api_key(actor: Actor, api_key_id: int) -> ApiKey:
             await api_key.save(using_db=conn, update_fields=["revoked_at"])
             await record_event(
                 actor,
-                "api_key.revoked",
-                "api_key",
+                ApiKeyRevoked,
                 api_key.id,
                 after={"prefix": api_key.prefix},
                 using_db=conn,

@@ -19,6 +19,7 @@ from crm.models import ChannelConnection
 from crm.services.access import Actor
 from crm.services.cipher import CredentialCipher
 from crm.services.errors import Conflict, NotFound, ValidationFailed
+from crm.services.event_catalog import ChannelConnected, ChannelUpdated
 from crm.services.events import record_event
 
 TELEGRAM_TOKEN = re.compile(r"^(\d{1,20}):[A-Za-z0-9_-]{20,100}$")
@@ -129,8 +130,7 @@ async def do_add_connection(
             )
             await record_event(
                 actor,
-                "channel.connected",
-                "channel_connection",
+                ChannelConnected,
                 connection.id,
                 after=_audit_view(connection),
                 using_db=conn,
@@ -215,8 +215,7 @@ async def do_set_connection_active(
         await connection.save(using_db=conn)
         await record_event(
             actor,
-            "channel.updated",
-            "channel_connection",
+            ChannelUpdated,
             connection.id,
             before=before,
             after=_audit_view(connection),

@@ -23,6 +23,7 @@ from crm.services.errors import (
     NotFound,
     ValidationFailed,
 )
+from crm.services.event_catalog import CompanyCreated, CompanyDeleted, CompanyUpdated
 from crm.services.events import record_event, save_if_changed, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
 from crm.services.references import (
@@ -147,7 +148,7 @@ async def do_create_company(
             # Lost a race with a concurrent create of the same name.
             raise Conflict("name", "another company already has this name") from None
         await record_event(
-            actor, "company.created", "company", company.id, after=snapshot(company), using_db=conn
+            actor, CompanyCreated, company.id, after=snapshot(company), using_db=conn
         )
     return company
 
@@ -180,9 +181,7 @@ async def do_update_company(
         if not isinstance(custom_fields, Unset):
             company.custom_fields = clean_json(custom_fields)
         try:
-            await save_if_changed(
-                actor, company, before, "company.updated", "company", using_db=conn
-            )
+            await save_if_changed(actor, company, before, CompanyUpdated, using_db=conn)
         except IntegrityError:
             raise Conflict("name", "another company already has this name") from None
     return company
@@ -196,6 +195,4 @@ async def do_delete_company(actor: Actor, company_id: int) -> None:
         actor.require_owner_or_admin_of(company.owner_id)
         before = snapshot(company)
         await company.delete(using_db=conn)
-        await record_event(
-            actor, "company.deleted", "company", company_id, before=before, using_db=conn
-        )
+        await record_event(actor, CompanyDeleted, company_id, before=before, using_db=conn)

@@ -23,6 +23,7 @@ from crm.services.contact_fields import (
 )
 from crm.services.deals import list_deals
 from crm.services.errors import Conflict, NotFound, ValidationFailed
+from crm.services.event_catalog import ContactCreated, ContactDeleted, ContactUpdated
 from crm.services.events import changed_fields, record_event, snapshot
 from crm.services.notes import list_notes
 from crm.services.pagination import Page, SortSpec, check_limit, paginate_sorted
@@ -235,8 +236,7 @@ async def do_create_contact(actor: Actor, values: dict[str, Any]) -> ContactReco
         await _set_tags(actor, contact, tags, conn)
         await record_event(
             actor,
-            "contact.created",
-            "contact",
+            ContactCreated,
             contact.id,
             after=_contact_snapshot(contact, tags),
             using_db=conn,
@@ -273,8 +273,7 @@ async def do_update_contact(actor: Actor, contact_id: int, values: dict[str, Any
         if changed:
             await record_event(
                 actor,
-                "contact.updated",
-                "contact",
+                ContactUpdated,
                 contact.id,
                 before=changed,
                 after={k: after[k] for k in changed},
@@ -292,9 +291,7 @@ async def do_delete_contact(actor: Actor, contact_id: int) -> None:
         tags = [t.name for t in await contact.tags.all().using_db(conn)]
         before = _contact_snapshot(contact, tags)
         await contact.delete(using_db=conn)
-        await record_event(
-            actor, "contact.deleted", "contact", contact_id, before=before, using_db=conn
-        )
+        await record_event(actor, ContactDeleted, contact_id, before=before, using_db=conn)
 
 
 def _search_condition(q: str) -> Q:

@@ -28,6 +28,15 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.errors import NotFound, PermissionDenied, ValidationFailed
+from crm.services.event_catalog import (
+    ConversationAssigned,
+    ConversationClosed,
+    ConversationNoteAdded,
+    ConversationRead,
+    ConversationReopened,
+    ConversationSnoozed,
+)
+from crm.services.event_types import SnapshotUpdated
 from crm.services.events import record_event, snapshot
 from crm.services.inbox import EVENT_TEXT_CHARS
 from crm.services.outbound import MAX_TEXT, check_may_work_on
@@ -128,7 +137,7 @@ async def _save_with_event(
     actor: Actor,
     conversation: Conversation,
     before: dict[str, Any],
-    event_type: str,
+    event_type: type[SnapshotUpdated],
     conn: BaseDBAsyncClient,
 ) -> Conversation:
     after = snapshot(conversation)
@@ -138,7 +147,6 @@ async def _save_with_event(
     await record_event(
         actor,
         event_type,
-        "conversation",
         conversation.id,
         before=before,
         after=snapshot(conversation),
@@ -156,7 +164,7 @@ async def do_mark_read(actor: Actor, conversation_id: int) -> Conversation:
             return conversation
         before = snapshot(conversation)
         conversation.unread_count = 0
-        return await _save_with_event(actor, conversation, before, "conversation.read", conn)
+        return await _save_with_event(actor, conversation, before, ConversationRead, conn)
 
 
 async def do_assign(actor: Actor, conversation_id: int, assignee_id: int | None) -> Conversation:
@@ -192,7 +200,7 @@ async def do_assign(actor: Actor, conversation_id: int, assignee_id: int | None)
                 raise ValidationFailed("assignee_id", "a viewer cannot answer conversations")
         before = snapshot(conversation)
         conversation.assignee_id = assignee_id
-        return await _save_with_event(actor, conversation, before, "conversation.assigned", conn)
+        return await _save_with_event(actor, conversation, before, ConversationAssigned, conn)
 
 
 async def do_snooze(actor: Actor, conversation_id: int, until: dt.datetime) -> Conversation:
@@ -210,7 +218,7 @@ async def do_snooze(actor: Actor, conversation_id: int, until: dt.datetime) -> C
         before = snapshot(conversation)
         conversation.status = ConversationStatus.SNOOZED
         conversation.snoozed_until = until
-        return await _save_with_event(actor, conversation, before, "conversation.snoozed", conn)
+        return await _save_with_event(actor, conversation, before, ConversationSnoozed, conn)
 
 
 async def do_set_status(
@@ -226,7 +234,7 @@ async def do_set_status(
         conversation.status = status
         conversation.snoozed_until = None
         closing = status is ConversationStatus.CLOSED
-        event = "conversation.closed" if closing else "conversation.reopened"
+        event = ConversationClosed if closing else ConversationReopened
         return await _save_with_event(actor, conversation, before, event, conn)
 
 
@@ -254,8 +262,7 @@ async def do_add_private_note(actor: Actor, conversation_id: int, text: str) -> 
         )
         await record_event(
             actor,
-            "conversation.note_added",
-            "message",
+            ConversationNoteAdded,
             note.id,
             after={"conversation_id": conversation.id, "text": cleaned[:EVENT_TEXT_CHARS]},
             using_db=conn,

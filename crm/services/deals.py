@@ -39,6 +39,7 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.errors import NotFound, ValidationFailed
+from crm.services.event_catalog import DealCreated, DealDeleted, DealStageChanged, DealUpdated
 from crm.services.events import record_event, save_if_changed, snapshot
 from crm.services.pagination import Page, SortSpec, numeric_sort, paginate_by_id, paginate_sorted
 from crm.services.pipelines import first_open_stage
@@ -230,9 +231,7 @@ async def do_create_deal(
             changed_by_id=actor.user_id,
             using_db=conn,
         )
-        await record_event(
-            actor, "deal.created", "deal", deal.id, after=snapshot(deal), using_db=conn
-        )
+        await record_event(actor, DealCreated, deal.id, after=snapshot(deal), using_db=conn)
         return await _load(deal.id, conn)
 
 
@@ -270,7 +269,7 @@ async def do_update_deal(
         if not isinstance(owner_id, Unset) and owner_id != deal.owner_id:
             await check_owner_assignable(actor, owner_id, conn)
             deal.owner_id = owner_id
-        await save_if_changed(actor, deal, before, "deal.updated", "deal", using_db=conn)
+        await save_if_changed(actor, deal, before, DealUpdated, using_db=conn)
         return await _load(deal.id, conn)
 
 
@@ -318,8 +317,7 @@ async def do_move_deal(
             after["rule"] = rule
         await record_event(
             actor,
-            "deal.stage_changed",
-            "deal",
+            DealStageChanged,
             deal.id,
             before=before,
             after=after,
@@ -336,7 +334,7 @@ async def do_delete_deal(actor: Actor, deal_id: int) -> None:
         actor.require_owner_or_admin_of(deal.owner_id)
         before = snapshot(deal)
         await deal.delete(using_db=conn)
-        await record_event(actor, "deal.deleted", "deal", deal_id, before=before, using_db=conn)
+        await record_event(actor, DealDeleted, deal_id, before=before, using_db=conn)
 
 
 async def list_deal_history(

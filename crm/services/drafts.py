@@ -17,6 +17,7 @@ from tortoise.transactions import in_transaction
 from crm.models import Conversation, Direction, Draft, DraftSource, DraftStatus, Message
 from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, ValidationFailed
+from crm.services.event_catalog import DRAFT_DECISIONS, DraftCreated
 from crm.services.events import record_event
 from crm.services.outbound import MAX_TEXT, Outgoing, check_may_work_on, do_send_message
 from crm.services.references import lock_in_tenant
@@ -82,8 +83,7 @@ async def do_create_draft(
         )
         await record_event(
             actor,
-            "draft.created",
-            "draft",
+            DraftCreated,
             draft.id,
             after={
                 "conversation_id": conversation.id,
@@ -130,8 +130,7 @@ async def _decide(
         await draft.save(using_db=conn)
         await record_event(
             actor,
-            f"draft.{status.value}",
-            "draft",
+            DRAFT_DECISIONS[status],
             draft.id,
             after={"conversation_id": draft.conversation_id, "status": status.value},
             using_db=conn,

@@ -12,6 +12,7 @@ from tortoise.models import Model
 
 from crm.models import Event, OutboxEntry
 from crm.services.access import Actor
+from crm.services.event_types import EventType
 
 
 def to_jsonable(value: Any) -> Any:
@@ -52,23 +53,25 @@ def outbox_writes() -> int:
 
 async def record_event(
     actor: Actor,
-    event_type: str,
-    entity_type: str,
+    event_type: type[EventType],
     entity_id: int | None,
     *,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     using_db: BaseDBAsyncClient,
 ) -> Event:
-    """Append an event and its outbox entry in the caller's transaction.
+    """Append an event of a catalog type and its outbox entry in the caller's transaction.
 
-    ``using_db`` is required: written outside a transaction, a cut connection between the two
-    inserts would leave an event that the relay never hands on.
+    ``before`` and ``after`` must fit the type's declared shape (``InvalidEventPayload``
+    otherwise); they are stored as given. ``using_db`` is required: written outside a
+    transaction, a cut connection between the two inserts would leave an event that the
+    relay never hands on.
     """
+    event_type.check(before, after)
     event = await Event.create(
         tenant_id=actor.tenant_id,
-        type=event_type,
-        entity_type=entity_type,
+        type=event_type.type,
+        entity_type=event_type.entity_type,
         entity_id=entity_id,
         actor_type=actor.actor_type.value,
         actor_user_id=actor.user_id,
@@ -92,8 +95,7 @@ async def save_if_changed(
     actor: Actor,
     record: Model,
     before: dict[str, Any],
-    event_type: str,
-    entity_type: str,
+    event_type: type[EventType],
     *,
     using_db: BaseDBAsyncClient,
 ) -> bool:
@@ -104,7 +106,6 @@ async def save_if_changed(
     await record_event(
         actor,
         event_type,
-        entity_type,
         record.pk,
         before=before,
         after=snapshot(record),

@@ -38,6 +38,7 @@ from crm.services.contact_fields import (
     normalize_whatsapp_id,
 )
 from crm.services.errors import NotFound, ValidationFailed
+from crm.services.event_catalog import ContactCreated, ContactsImported, ContactUpdated
 from crm.services.events import record_event
 from crm.services.text import clean_text
 
@@ -1281,16 +1282,17 @@ class _Import:
         events: list[tuple[Any, ...]] = []
         names = resolver.company_names
         for rec in created:
-            events.append(("contact.created", rec.id, None, _json(_created_snapshot(rec, names))))
+            events.append((ContactCreated.type, rec.id, None, _json(_created_snapshot(rec, names))))
         for rec in updated:
             before, after = _update_snapshots(rec, names)
-            events.append(("contact.updated", rec.id, _json(before), _json(after)))
+            events.append((ContactUpdated.type, rec.id, _json(before), _json(after)))
         # Per-contact audit rows only: the one summary event below goes through the outbox.
+        # Written in bulk past record_event: both types' payloads are snapshots (plain dicts).
         await sql.insert(
             "event",
             [
                 ("tenant_id", self.tenant_id),
-                ("entity_type", "contact"),
+                ("entity_type", ContactCreated.entity_type),
                 ("actor_type", self.actor.actor_type.value),
                 ("actor_user_id", self.actor.user_id),
                 ("actor_api_key_id", self.actor.api_key_id),
@@ -1486,8 +1488,7 @@ async def do_import_contacts(
         async with in_transaction() as conn:
             await record_event(
                 actor,
-                "contacts.imported",
-                "contact",
+                ContactsImported,
                 None,
                 after={
                     "created": result.created,

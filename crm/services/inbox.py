@@ -44,6 +44,18 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.contact_fields import build_search_text
+from crm.services.event_catalog import (
+    BusinessConnected,
+    BusinessDisconnected,
+    ContactCreated,
+    ContactOptedIn,
+    ContactOptedOut,
+    ContactUpdated,
+    MessageDeleted,
+    MessageEdited,
+    MessageReceived,
+    MessageStatusChanged,
+)
 from crm.services.events import record_event, snapshot
 from crm.services.references import lock_in_tenant
 from crm.services.text import clean_json, clean_optional, clean_text
@@ -151,8 +163,7 @@ async def _find_or_create_contact(
     await contact.save(using_db=conn)
     await record_event(
         actor,
-        "contact.created",
-        "contact",
+        ContactCreated,
         contact.id,
         after=snapshot(contact, exclude=frozenset({"search_text"})),
         using_db=conn,
@@ -217,8 +228,7 @@ async def _fill_identifiers(
     await contact.save(using_db=conn)
     await record_event(
         actor,
-        "contact.updated",
-        "contact",
+        ContactUpdated,
         contact.id,
         before=before,
         after=snapshot(contact, exclude=frozenset({"search_text"})),
@@ -381,8 +391,7 @@ async def _store_inbound(
         await conversation.save(using_db=conn)
         await record_event(
             actor,
-            "message.received",
-            "message",
+            MessageReceived,
             message.id,
             after={
                 "conversation_id": conversation.id,
@@ -417,10 +426,8 @@ async def _set_opted_out(
     await contact.save(using_db=conn, update_fields=["consent", "opted_out_at", "updated_at"])
     after = snapshot(contact, exclude=frozenset({"search_text"}))
     after["reason"] = reason
-    event = "contact.opted_out" if opted_out else "contact.opted_in"
-    await record_event(
-        actor, event, "contact", contact.id, before=before, after=after, using_db=conn
-    )
+    event = ContactOptedOut if opted_out else ContactOptedIn
+    await record_event(actor, event, contact.id, before=before, after=after, using_db=conn)
     return True
 
 
@@ -580,8 +587,7 @@ async def _advance(message: Message, receipt: InboundStatus, conn: BaseDBAsyncCl
     )
     await record_event(
         Actor.system(message.tenant_id),
-        "message.status_changed",
-        "message",
+        MessageStatusChanged,
         message.id,
         after=status_event(message),
         using_db=conn,
@@ -645,8 +651,7 @@ async def apply_edit(connection: ConnectionInfo, edit: InboundEdit) -> Message |
         await message.save(using_db=conn, update_fields=["text", "edited", "deleted"])
         await record_event(
             Actor.system(connection.tenant_id),
-            "message.deleted" if edit.deleted else "message.edited",
-            "message",
+            MessageDeleted if edit.deleted else MessageEdited,
             message.id,
             before=before,
             after={
@@ -699,8 +704,7 @@ async def apply_business_connection(
         await link.save(using_db=conn)
         await record_event(
             Actor.system(connection.tenant_id),
-            "channel.business_connected" if update.enabled else "channel.business_disconnected",
-            "business_link",
+            BusinessConnected if update.enabled else BusinessDisconnected,
             link.id,
             after={
                 "connection_id": connection.id,

@@ -33,6 +33,7 @@ from crm.services.ai_settings import (
 )
 from crm.services.deals import do_move_deal
 from crm.services.errors import NotFound, ValidationFailed
+from crm.services.event_catalog import ContactScored, MessageClassified, MessageIntentCorrected
 from crm.services.events import record_event
 from crm.services.inbox import do_set_opted_out
 from crm.services.tenants import same_default_stage
@@ -105,8 +106,7 @@ async def do_record_intent(
             await row.save(using_db=conn)
         await record_event(
             agent_actor(message.tenant_id),
-            "message.classified",
-            "message",
+            MessageClassified,
             message_id,
             after={"intent": intent, "confidence": round(confidence, 4), "source": source},
             using_db=conn,
@@ -155,8 +155,7 @@ async def do_correct_intent(actor: Actor, message_id: int, intent: str) -> Messa
             await row.save(using_db=conn)
         await record_event(
             actor,
-            "message.intent_corrected",
-            "message",
+            MessageIntentCorrected,
             message_id,
             after={"intent": intent, "predicted": row.predicted_intent},
             using_db=conn,
@@ -295,8 +294,7 @@ async def do_update_lead_score(contact_id: int, now: dt.datetime | None = None) 
             await contact.save(using_db=conn, update_fields=["score", "updated_at"])
             await record_event(
                 agent_actor(contact.tenant_id),
-                "contact.scored",
-                "contact",
+                ContactScored,
                 contact.id,
                 before={"score": before},
                 after={"score": score, "intent": latest_intent},

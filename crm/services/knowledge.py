@@ -7,6 +7,7 @@ from tortoise.transactions import in_transaction
 from crm.models import KnowledgeDoc
 from crm.services.access import Actor
 from crm.services.errors import NotFound, ValidationFailed
+from crm.services.event_catalog import KnowledgeCreated, KnowledgeDeleted, KnowledgeUpdated
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, paginate_by_id
 from crm.services.references import lock_in_tenant
@@ -62,9 +63,7 @@ async def do_create_doc(actor: Actor, title: str, text: str) -> KnowledgeDoc:
             created_by_id=actor.user_id,
             using_db=conn,
         )
-        await record_event(
-            actor, "knowledge.created", "knowledge_doc", doc.id, after=_summary(doc), using_db=conn
-        )
+        await record_event(actor, KnowledgeCreated, doc.id, after=_summary(doc), using_db=conn)
     return doc
 
 
@@ -82,8 +81,7 @@ async def do_update_doc(
         await doc.save(using_db=conn)
         await record_event(
             actor,
-            "knowledge.updated",
-            "knowledge_doc",
+            KnowledgeUpdated,
             doc.id,
             before=before,
             after=_summary(doc),
@@ -99,6 +97,4 @@ async def do_delete_doc(actor: Actor, doc_id: int) -> None:
         doc = await lock_in_tenant(actor, KnowledgeDoc, doc_id, "knowledge document", conn)
         before = snapshot(doc)
         await doc.delete(using_db=conn)
-        await record_event(
-            actor, "knowledge.deleted", "knowledge_doc", doc_id, before=before, using_db=conn
-        )
+        await record_event(actor, KnowledgeDeleted, doc_id, before=before, using_db=conn)

@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 from crm.models import Company, Contact, Deal, Note, Role
 from crm.services.access import Actor
 from crm.services.errors import NotFound, PermissionDenied, ValidationFailed
+from crm.services.event_catalog import NoteCreated, NoteDeleted, NoteUpdated
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
 from crm.services.references import lock_in_tenant, require_in_tenant
@@ -111,9 +112,7 @@ async def do_create_note(
             using_db=conn,
             **given,
         )
-        await record_event(
-            actor, "note.created", "note", note.id, after=snapshot(note), using_db=conn
-        )
+        await record_event(actor, NoteCreated, note.id, after=snapshot(note), using_db=conn)
     return note
 
 
@@ -131,8 +130,7 @@ async def do_update_note(actor: Actor, note_id: int, body: str) -> Note:
         await note.save(using_db=conn)
         await record_event(
             actor,
-            "note.updated",
-            "note",
+            NoteUpdated,
             note.id,
             before=before,
             after=snapshot(note),
@@ -149,4 +147,4 @@ async def do_delete_note(actor: Actor, note_id: int) -> None:
         _check_may_change(actor, note)
         before = snapshot(note)
         await note.delete(using_db=conn)
-        await record_event(actor, "note.deleted", "note", note_id, before=before, using_db=conn)
+        await record_event(actor, NoteDeleted, note_id, before=before, using_db=conn)

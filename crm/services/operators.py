@@ -35,6 +35,7 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.errors import NotFound, ServiceError, ValidationFailed
+from crm.services.event_catalog import InviteCreated, InviteDeclined, MemberAdded
 from crm.services.events import record_event
 from crm.services.tenants import do_create_tenant
 
@@ -198,8 +199,7 @@ async def do_create_invite(actor: Actor, role: Role) -> str:
         )
         await record_event(
             actor,
-            "invite.created",
-            "invite",
+            InviteCreated,
             invite.id,
             after={"role": role.value, "expires_at": invite.expires_at.isoformat()},
             using_db=conn,
@@ -261,8 +261,7 @@ async def _join(
     actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
     await record_event(
         actor,
-        "member.added",
-        "membership",
+        MemberAdded,
         membership.id,
         after={"user_id": user.id, "role": Role(invite.role).value, "invite_id": invite.id},
         using_db=conn,
@@ -296,7 +295,7 @@ async def do_answer_invite(user: User, invite_id: int, accept: bool) -> Membersh
             invite.used_at = now
             await invite.save(using_db=conn, update_fields=["used_at"])
             actor = Actor(tenant_id=invite.tenant_id, user_id=user.id, role=Role(invite.role))
-            await record_event(actor, "invite.declined", "invite", invite.id, using_db=conn)
+            await record_event(actor, InviteDeclined, invite.id, using_db=conn)
             return None
         membership = await _join(invite, user, now, conn)
     membership.user = user

@@ -49,6 +49,7 @@ from crm.models import (
 )
 from crm.services.access import Actor, ActorType
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from crm.services.event_catalog import MessageQueued, MessageSent, MessageStatusChanged
 from crm.services.events import record_event
 from crm.services.inbox import (
     EVENT_TEXT_CHARS,
@@ -266,8 +267,7 @@ async def do_send_message(actor: Actor, conversation_id: int, outgoing: Outgoing
             )
             await record_event(
                 actor,
-                "message.queued",
-                "message",
+                MessageQueued,
                 message.id,
                 after={
                     "conversation_id": conversation.id,
@@ -433,8 +433,7 @@ async def _record_sent(message: Message, external_id: str, attempts: int) -> Del
         )
         await record_event(
             Actor.system(locked.tenant_id),
-            "message.sent",
-            "message",
+            MessageSent,
             locked.id,
             after={
                 "conversation_id": locked.conversation_id,
@@ -464,8 +463,7 @@ async def _record_failure(
         await locked.save(using_db=conn)
         await record_event(
             Actor.system(locked.tenant_id),
-            "message.status_changed",
-            "message",
+            MessageStatusChanged,
             locked.id,
             after=status_event(locked),
             using_db=conn,

@@ -30,6 +30,15 @@ from tortoise.transactions import in_transaction
 from crm.models import Deal, Pipeline, Stage, StageKind
 from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, ValidationFailed
+from crm.services.event_catalog import (
+    PipelineCreated,
+    PipelineDeleted,
+    PipelineStagesReordered,
+    PipelineUpdated,
+    StageCreated,
+    StageDeleted,
+    StageUpdated,
+)
 from crm.services.events import record_event, save_if_changed, snapshot
 from crm.services.pagination import Page, paginate_by_id
 from crm.services.references import UNSET, Unset, lock_in_tenant
@@ -275,8 +284,7 @@ async def do_create_pipeline(
         view = PipelineView(pipeline, await _stages_of(pipeline.id, conn))
         await record_event(
             actor,
-            "pipeline.created",
-            "pipeline",
+            PipelineCreated,
             pipeline.id,
             after=_pipeline_snapshot(view),
             using_db=conn,
@@ -307,9 +315,7 @@ async def do_update_pipeline(
                 "is_default", "a tenant always has a default pipeline; make another one default"
             )
         view = PipelineView(pipeline, await _stages_of(pipeline.id, conn))
-        await save_if_changed(
-            actor, pipeline, before, "pipeline.updated", "pipeline", using_db=conn
-        )
+        await save_if_changed(actor, pipeline, before, PipelineUpdated, using_db=conn)
     return view
 
 
@@ -333,9 +339,7 @@ async def do_delete_pipeline(actor: Actor, pipeline_id: int) -> None:
         except IntegrityError:
             # A deal was created in it after the count (the foreign key restricts the delete).
             raise Conflict("pipeline_id", "a deal was just added to this pipeline") from None
-        await record_event(
-            actor, "pipeline.deleted", "pipeline", pipeline_id, before=before, using_db=conn
-        )
+        await record_event(actor, PipelineDeleted, pipeline_id, before=before, using_db=conn)
 
 
 def _stage_in(stages: Sequence[Stage], stage_id: int) -> Stage:
@@ -378,9 +382,7 @@ async def do_create_stage(
         )
         await _renumber(await _stages_of(pipeline_id, conn), conn)
         await stage.refresh_from_db(using_db=conn)
-        await record_event(
-            actor, "stage.created", "stage", stage.id, after=snapshot(stage), using_db=conn
-        )
+        await record_event(actor, StageCreated, stage.id, after=snapshot(stage), using_db=conn)
     return stage
 
 
@@ -414,7 +416,7 @@ async def do_update_stage(
             elif stage.kind is StageKind.OPEN:
                 await deals.update(closed_at=now, updated_at=now)
             stage.kind = kind
-        await save_if_changed(actor, stage, before, "stage.updated", "stage", using_db=conn)
+        await save_if_changed(actor, stage, before, StageUpdated, using_db=conn)
     return stage
 
 
@@ -440,7 +442,7 @@ async def do_delete_stage(actor: Actor, pipeline_id: int, stage_id: int) -> None
             # A deal entered it after the count (the foreign key restricts the delete).
             raise Conflict("stage_id", "a deal was just moved into this stage") from None
         await _renumber(remaining, conn)
-        await record_event(actor, "stage.deleted", "stage", stage_id, before=before, using_db=conn)
+        await record_event(actor, StageDeleted, stage_id, before=before, using_db=conn)
 
 
 async def do_reorder_stages(
@@ -474,8 +476,7 @@ async def do_reorder_stages(
             await _renumber(ordered, conn)
             await record_event(
                 actor,
-                "pipeline.stages_reordered",
-                "pipeline",
+                PipelineStagesReordered,
                 pipeline.id,
                 before={"stage_ids": current},
                 after={"stage_ids": wanted},

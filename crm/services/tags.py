@@ -20,6 +20,13 @@ from tortoise.transactions import in_transaction
 from crm.models import Contact, Role, Tag
 from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from crm.services.event_catalog import (
+    ContactTagRemoved,
+    ContactTagsAdded,
+    TagCreated,
+    TagDeleted,
+    TagUpdated,
+)
 from crm.services.events import record_event, snapshot
 from crm.services.pagination import Page, SortSpec, paginate_sorted
 from crm.services.references import lock_in_tenant
@@ -115,7 +122,7 @@ async def _create_tag(actor: Actor, name: str, conn: BaseDBAsyncClient) -> Tag:
     except IntegrityError:
         # A concurrent request created the same tag first.
         raise Conflict("name", f"the tag '{name}' was just created; try again") from None
-    await record_event(actor, "tag.created", "tag", tag.id, after=snapshot(tag), using_db=conn)
+    await record_event(actor, TagCreated, tag.id, after=snapshot(tag), using_db=conn)
     return tag
 
 
@@ -157,8 +164,7 @@ async def do_rename_tag(actor: Actor, tag_id: int, name: str) -> TagView:
             await tag.save(using_db=conn)
             await record_event(
                 actor,
-                "tag.updated",
-                "tag",
+                TagUpdated,
                 tag.id,
                 before=before,
                 after=snapshot(tag),
@@ -183,7 +189,7 @@ async def do_delete_tag(actor: Actor, tag_id: int) -> None:
         before = {**snapshot(tag), "contact_count": count, "contact_ids": list(contact_ids)}
         # contact_tag rows go with the tag (ON DELETE CASCADE).
         await tag.delete(using_db=conn)
-        await record_event(actor, "tag.deleted", "tag", tag_id, before=before, using_db=conn)
+        await record_event(actor, TagDeleted, tag_id, before=before, using_db=conn)
 
 
 async def do_tag_contact(actor: Actor, contact_id: int, names: Sequence[str]) -> list[TagView]:
@@ -219,8 +225,7 @@ async def do_tag_contact(actor: Actor, contact_id: int, names: Sequence[str]) ->
             )
             await record_event(
                 actor,
-                "contact.tags_added",
-                "contact",
+                ContactTagsAdded,
                 contact.id,
                 before={"tags": before},
                 after={"tags": after},
@@ -249,8 +254,7 @@ async def do_untag_contact(actor: Actor, contact_id: int, tag_id: int) -> None:
         )
         await record_event(
             actor,
-            "contact.tag_removed",
-            "contact",
+            ContactTagRemoved,
             contact.id,
             before={"tags": before},
             after={"tags": after},

@@ -50,6 +50,7 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.errors import Conflict, NotFound, ServiceError
+from crm.services.event_catalog import TeamInboxLinked, TeamInboxUnlinked
 from crm.services.events import record_event
 from crm.services.outbound import Outgoing, do_send_message
 
@@ -169,8 +170,7 @@ async def do_link_group(actor: Actor, chat_id: int, title: str, language: str) -
                 await inbox.save(using_db=conn)
             await record_event(
                 actor,
-                "team_inbox.linked",
-                "team_inbox",
+                TeamInboxLinked,
                 inbox.id,
                 after={"chat_id": chat_id, "title": title, "previous_chat_id": previous_chat_id},
                 using_db=conn,
@@ -197,8 +197,7 @@ async def do_unlink_group(actor: Actor, chat_id: int | None = None) -> LinkResul
         await inbox.delete(using_db=conn)
         await record_event(
             actor,
-            "team_inbox.unlinked",
-            "team_inbox",
+            TeamInboxUnlinked,
             inbox.id,
             before={"chat_id": inbox.chat_id, "title": inbox.title},
             using_db=conn,

@@ -14,6 +14,14 @@ from tortoise.transactions import in_transaction
 from crm.models import Invite, Membership, Pipeline, Role, Stage, StageKind, Tenant, User
 from crm.services.access import Actor, ActorType
 from crm.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from crm.services.event_catalog import (
+    InviteCreated,
+    MemberAdded,
+    MemberRemoved,
+    MemberRoleChanged,
+    TenantCreated,
+    TenantUpdated,
+)
 from crm.services.events import record_event, snapshot
 
 # How long a person added through the API has to accept, as for invite links.
@@ -177,9 +185,7 @@ async def do_create_tenant(
         actor = Actor(
             tenant_id=tenant.id, user_id=owner.id, role=Role.OWNER, actor_type=ActorType.SYSTEM
         )
-        await record_event(
-            actor, "tenant.created", "tenant", tenant.id, after=snapshot(tenant), using_db=conn
-        )
+        await record_event(actor, TenantCreated, tenant.id, after=snapshot(tenant), using_db=conn)
     return CreatedTenant(tenant=tenant, owner=owner)
 
 
@@ -215,8 +221,7 @@ async def do_update_tenant(
         await tenant.save(using_db=conn)
         await record_event(
             actor,
-            "tenant.updated",
-            "tenant",
+            TenantUpdated,
             tenant.id,
             before=before,
             after=snapshot(tenant),
@@ -302,8 +307,7 @@ async def do_add_member(
         )
         await record_event(
             actor,
-            "member.added",
-            "membership",
+            MemberAdded,
             membership.id,
             after={"user_id": user.id, "role": role.value},
             using_db=conn,
@@ -343,8 +347,7 @@ async def _invite_existing_user(
     # The audit log names no user: who holds an account elsewhere is not the workspace's to see.
     await record_event(
         actor,
-        "invite.created",
-        "invite",
+        InviteCreated,
         invite.id,
         after={"role": role.value, "expires_at": invite.expires_at.isoformat(), "addressed": True},
         using_db=conn,
@@ -380,8 +383,7 @@ async def do_change_member_role(actor: Actor, user_id: int, role: Role) -> Membe
         await membership.save(using_db=conn)
         await record_event(
             actor,
-            "member.role_changed",
-            "membership",
+            MemberRoleChanged,
             membership.id,
             before={"user_id": user_id, "role": before.value},
             after={"user_id": user_id, "role": role.value},
@@ -411,8 +413,7 @@ async def do_remove_member(actor: Actor, user_id: int) -> None:
         await membership.delete(using_db=conn)
         await record_event(
             actor,
-            "member.removed",
-            "membership",
+            MemberRemoved,
             membership.id,
             before={"user_id": user_id, "role": membership.role.value},
             using_db=conn,

@@ -9,6 +9,7 @@ the handler; a handler that failed left no row and runs again on the retry.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,14 +21,26 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from crm.models import Event, HandledEvent
+from crm.services.event_catalog import EVENT_TYPES
+from crm.services.event_types import EventType
 
 logger = logging.getLogger(__name__)
 
 DISPATCH_TASK = "crm.dispatch_event"
-ANY_EVENT = "*"
+# Subscribing to the catalog's base class means every event type.
+ANY_EVENT: type[EventType] = EventType
 HANDLER_NAME_MAX = 128
 
 EventHandler = Callable[[Event, BaseDBAsyncClient], Awaitable[None]]
+
+
+class Order(enum.IntEnum):
+    """When a handler runs among those of one event: lower first, then by registration."""
+
+    DELIVER = 0  # hand a queued message to its messenger before anything else
+    AI = 10  # classify, draft, remember: notifications then show the intent
+    DEFAULT = 30
+    NOTIFY = 50  # tell the operators (bot notifications, alerts, team inbox)
 
 
 @dataclass(frozen=True)
@@ -35,13 +48,24 @@ class Handler:
     """A registered handler: its stable name is what marks an event as handled by it."""
 
     name: str
-    event_type: str
+    event_type: type[EventType]
     func: EventHandler
     atomic: bool = True
+    order: int = Order.DEFAULT
+
+
+def _known(event_type: type[EventType]) -> type[EventType]:
+    """``event_type`` if it is a catalog class or ``ANY_EVENT``; TypeError otherwise."""
+    if event_type is ANY_EVENT:
+        return event_type
+    name = getattr(event_type, "type", None)
+    if not isinstance(name, str) or EVENT_TYPES.get(name) is not event_type:
+        raise TypeError(f"not an event type of the catalog: {event_type!r}")
+    return event_type
 
 
 class HandlerRegistry:
-    """Handlers by event type (``"*"`` matches every type), in registration order."""
+    """Handlers by catalog event type (``ANY_EVENT`` matches every type), in explicit order."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
@@ -50,21 +74,24 @@ class HandlerRegistry:
     def before_dispatch(
         self,
         hook: Callable[[], Awaitable[object]],
-        event_types: Iterable[str] | None = None,
+        event_types: Iterable[type[EventType]] | None = None,
     ) -> None:
         """Await ``hook`` before dispatching an event of ``event_types`` (None: every event).
 
         A part loaded on first need (the operator bot) installs its handlers there, so no
         event it handles skips them; the types keep an unrelated event from loading it.
         """
-        self._before.append((hook, None if event_types is None else frozenset(event_types)))
+        wanted = None if event_types is None else [_known(t) for t in event_types]
+        every = wanted is None or ANY_EVENT in wanted
+        names = None if every else frozenset(t.type for t in wanted or ())
+        self._before.append((hook, names))
 
     def remove_before_dispatch(self, hook: Callable[[], Awaitable[object]]) -> None:
         """Forget a ``before_dispatch`` hook; unknown hooks are ignored."""
         self._before = [entry for entry in self._before if entry[0] != hook]
 
     async def prepare(self, event_type: str | None = None) -> None:
-        """Run the ``before_dispatch`` hooks that ``event_type`` needs (None: all of them).
+        """Run the ``before_dispatch`` hooks a stored ``event_type`` needs (None: all of them).
 
         Each hook returns at once after its first time.
         """
@@ -73,9 +100,18 @@ class HandlerRegistry:
                 await hook()
 
     def add(
-        self, event_type: str, func: EventHandler, *, name: str, atomic: bool = True
+        self,
+        event_type: type[EventType],
+        func: EventHandler,
+        *,
+        name: str,
+        atomic: bool = True,
+        order: int = Order.DEFAULT,
     ) -> Handler:
-        """Register ``func`` for ``event_type`` under a unique, stable ``name``.
+        """Register ``func`` for a catalog ``event_type`` under a unique, stable ``name``.
+
+        Anything but a catalog class or ``ANY_EVENT`` raises TypeError. Handlers of one event
+        run by ``order`` (see ``Order``), then in registration order.
 
         With ``atomic`` (the default) the handler gets the transaction its HandledEvent row
         commits in, so its writes happen exactly once. A handler that must not hold a
@@ -86,17 +122,24 @@ class HandlerRegistry:
             raise ValueError(f"a handler name needs 1 to {HANDLER_NAME_MAX} characters: {name!r}")
         if name in self._handlers:
             raise ValueError(f"a handler named {name!r} is already registered")
-        handler = Handler(name=name, event_type=event_type, func=func, atomic=atomic)
+        handler = Handler(
+            name=name, event_type=_known(event_type), func=func, atomic=atomic, order=order
+        )
         self._handlers[name] = handler
         return handler
 
     def register(
-        self, event_type: str, *, name: str, atomic: bool = True
+        self,
+        event_type: type[EventType],
+        *,
+        name: str,
+        atomic: bool = True,
+        order: int = Order.DEFAULT,
     ) -> Callable[[EventHandler], EventHandler]:
         """Decorator form of ``add``."""
 
         def decorate(func: EventHandler) -> EventHandler:
-            self.add(event_type, func, name=name, atomic=atomic)
+            self.add(event_type, func, name=name, atomic=atomic, order=order)
             return func
 
         return decorate
@@ -105,13 +148,19 @@ class HandlerRegistry:
         """Unregister a handler; unknown names are ignored."""
         self._handlers.pop(name, None)
 
-    def event_types(self) -> set[str]:
+    def event_types(self) -> set[type[EventType]]:
         """Every event type a handler is registered for."""
         return {h.event_type for h in self._handlers.values()}
 
-    def matching(self, event_type: str) -> list[Handler]:
-        """The handlers an event of ``event_type`` goes to."""
-        return [h for h in self._handlers.values() if h.event_type in (event_type, ANY_EVENT)]
+    def matching(self, event_type: str | type[EventType]) -> list[Handler]:
+        """The handlers an event of ``event_type`` (a class or a stored name) goes to, in order."""
+        name = event_type if isinstance(event_type, str) else event_type.type
+        found = [
+            h
+            for h in self._handlers.values()
+            if h.event_type is ANY_EVENT or h.event_type.type == name
+        ]
+        return sorted(found, key=lambda h: h.order)  # stable: registration order within one
 
 
 registry = HandlerRegistry()

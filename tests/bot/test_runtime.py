@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 from typing import Any
 
+from agents.assistant import Assistant
 from bot.config import OPERATOR_BOT_EVENT_TYPES
 from bot.runtime import OperatorBot, OperatorBotConfig
 from bot.services import BotServices
@@ -21,7 +23,9 @@ from crm.models import (
     Tenant,
     User,
 )
+from crm.services.event_catalog import ConversationAssigned, DealStageChanged, MessageReceived
 from crm.tasks.handlers import HandlerRegistry
+from crm.wiring import shared_embedder
 from tests.support.bot import (
     buttons,
     invite_link,
@@ -36,6 +40,7 @@ from tests.support.bot import (
     wait_for,
     whatsapp_connection,
 )
+from tests.support.inbox import CIPHER
 from tests.support.polling import eventually
 from tests.support.service import RunningService
 
@@ -252,15 +257,32 @@ async def test_a_worker_process_gets_every_handler_of_the_bot() -> None:
         OperatorBotConfig(token="42:worker-test-token", webhook_secret="s"), BotServices()
     )
     operator.install_handlers(registry)
-    on_lead_message = {h.name for h in registry.matching("message.received")}
+    on_lead_message = {h.name for h in registry.matching(MessageReceived)}
     assert on_lead_message == {"bot.notify_message_received", "bot.team_inbox_message"}
-    assert {h.name for h in registry.matching("deal.stage_changed")} == {
+    assert {h.name for h in registry.matching(DealStageChanged)} == {
         "bot.alert_deal_moved",
         "bot.team_inbox_stage",
     }
-    assert [h.name for h in registry.matching("conversation.assigned")] == ["bot.alert_assigned"]
+    assert [h.name for h in registry.matching(ConversationAssigned)] == ["bot.alert_assigned"]
     operator.uninstall_handlers(registry)
-    assert not registry.matching("message.received")
+    assert not registry.matching(MessageReceived)
+    await operator.bot.session.close()
+
+
+async def test_the_ai_handles_a_lead_message_before_the_bot_whatever_the_install_order(
+    tmp_path: Path,
+) -> None:
+    """Notifications show the message's intent: the AI's handler runs first by its order, not
+    because it happened to be registered first."""
+    registry = HandlerRegistry()
+    operator = OperatorBot(
+        OperatorBotConfig(token="42:order-test-token", webhook_secret="s"), BotServices()
+    )
+    operator.install_handlers(registry)  # the bot first, the wrong way round
+    Assistant(CIPHER, tmp_path, shared_embedder()).install(registry)
+    names = [h.name for h in registry.matching(MessageReceived)]
+    assert names[0] == "ai.lead_message"
+    assert set(names[1:]) == {"bot.notify_message_received", "bot.team_inbox_message"}
     await operator.bot.session.close()
 
 

@@ -23,10 +23,12 @@ from tortoise.transactions import in_transaction
 from crm.db import dialect
 from crm.models import Event, HandledEvent, OutboxEntry
 from crm.services.access import Actor
+from crm.services.event_types import EventType
 from crm.services.events import record_event
 from crm.tasks import relay
 from crm.tasks.broker import Backbone, BackboneConfig, LocalBroker, build_backbone
 from crm.tasks.handlers import (
+    ANY_EVENT,
     DISPATCH_TASK,
     HandlerFailedError,
     HandlerRegistry,
@@ -41,6 +43,7 @@ from crm.tasks.schedule import (
     TaskiqTaskQueue,
     schedule_at,
 )
+from tests.support.events import Nudged, Ping, Pong
 from tests.support.polling import eventually
 from tests.support.workspace import Workspace
 
@@ -77,17 +80,15 @@ async def local() -> AsyncIterator[Backbone]:
 
 
 async def record(
-    workspace: Workspace, event_type: str, conn: BaseDBAsyncClient | None = None
+    workspace: Workspace, event_type: type[EventType], conn: BaseDBAsyncClient | None = None
 ) -> Event:
     """Record an event of ``event_type`` as the system actor, in ``conn`` or its own transaction."""
     if conn is not None:
         return await record_event(
-            Actor.system(workspace.tenant_id), event_type, "contact", None, using_db=conn
+            Actor.system(workspace.tenant_id), event_type, None, using_db=conn
         )
     async with in_transaction() as own:
-        return await record_event(
-            Actor.system(workspace.tenant_id), event_type, "contact", None, using_db=own
-        )
+        return await record_event(Actor.system(workspace.tenant_id), event_type, None, using_db=own)
 
 
 def pong_writer(calls: list[int]) -> Callable[[Event, BaseDBAsyncClient], Awaitable[None]]:
@@ -95,16 +96,14 @@ def pong_writer(calls: list[int]) -> Callable[[Event, BaseDBAsyncClient], Awaita
 
     async def handler(event: Event, conn: BaseDBAsyncClient) -> None:
         calls.append(event.id)
-        await record_event(
-            Actor.system(event.tenant_id), "test.pong", "event", event.id, using_db=conn
-        )
+        await record_event(Actor.system(event.tenant_id), Pong, event.id, using_db=conn)
 
     return handler
 
 
 async def pongs(event_id: int) -> int:
     """How many test.pong effects exist for ``event_id``."""
-    return await Event.filter(type="test.pong", entity_id=event_id).count()
+    return await Event.filter(type=Pong.type, entity_id=event_id).count()
 
 
 async def relay_all(backbone: Backbone) -> None:
@@ -119,16 +118,16 @@ async def test_rolled_back_event_never_reaches_a_handler(
     workspace: Workspace, handlers: HandlerRegistry, local: Backbone
 ) -> None:
     calls: list[int] = []
-    handlers.add("test.ping", pong_writer(calls), name="test.pong-writer")
+    handlers.add(Ping, pong_writer(calls), name="test.pong-writer")
     with pytest.raises(RuntimeError):
         async with in_transaction() as conn:
-            await record(workspace, "test.ping", conn)
+            await record(workspace, Ping, conn)
             raise RuntimeError("the write failed after its event was recorded")
     await relay_all(local)
     assert calls == []
-    assert not await Event.filter(type="test.ping").exists()
+    assert not await Event.filter(type=Ping.type).exists()
 
-    committed = await record(workspace, "test.ping")  # the control: a committed event arrives
+    committed = await record(workspace, Ping)  # the control: a committed event arrives
     await relay_all(local)
     assert calls == [committed.id]
     assert not await OutboxEntry.filter(event_id=committed.id).exists()
@@ -138,9 +137,9 @@ async def test_committed_event_is_handled_once_when_delivered_twice(
     workspace: Workspace, handlers: HandlerRegistry, local: Backbone
 ) -> None:
     calls: list[int] = []
-    handlers.add("test.ping", pong_writer(calls), name="test.pong-writer")
+    handlers.add(Ping, pong_writer(calls), name="test.pong-writer")
     async with in_transaction() as conn:
-        event = await record(workspace, "test.ping", conn)
+        event = await record(workspace, Ping, conn)
     await relay_all(local)
     assert calls == [event.id]
 
@@ -165,8 +164,8 @@ async def test_concurrent_deliveries_run_a_handler_once(
         await asyncio.sleep(0.05)  # both deliveries are in flight together
         await write(event, conn)
 
-    handlers.add("test.ping", slow, name="test.slow-pong")
-    event = await record(workspace, "test.ping")
+    handlers.add(Ping, slow, name="test.slow-pong")
+    event = await record(workspace, Ping)
     first, second = await asyncio.gather(dispatch(event.id), dispatch(event.id))
     assert sorted([first.ran, second.ran]) == [[], ["test.slow-pong"]]
     assert first.skipped + second.skipped == ["test.slow-pong"]
@@ -179,19 +178,19 @@ async def test_failing_handler_is_retried_after_its_delay_and_others_not_repeate
 ) -> None:
     good_calls: list[int] = []
     flaky_times: list[float] = []
-    handlers.add("test.ping", pong_writer(good_calls), name="test.good")
+    handlers.add(Ping, pong_writer(good_calls), name="test.good")
 
     async def flaky(event: Event, conn: BaseDBAsyncClient) -> None:
         flaky_times.append(time.monotonic())
         if len(flaky_times) < 3:
             raise ConnectionError("the messenger is down")
 
-    handlers.add("test.ping", flaky, name="test.flaky")
+    handlers.add(Ping, flaky, name="test.flaky")
     config = BackboneConfig(
         relay_interval=0.02, scheduler_interval=0.02, retry_delay=0.2, retry_jitter=False
     )
     async with embedded_backbone(None, config):
-        event = await record(workspace, "test.ping")
+        event = await record(workspace, Ping)
         await eventually(
             lambda: HandledEvent.filter(event_id=event.id, handler="test.flaky").exists()
         )
@@ -207,7 +206,7 @@ async def test_failing_handler_is_retried_after_its_delay_and_others_not_repeate
 async def write_event(tenant_id: int) -> None:
     """A task whose work emits an event (as a lead message's ingest does)."""
     async with in_transaction() as conn:
-        await record_event(Actor.system(tenant_id), "test.nudged", "contact", None, using_db=conn)
+        await record_event(Actor.system(tenant_id), Nudged, None, using_db=conn)
 
 
 async def test_an_event_written_by_a_task_is_relayed_at_once_not_at_the_next_poll(
@@ -218,7 +217,7 @@ async def test_an_event_written_by_a_task_is_relayed_at_once_not_at_the_next_pol
     async def handler(event: Event, conn: BaseDBAsyncClient) -> None:
         handled.append(event.id)
 
-    handlers.add("test.nudged", handler, name="test.nudged")
+    handlers.add(Nudged, handler, name="test.nudged")
     # A poll interval far longer than the wait below: only the nudge can relay in time.
     config = BackboneConfig(relay_interval=60.0, scheduler_interval=0.02, shutdown_timeout=2.0)
     async with embedded_backbone(None, config) as backbone:
@@ -240,9 +239,9 @@ async def test_dispatch_reports_every_failure_and_runs_the_other_handlers(
     async def broken(event: Event, conn: BaseDBAsyncClient) -> None:
         raise ValueError("bug")
 
-    handlers.add("test.ping", broken, name="test.broken")
-    handlers.add("*", pong_writer(calls), name="test.every-event")
-    event = await record(workspace, "test.ping")
+    handlers.add(Ping, broken, name="test.broken")
+    handlers.add(ANY_EVENT, pong_writer(calls), name="test.every-event")
+    event = await record(workspace, Ping)
     with pytest.raises(HandlerFailedError) as failed:
         await dispatch(event.id)
     assert list(failed.value.errors) == ["test.broken"]
@@ -258,8 +257,8 @@ async def test_non_atomic_handler_runs_outside_a_transaction(
     async def notify(event: Event, conn: BaseDBAsyncClient) -> None:
         calls.append(event.id)
 
-    handlers.add("test.ping", notify, name="test.notify", atomic=False)
-    event = await record(workspace, "test.ping")
+    handlers.add(Ping, notify, name="test.notify", atomic=False)
+    event = await record(workspace, Ping)
     assert (await dispatch(event.id)).ran == ["test.notify"]
     assert (await dispatch(event.id)).skipped == ["test.notify"]
     assert calls == [event.id]
@@ -274,12 +273,12 @@ async def test_a_before_dispatch_hook_runs_only_for_the_events_it_serves(
     async def load_bot() -> None:
         loads.append("bot")
 
-    handlers.before_dispatch(load_bot, {"test.lead_wrote"})
+    handlers.before_dispatch(load_bot, {Pong})
     try:
-        unrelated = await record(workspace, "test.contact_imported")
+        unrelated = await record(workspace, Ping)
         await dispatch(unrelated.id)
         assert loads == []
-        served = await record(workspace, "test.lead_wrote")
+        served = await record(workspace, Pong)
         await dispatch(served.id)
         assert loads == ["bot"]
     finally:
@@ -294,14 +293,14 @@ def test_handler_names_are_unique_and_bounded() -> None:
     async def noop(event: Event, conn: BaseDBAsyncClient) -> None:
         return None
 
-    own.add("a", noop, name="h")
+    own.add(Ping, noop, name="h")
     with pytest.raises(ValueError, match="already registered"):
-        own.add("b", noop, name="h")
+        own.add(Pong, noop, name="h")
     with pytest.raises(ValueError, match="characters"):
-        own.add("a", noop, name="x" * 129)
-    own.add("*", noop, name="any")
-    assert [h.name for h in own.matching("a")] == ["h", "any"]
-    assert [h.name for h in own.matching("zzz")] == ["any"]
+        own.add(Ping, noop, name="x" * 129)
+    own.add(ANY_EVENT, noop, name="any")
+    assert [h.name for h in own.matching(Ping)] == ["h", "any"]
+    assert [h.name for h in own.matching(Pong)] == ["any"]
 
 
 class SentEvents(TaskiqMiddleware):
@@ -319,7 +318,7 @@ class SentEvents(TaskiqMiddleware):
 
 async def test_relay_sends_in_id_order_in_batches(workspace: Workspace, local: Backbone) -> None:
     for _ in range(5):
-        await record(workspace, "test.ping")
+        await record(workspace, Ping)
     expected = await OutboxEntry.all().order_by("id").values_list("event_id", flat=True)
     assert len(expected) >= 5
     sent = SentEvents()
@@ -336,7 +335,7 @@ async def test_concurrent_relays_send_each_entry_once(
     workspace: Workspace, local: Backbone
 ) -> None:
     for _ in range(30):
-        await record(workspace, "test.ping")
+        await record(workspace, Ping)
     expected = await OutboxEntry.all().order_by("id").values_list("event_id", flat=True)
     sent = SentEvents()
     local.broker.add_middlewares(sent)
@@ -358,7 +357,7 @@ async def test_relay_abandons_an_iteration_that_hangs_and_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[int] = []
-    handlers.add("test.ping", pong_writer(calls), name="test.pong-writer")
+    handlers.add(Ping, pong_writer(calls), name="test.pong-writer")
     real = relay.relay_once
     attempts: list[int] = []
 
@@ -369,7 +368,7 @@ async def test_relay_abandons_an_iteration_that_hangs_and_goes_on(
         return await real(broker, batch_size=batch_size)
 
     monkeypatch.setattr(relay, "relay_once", first_hangs)
-    event = await record(workspace, "test.ping")
+    event = await record(workspace, Ping)
     stop = asyncio.Event()
     loop = asyncio.create_task(
         relay.run_relay(local.broker, 0.01, iteration_timeout=0.2, stop=stop)
@@ -496,10 +495,10 @@ async def test_stopping_the_embedded_backbone_puts_pending_retries_back_in_the_o
     async def down(event: Event, conn: BaseDBAsyncClient) -> None:
         raise ConnectionError("still down")
 
-    handlers.add("test.ping", down, name="test.down")
+    handlers.add(Ping, down, name="test.down")
     config = BackboneConfig(relay_interval=0.02, scheduler_interval=0.02, retry_delay=3600)
     async with embedded_backbone(None, config) as backbone:
-        event = await record(workspace, "test.ping")
+        event = await record(workspace, Ping)
 
         async def retry_pending() -> bool:
             schedules = await backbone.schedule_source.get_schedules()
@@ -525,11 +524,11 @@ from crm.app import create_app
 from crm.db import migrate_db
 from crm.services.tenants import do_create_tenant
 from crm.settings import Settings
-from crm.tasks.handlers import registry
+from crm.tasks.handlers import ANY_EVENT, registry
 
 seen = []
 
-@registry.register("*", name="probe")
+@registry.register(ANY_EVENT, name="probe")
 async def probe(event, conn):
     seen.append(event.type)
 

@@ -20,6 +20,7 @@ from crm.services.events import record_event
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.runtime import embedded_backbone
+from tests.support.events import Ping
 from tests.support.polling import eventually
 from tests.support.workspace import Workspace
 
@@ -39,7 +40,7 @@ async def _record(actor: Actor) -> int:
     # In a transaction: without one, the event and its outbox entry are two commits, and a
     # connection cut between them leaves an event the relay never sees.
     async with in_transaction() as conn:
-        event = await record_event(actor, "test.ping", "contact", None, using_db=conn)
+        event = await record_event(actor, Ping, None, using_db=conn)
     return event.id
 
 
@@ -66,7 +67,7 @@ async def test_relay_keeps_delivering_after_postgres_drops_every_connection(
     async def note(event: Event, conn: BaseDBAsyncClient) -> None:
         await asyncio.sleep(0.005)  # keep transactions open long enough to be cut mid-way
 
-    handlers.add("test.ping", note, name=HANDLER)
+    handlers.add(Ping, note, name=HANDLER)
 
     admin = await asyncpg.connect(base.replace("postgres://", "postgresql://", 1) + "/postgres")
     config = BackboneConfig(
@@ -112,7 +113,7 @@ async def test_relay_keeps_delivering_after_postgres_drops_every_connection(
             async def all_handled() -> bool:
                 # Every stored event, including any that committed while its writer saw an
                 # error, reached the handler.
-                events = await Event.filter(type="test.ping").values_list("id", flat=True)
+                events = await Event.filter(type=Ping.type).values_list("id", flat=True)
                 handled = await HandledEvent.filter(handler=HANDLER).values_list(
                     "event_id", flat=True
                 )
@@ -146,7 +147,7 @@ async def test_relay_recovers_from_a_real_postgres_restart(
     async def note(event: Event, conn: BaseDBAsyncClient) -> None:
         return None
 
-    handlers.add("test.ping", note, name=HANDLER)
+    handlers.add(Ping, note, name=HANDLER)
     config = BackboneConfig(
         relay_interval=0.01, scheduler_interval=0.02, retry_delay=0.05, retry_jitter=False
     )

@@ -19,12 +19,14 @@ from tortoise.transactions import in_transaction
 
 from crm.models import Event, HandledEvent
 from crm.services.access import Actor
+from crm.services.event_types import EventType
 from crm.services.events import record_event
 from crm.tasks.broker import BackboneConfig, build_backbone
 from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.relay import relay_once
 from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import SchedulePoller, schedule_at
+from tests.support.events import Ping, Slow
 from tests.support.polling import eventually
 from tests.support.redis import REDIS_URL, redis_unreachable
 from tests.support.workspace import Workspace
@@ -50,11 +52,11 @@ async def namespace() -> AsyncIterator[str]:
         await client.aclose()
 
 
-async def record(workspace: Workspace, event_type: str) -> Event:
+async def record(workspace: Workspace, event_type: type[EventType]) -> Event:
     """Record a committed event of ``event_type`` as the system actor."""
     async with in_transaction() as conn:
         return await record_event(
-            Actor.system(workspace.tenant_id), event_type, "contact", None, using_db=conn
+            Actor.system(workspace.tenant_id), event_type, None, using_db=conn
         )
 
 
@@ -83,8 +85,8 @@ async def test_events_flow_through_redis_and_failures_retry_via_the_redis_schedu
         if len(flaky_times) < 2:
             raise ConnectionError("the messenger is down")
 
-    handlers.add("test.ping", record_good, name="test.good")
-    handlers.add("test.ping", flaky, name="test.flaky")
+    handlers.add(Ping, record_good, name="test.good")
+    handlers.add(Ping, flaky, name="test.flaky")
     config = BackboneConfig(
         namespace=namespace,
         relay_interval=0.02,
@@ -93,7 +95,7 @@ async def test_events_flow_through_redis_and_failures_retry_via_the_redis_schedu
         retry_jitter=False,
     )
     async with embedded_backbone(REDIS_URL, config):
-        event = await record(workspace, "test.ping")
+        event = await record(workspace, Ping)
         await eventually(
             lambda: HandledEvent.filter(event_id=event.id, handler="test.flaky").exists()
         )
@@ -113,10 +115,11 @@ from pathlib import Path
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import registry
 from crm.tasks.runtime import run_worker
+from tests.support.events import Slow
 
 database_url, redis_url, namespace, marker = sys.argv[1:5]
 
-@registry.register("test.slow", name="test.slow")
+@registry.register(Slow, name="test.slow")
 async def slow(event, conn):
     Path(marker).write_text(str(event.id))
     await asyncio.sleep(3600)
@@ -140,7 +143,7 @@ async def test_a_task_of_a_killed_worker_is_redelivered_to_another(
     client = build_backbone(REDIS_URL, config)
     await client.startup()
     try:
-        event = await record(workspace, "test.slow")
+        event = await record(workspace, Slow)
         while await relay_once(client.broker):
             pass
     finally:
@@ -176,7 +179,7 @@ async def test_a_task_of_a_killed_worker_is_redelivered_to_another(
     async def finish(event: Event, conn: BaseDBAsyncClient) -> None:
         calls.append(event.id)
 
-    handlers.add("test.slow", finish, name="test.slow")
+    handlers.add(Slow, finish, name="test.slow")
     # No new task arrives: the surviving worker must reclaim the orphan by itself.
     async with embedded_backbone(REDIS_URL, config):
         await eventually(
