@@ -26,7 +26,7 @@ ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
 
 # The events the operator bot handles (notifications, alerts, team topics): only these load
 # it on first need, so an unrelated event (a contact imported) leaves aiogram unloaded.
-# tests/bot/test_config.py checks this against what ``OperatorBot.install_handlers`` registers.
+# tests/bot/test_runtime.py checks this against what ``OperatorBot.install_handlers`` registers.
 OPERATOR_BOT_EVENT_TYPES: frozenset[type[EventType]] = frozenset(
     {
         MessageReceived,
