@@ -14,7 +14,7 @@ from agents.drafting import citation, excerpt
 from agents.intents import detect_language
 from agents.llm import ModelError
 from agents.memory import Memory, Passage
-from agents.runtime import ModelGateway
+from agents.model_gateway import ModelGateway
 from crm.models import Contact
 
 ANSWER_PASSAGES = 6

@@ -23,10 +23,12 @@ from agents.drafting import Drafter, load_context
 from agents.embeddings import Embedder
 from agents.guardrails import asks_for_human
 from agents.memory import Memory
+from agents.model_gateway import ModelGateway
 from agents.multilingual import MultilingualEncoder, shared_multilingual
 from agents.runner import AgentRunner
-from agents.runtime import ModelGateway
 from crm.assistant import MAX_QUESTION
+from crm.errors import ValidationFailed
+from crm.infrastructure.cipher import CredentialCipher
 from crm.models import (
     Agent,
     AuthorType,
@@ -36,13 +38,13 @@ from crm.models import (
     MemorySource,
     Message,
 )
-from crm.services import agents as agent_service
-from crm.services import ai_modes, ai_settings, drafts, intents
 from crm.services.access import Actor
-from crm.services.agents import RunRequest, guardrails_of
-from crm.services.cipher import CredentialCipher
-from crm.services.errors import ValidationFailed
-from crm.services.event_catalog import (
+from crm.services.ai import agents as agent_service
+from crm.services.ai import drafts, intents
+from crm.services.ai import modes as ai_modes
+from crm.services.ai import settings as ai_settings
+from crm.services.ai.agents import RunRequest, guardrails_of
+from crm.services.events.catalog import (
     AgentRunQueued,
     ConversationNoteAdded,
     KnowledgeCreated,
@@ -56,7 +58,7 @@ from crm.services.event_catalog import (
     NoteDeleted,
     NoteUpdated,
 )
-from crm.services.event_types import EventType
+from crm.services.events.event_types import EventType
 from crm.tasks.handlers import EventHandler, HandlerRegistry, Order
 
 logger = logging.getLogger(__name__)

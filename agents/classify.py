@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from agents.intents import Example, IntentClassifier, detect_language, shipped_examples
 from agents.llm import ModelError
-from agents.runtime import ModelGateway
-from crm.services import intents as intent_store
-from crm.services.ai_settings import INTENTS
+from agents.model_gateway import ModelGateway
+from crm.services.ai import intents as intent_store
+from crm.services.ai.settings import INTENTS
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from agents.embeddings import vector_from_bytes
 from agents.intents import detect_language
 from agents.llm import ModelError
 from agents.memory import Memory, Passage
+from agents.model_gateway import ModelGateway
 from agents.multilingual import MULTILINGUAL_LANGUAGES, MultilingualEncoder
-from agents.runtime import ModelGateway
 from crm.models import (
     Contact,
     Conversation,
@@ -36,10 +36,11 @@ from crm.models import (
     Message,
     Stage,
 )
-from crm.services import ai_settings, deals
-from crm.services import memory as store
 from crm.services.access import Actor
-from crm.services.drafts import ProposedDraft
+from crm.services.ai import memory as store
+from crm.services.ai import settings as ai_settings
+from crm.services.ai.drafts import ProposedDraft
+from crm.services.pipeline import deals
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Checks that keep agents in line: banned phrases, quiet hours, a lead asking for a human.
 
 Pure functions, no I/O; the agent runner and its tools apply them (personal data is kept out
-of logs by crm.services.redaction).
+of logs by crm.infrastructure.redaction).
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ LANGUAGES: tuple[str, ...] = ("en", "ru")
 NO_INTENT = "none"
 LABELS: tuple[str, ...] = (*INTENTS, NO_INTENT)
 # The confidence the operator bot shows an intent at and the pipeline rules act at (0.6 in
-# bot.senders.notifications and crm.services.intents); below it a reply has no intent.
+# bot.senders.notifications and crm.services.ai.intents); below it a reply has no intent.
 SURE = 0.6
 
 Embed = Callable[[Sequence[str]], np.ndarray]

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from crm.services.ai_settings import ModelConfig
+from crm.services.ai.settings import ModelConfig
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from agents.intents import detect_language
 from agents.multilingual import MULTILINGUAL_LANGUAGES, MultilingualEncoder
 from agents.vector_index import IndexRegistry
 from crm.models import MemoryChunk, MemorySource
-from crm.services import memory as store
+from crm.services.ai import memory as store
 
 logger = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from typing import Any
 from agents.drafting import lead_facts
 from agents.llm import ModelError, ToolCall
 from agents.memory import Memory
-from agents.runtime import ModelGateway
+from agents.model_gateway import ModelGateway
 from agents.tools import ToolContext, call_tool, offered_tools, open_deal_of, thread_lines
+from crm.infrastructure.redaction import redact, redact_value
 from crm.models import Agent, AgentRun, AgentRunStatus, Contact, Conversation, Message
-from crm.services import agents as agent_service
-from crm.services import ai_settings
-from crm.services.agents import RunResult, guardrails_of
-from crm.services.redaction import redact, redact_value
+from crm.services.ai import agents as agent_service
+from crm.services.ai import settings as ai_settings
+from crm.services.ai.agents import RunResult, guardrails_of
 
 logger = logging.getLogger(__name__)
 

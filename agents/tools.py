@@ -18,6 +18,7 @@ from agents.drafting import lead_facts
 from agents.guardrails import banned_phrase_in, in_quiet_hours
 from agents.llm import ToolSpec
 from agents.memory import Memory
+from crm.errors import Conflict, ServiceError, ValidationFailed
 from crm.models import (
     Agent,
     AgentRun,
@@ -29,15 +30,17 @@ from crm.models import (
     Message,
     Stage,
 )
-from crm.services import agents as agent_service
-from crm.services import ai_modes, deals, drafts, notes, tags
 from crm.services.access import Actor
-from crm.services.agents import Guardrails
-from crm.services.contacts import tag_names_of
-from crm.services.drafts import ProposedDraft
-from crm.services.errors import Conflict, ServiceError, ValidationFailed
-from crm.services.intents import agent_actor
-from crm.services.outbound import MAX_TEXT, Outgoing, check_send_rules, do_send_message
+from crm.services.ai import agents as agent_service
+from crm.services.ai import drafts
+from crm.services.ai import modes as ai_modes
+from crm.services.ai.agents import Guardrails
+from crm.services.ai.drafts import ProposedDraft
+from crm.services.ai.intents import agent_actor
+from crm.services.contacts import notes, tags
+from crm.services.contacts.contacts import tag_names_of
+from crm.services.inbox.outbound import MAX_TEXT, Outgoing, check_send_rules, do_send_message
+from crm.services.pipeline import deals
 
 THREAD_MESSAGES = 20
 SEARCH_RESULTS = 5

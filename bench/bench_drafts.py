@@ -42,14 +42,15 @@ from bench.bench_memory import chat_line
 from bench.bench_webhooks import free_port, percentile
 from bench.common import create_database, drop_database
 from crm.db import close_db, init_db, migrate_db
+from crm.infrastructure.cipher import CredentialCipher
 from crm.messaging import ChannelKind, ConnectionInfo, InboundMessage
 from crm.models import AiCall, Draft, DraftSource, MemoryChunk, MemorySource, Message, Role
-from crm.services import ai_settings, inbox
 from crm.services.access import Actor
-from crm.services.channels import NewConnection, connection_info, do_add_connection
-from crm.services.cipher import CredentialCipher
-from crm.services.outbound import Outgoing, do_send_message
-from crm.services.tenants import do_create_tenant
+from crm.services.accounts.workspaces import do_create_tenant
+from crm.services.ai import settings as ai_settings
+from crm.services.inbox import inbound as inbox
+from crm.services.inbox.connections import NewConnection, connection_info, do_add_connection
+from crm.services.inbox.outbound import Outgoing, do_send_message
 from sandbox.model import SandboxModel, create_model_app
 
 SECRET = "bench-drafts-secret-key-0123456789abcdef"

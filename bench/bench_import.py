@@ -116,8 +116,8 @@ async def child(url: str, csv_path: str) -> dict[str, Any]:
     from crm.db import close_db, init_db
     from crm.models import Role
     from crm.services.access import Actor
-    from crm.services.importer import do_import_contacts
-    from crm.services.tenants import do_create_tenant
+    from crm.services.accounts.workspaces import do_create_tenant
+    from crm.services.contacts.csv_import import do_import_contacts
 
     await init_db(url)
     created = await do_create_tenant(f"bench {os.getpid()}", owner_telegram_id=None)
@@ -163,7 +163,11 @@ async def copy_into_contact_table(url: str, csv_path: Path) -> tuple[int, float]
     """
     import datetime as dt
 
-    from crm.services.contact_fields import build_search_text, normalize_email, normalize_phone
+    from crm.services.contacts.identifiers import (
+        build_search_text,
+        normalize_email,
+        normalize_phone,
+    )
 
     now = dt.datetime.now(dt.UTC)
     conn = await asyncpg.connect(_pg(url))

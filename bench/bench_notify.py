@@ -75,12 +75,12 @@ TARGET_P95_MS = 50.0
 async def setup_database(url: str, operators: int) -> tuple[int, int, list[int]]:
     """Migrate; a workspace, its WhatsApp connection and operators: (tenant, connection, users)."""
     from crm.db import close_db, init_db, migrate_db
+    from crm.infrastructure.cipher import CredentialCipher
     from crm.messaging import ChannelKind
     from crm.models import Role
     from crm.services.access import Actor
-    from crm.services.channels import NewConnection, do_add_connection
-    from crm.services.cipher import CredentialCipher
-    from crm.services.tenants import do_add_member, do_create_tenant
+    from crm.services.accounts.workspaces import do_add_member, do_create_tenant
+    from crm.services.inbox.connections import NewConnection, do_add_connection
 
     await migrate_db(url)
     await init_db(url)

@@ -21,10 +21,10 @@ from crm.app import create_app
 from crm.db import close_db, init_db, migrate_db
 from crm.models import Role
 from crm.services.access import Actor
-from crm.services.apikeys import do_create_api_key
-from crm.services.contact_fields import build_search_text
-from crm.services.contacts import ContactFilters, list_contacts
-from crm.services.tenants import do_add_member, do_create_tenant
+from crm.services.accounts.api_keys import do_create_api_key
+from crm.services.accounts.workspaces import do_add_member, do_create_tenant
+from crm.services.contacts.contacts import ContactFilters, list_contacts
+from crm.services.contacts.identifiers import build_search_text
 from crm.settings import Settings
 
 FIRST = [
@@ -357,7 +357,7 @@ async def main() -> None:
             )
         print(
             f"\nContact search and filtered lists, PostgreSQL, {RUNS} runs each, page {PAGE}; "
-            "service = crm.services.contacts.list_contacts (ORM, with tags),"
+            "service = crm.services.contacts.contacts.list_contacts (ORM, with tags),"
         )
         print(
             "raw asyncpg = the same SQL plus the page's tags through one pooled connection; "

@@ -428,11 +428,11 @@ class CpuMeter:
 async def setup_database(url: str) -> int:
     """Migrate, then a tenant and a real (non-sandbox) WhatsApp connection; its id."""
     from crm.db import close_db, init_db, migrate_db
+    from crm.infrastructure.cipher import CredentialCipher
     from crm.messaging import ChannelKind
     from crm.services.access import Actor
-    from crm.services.channels import NewConnection, do_add_connection
-    from crm.services.cipher import CredentialCipher
-    from crm.services.tenants import do_create_tenant
+    from crm.services.accounts.workspaces import do_create_tenant
+    from crm.services.inbox.connections import NewConnection, do_add_connection
 
     await migrate_db(url)
     await init_db(url)

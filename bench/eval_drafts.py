@@ -39,12 +39,12 @@ from agents.drafting import DraftContext, Drafter, load_context
 from agents.embeddings import Embedder
 from bench.bench_drafts import whatsapp_workspace
 from crm.db import close_db, init_db, migrate_db
+from crm.infrastructure.cipher import CredentialCipher
 from crm.messaging import InboundMessage
 from crm.models import Conversation, Direction, MemorySource
-from crm.services import inbox
-from crm.services import memory as store
-from crm.services.cipher import CredentialCipher
-from crm.services.outbound import Outgoing, do_send_message
+from crm.services.ai import memory as store
+from crm.services.inbox import inbound as inbox
+from crm.services.inbox.outbound import Outgoing, do_send_message
 
 DATA = Path(__file__).parent / "data"
 SECRET = "bench-eval-drafts-secret-0123456789abcdef"

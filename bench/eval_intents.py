@@ -173,7 +173,7 @@ Predict = Callable[[Sequence[str]], list[str]]
 
 REAL_STYLE = Path(__file__).parent / "data" / "intents_heldout.jsonl"
 # The bar an intent must reach to be shown and to move a deal (bot.senders.notifications and
-# crm.services.intents use the same 0.6); below it a reply has no intent.
+# crm.services.ai.intents use the same 0.6); below it a reply has no intent.
 SHOWN = 0.6
 NONE = "none"
 

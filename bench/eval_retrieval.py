@@ -7,7 +7,7 @@ a query is every stored line that says the same thing: its paraphrase, and any g
 the same intent with the same values (the generator draws from small pools, so a line worded as
 the query itself turns up too). A hit@k is a relevant line among the top k of:
 - dense: ``Memory.dense_search`` (FAISS over all-MiniLM-L6-v2 vectors; an English-trained model);
-- keyword: ``crm.services.memory.keyword_search`` (SQLite FTS5 with prefix terms, stop words
+- keyword: ``crm.services.ai.memory.keyword_search`` (SQLite FTS5 with prefix terms, stop words
   left out; PostgreSQL full text behaves the same way);
 - fused: ``Memory.search``, the drafts' and /ask's relative score fusion (each ranking's scores
   scaled to 0..1, dense weighted ``DENSE_WEIGHT``); beside it variants computed here from the
@@ -39,9 +39,9 @@ from agents.memory import CANDIDATES, DENSE_WEIGHT, Memory, fuse
 from bench.bench_memory import Meaning, labelled_chat_line, paraphrase_cases
 from crm.db import close_db, init_db, migrate_db
 from crm.models import MemorySource
-from crm.services import memory as store
-from crm.services.memory import SourceText
-from crm.services.tenants import do_create_tenant
+from crm.services.accounts.workspaces import do_create_tenant
+from crm.services.ai import memory as store
+from crm.services.ai.memory import SourceText
 
 DEPTH = 50
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (the product's fusion before this one)

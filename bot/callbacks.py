@@ -14,10 +14,10 @@ class ConvAct(StrEnum):
     CLOSE = "c"
     ASSIGN = "a"
     SNOOZE = "s"
-    DEAL = "d"  # open the deal card of the conversation's contact (bot/routers/deals.py)
-    STAGE = "g"  # stage buttons for that deal (bot/routers/deals.py)
-    DRAFT = "f"  # an AI reply draft for the lead's latest message (bot/routers/ai.py)
-    HAND_BACK = "b"  # let the AI act again after a hand-off (bot/routers/ai.py)
+    DEAL = "d"  # open the deal card of the conversation's contact (bot/routers/pipeline/deals.py)
+    STAGE = "g"  # stage buttons for that deal (bot/routers/pipeline/deals.py)
+    DRAFT = "f"  # an AI reply draft for the lead's latest message (bot/routers/ai/drafts.py)
+    HAND_BACK = "b"  # let the AI act again after a hand-off (bot/routers/ai/drafts.py)
     REOPEN = "o"  # reopen a closed conversation
     STATE = "i"  # the state row of a notification: tells who has it, snoozed until when
 

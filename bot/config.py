@@ -1,7 +1,7 @@
 """How the operator bot reaches Telegram: plain values, importable without aiogram.
 
 The composition root knows the bot's webhook secret and mode before aiogram (seconds of
-imports, ~100 MB) is loaded; ``bot.runtime`` builds the bot from this later.
+imports, ~100 MB) is loaded; ``bot.operator_bot`` builds the bot from this later.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from crm.services.event_catalog import (
+from crm.services.events.catalog import (
     AiHandedOff,
     ConversationAssigned,
     ConversationClosed,
@@ -20,13 +20,14 @@ from crm.services.event_catalog import (
     MessageReceived,
     MessageStatusChanged,
 )
-from crm.services.event_types import EventType
+from crm.services.events.event_types import EventType
 
 ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
 
 # The events the operator bot handles (notifications, alerts, team topics): only these load
 # it on first need, so an unrelated event (a contact imported) leaves aiogram unloaded.
-# tests/bot/test_runtime.py checks this against what ``OperatorBot.install_handlers`` registers.
+# tests/bot/test_operator_bot.py checks this against what
+# ``OperatorBot.install_handlers`` registers.
 OPERATOR_BOT_EVENT_TYPES: frozenset[type[EventType]] = frozenset(
     {
         MessageReceived,

@@ -28,8 +28,8 @@ from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
 
 from bot.texts import no_workspace
+from crm.errors import ServiceError
 from crm.services.access import Actor
-from crm.services.errors import ServiceError
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 Refusal = Callable[[ServiceError, Actor | None], str]

@@ -16,9 +16,9 @@ from aiogram.types import User as TelegramUser
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from aiogram.utils.i18n import gettext as _
 
-from bot.services import BotServices
+from bot.dependencies import BotServices
 from crm.models import User
-from crm.services import operators
+from crm.services.accounts import operators
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 

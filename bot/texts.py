@@ -6,10 +6,10 @@ import html
 
 from aiogram.utils.i18n import gettext as _
 
+from crm.errors import PermissionDenied, ServiceError
 from crm.models import Draft, DraftSource, DraftStatus, Role
 from crm.services.access import Actor
-from crm.services.drafts import DraftDecided
-from crm.services.errors import PermissionDenied, ServiceError
+from crm.services.ai.drafts import DraftDecided
 
 
 def role_name(role: Role | str) -> str:

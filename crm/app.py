@@ -16,41 +16,31 @@ from agents.assistant import Assistant
 from bot import webhook as operator_webhook
 from bot.config import OPERATOR_BOT_EVENT_TYPES
 from channels.base import INGEST_TASK, WebhookRuntime
-from channels.runtime import process_webhook
+from channels.ingest_delivery import process_webhook
 from channels.telegram import webhook as telegram_webhook
 from channels.whatsapp import webhook as whatsapp_webhook
-from crm.api import (
-    agents,
-    ai_modes,
-    ai_settings,
-    channels,
-    companies,
-    contacts,
-    contacts_io,
-    conversations,
-    deals,
-    drafts,
-    events,
-    health,
-    intents,
-    knowledge,
-    memory,
-    notes,
-    orgs,
-    pipelines,
-    tags,
-)
+from crm.api import health
+from crm.api.accounts import workspaces as orgs
+from crm.api.ai import agents, drafts, intents, knowledge, memory
+from crm.api.ai import modes as ai_modes
+from crm.api.ai import settings as ai_settings
+from crm.api.contacts import companies, contacts, notes, tags
+from crm.api.contacts import csv_import_export as contacts_io
 from crm.api.docs import install_docs
+from crm.api.events import audit_log as events
+from crm.api.inbox import connections as channels
+from crm.api.inbox import conversations
 from crm.api.limits import BodySizeLimit
+from crm.api.pipeline import deals, pipelines
 from crm.api.problems import install_problem_handlers, problem
 from crm.api.schemas import reject_control_characters
 from crm.assistant import AiAssistant
 from crm.db import close_db, init_db
-from crm.services.redaction import install_log_redaction, register_secret
+from crm.infrastructure.redaction import install_log_redaction, register_secret
 from crm.settings import Environment, Settings
+from crm.tasks.backbone import embedded_backbone
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import registry as event_handlers
-from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import TaskiqTaskQueue
 from crm.wiring import (
     ChannelWiring,

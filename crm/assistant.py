@@ -38,7 +38,7 @@ class IntentVerdict(Protocol):
 
     @property
     def intent(self) -> str:
-        """One of ``crm.services.ai_settings.INTENTS``."""
+        """One of ``crm.services.ai.settings.INTENTS``."""
         ...
 
     @property

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from crm.db import close_db, init_db, migrate_db
+from crm.errors import ServiceError
+from crm.infrastructure.redaction import install_log_redaction, register_secret
 from crm.models import Membership, Role, Tenant
 from crm.services.access import Actor, ActorType, Scope
-from crm.services.apikeys import do_create_api_key, do_revoke_api_key
-from crm.services.errors import ServiceError
-from crm.services.redaction import install_log_redaction, register_secret
-from crm.services.tenants import do_create_tenant
+from crm.services.accounts.api_keys import do_create_api_key, do_revoke_api_key
+from crm.services.accounts.workspaces import do_create_tenant
 from crm.settings import Settings
 
 AsyncCommand = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
@@ -68,8 +68,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """A task worker on the Redis broker."""
+    from crm.tasks.backbone import run_worker
     from crm.tasks.handlers import registry
-    from crm.tasks.runtime import run_worker
     from crm.wiring import build_assistant, build_channels, build_operator_bot
 
     wiring = build_channels(settings)  # the ingest task and the delivery handler find it
@@ -87,7 +87,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     """The scheduler that sends due tasks to the Redis broker."""
-    from crm.tasks.runtime import run_scheduler
+    from crm.tasks.backbone import run_scheduler
 
     return (
         asyncio.run(
@@ -139,7 +139,7 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _sandbox_sign_in(settings: Settings, actor: Actor) -> str:
     """A single-use link to the sandbox page, signed in as the new owner (15 minutes)."""
-    from crm.services.signin import do_issue_sign_in
+    from crm.services.accounts.signin import do_issue_sign_in
     from crm.wiring import sandbox_sign_in_url
 
     return sandbox_sign_in_url(settings.base_url, await do_issue_sign_in(actor))
@@ -161,8 +161,8 @@ async def _sandbox_connections_for(settings: Settings, tenant_id: int) -> list[d
 
 async def _channels_add(settings: Settings, args: argparse.Namespace) -> int:
     from crm.messaging import ChannelKind
-    from crm.services.channels import NewConnection, connection_info, do_add_connection
-    from crm.services.channels import sandbox_connection as sandbox_new
+    from crm.services.inbox.connections import NewConnection, connection_info, do_add_connection
+    from crm.services.inbox.connections import sandbox_connection as sandbox_new
     from crm.wiring import build_channels, connection_setup, describe
 
     async def work() -> int:
@@ -257,7 +257,7 @@ async def _apikeys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _import_contacts(settings: Settings, args: argparse.Namespace) -> int:
-    from crm.services.importer import do_import_contacts
+    from crm.services.contacts.csv_import import do_import_contacts
 
     path = Path(args.file)
     if not path.is_file():
@@ -301,7 +301,7 @@ async def _import_contacts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _export_contacts(settings: Settings, args: argparse.Namespace) -> int:
-    from crm.services.exporter import export_contacts_csv
+    from crm.services.contacts.csv_export import export_contacts_csv
 
     async def work() -> int:
         actor = await _owner_actor(args.tenant)

@@ -23,9 +23,11 @@ from agents.embeddings import Embedder
 from bot import webhook as operator_webhook
 from bot.config import ALLOWED_UPDATES as OPERATOR_UPDATES
 from bot.config import OperatorBotConfig
-from bot.services import BotServices
-from channels.runtime import ChannelRuntime, install
+from bot.dependencies import BotServices
+from channels.ingest_delivery import ChannelRuntime, install
 from channels.whatsapp import WhatsAppAdapter
+from crm.infrastructure.cipher import CredentialCipher
+from crm.infrastructure.media_store import LocalMediaStore
 from crm.messaging import (
     ChannelAdapter,
     ChannelKind,
@@ -36,13 +38,16 @@ from crm.messaging import (
     SendResult,
 )
 from crm.models import ChannelConnection, Role
-from crm.services import channels as channel_service
 from crm.services.access import Actor
-from crm.services.agents import do_run_due_follow_ups
-from crm.services.cipher import CredentialCipher
-from crm.services.media import LocalMediaStore
-from crm.services.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter, fail_stale_sends
-from crm.services.signin import do_issue_sign_in
+from crm.services.accounts.signin import do_issue_sign_in
+from crm.services.ai.agents import do_run_due_follow_ups
+from crm.services.inbox import connections as channel_service
+from crm.services.inbox.outbound import (
+    DeliveryDeps,
+    LocalRateLimiter,
+    RateLimiter,
+    fail_stale_sends,
+)
 from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
 from sandbox.telegram import TelegramEmulator
@@ -50,7 +55,7 @@ from sandbox.whatsapp import WhatsAppEmulator
 from telegram_transport.logs import redact, redact_tokens_in_logs
 
 if TYPE_CHECKING:
-    from bot.runtime import OperatorBot
+    from bot.operator_bot import OperatorBot
     from channels.telegram import TelegramAdapter
 
 logger = logging.getLogger(__name__)
@@ -376,7 +381,7 @@ def sandbox_operator_token(settings: Settings) -> str:
 def _operator_i18n() -> Any:
     """The catalogs under locales/, or English-only when they cannot be loaded yet."""
     from bot import i18n as bot_i18n
-    from bot.runtime import fallback_i18n
+    from bot.operator_bot import fallback_i18n
 
     try:
         return bot_i18n.build_i18n()
@@ -386,7 +391,7 @@ def _operator_i18n() -> Any:
 
 
 def sandbox_sign_in_url(base_url: str, token: str) -> str:
-    """The sandbox page's address that signs in with ``token`` (see crm.services.signin)."""
+    """The sandbox page's address that signs in with ``token`` (crm.services.accounts.signin)."""
     return f"{base_url}/sandbox?signin={token}"
 
 
@@ -432,7 +437,7 @@ def build_operator_bot(
 ) -> OperatorBot | None:
     """The operator bot (``config`` from ``operator_bot_config``, computed if not given)."""
     from bot.i18n import OperatorI18nMiddleware
-    from bot.runtime import OperatorBot, fsm_storage
+    from bot.operator_bot import OperatorBot, fsm_storage
 
     config = config or operator_bot_config(wiring)
     if config is None:
@@ -469,7 +474,7 @@ def build_operator_bot(
 
 def _import_operator_bot() -> None:
     import bot.i18n
-    import bot.runtime  # noqa: F401
+    import bot.operator_bot  # noqa: F401
 
 
 class DeferredOperatorBot:

@@ -2,8 +2,8 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from crm.models.contacts import Consent
-from crm.models.pipelines import StageKind
-from crm.models.tenancy import Role
+from crm.models.pipeline import StageKind
+from crm.models.accounts import Role
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from tortoise import fields

@@ -1,6 +1,6 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
-from crm.models.tenancy import Role
+from crm.models.accounts import Role
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 

@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from crm.models.operator import TeamPostKind, TeamPostStatus
+from crm.models.inbox import TeamPostKind, TeamPostStatus
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from tortoise import fields

@@ -16,7 +16,7 @@ from tortoise.indexes import Index
 from tortoise.migrations import operations as ops
 from tortoise.migrations.constraints import UniqueConstraint
 
-from crm.models.operator import NotificationState
+from crm.models.inbox import NotificationState
 
 TABLE = "operator_notification"
 OLD_UNIQUE = "uid_operator_no_chat_id_201198"

@@ -4,7 +4,7 @@ A stage is renamed only where that is safe: it is still called exactly "Deal", i
 kind, and no other stage of its pipeline is called "Won" in any case (stage names are unique
 per pipeline, ignoring case). A stage someone renamed keeps its name. Pipeline rules that name
 "Deal" keep matching it: a rule matches a default stage by any of its names
-(``crm.services.tenants.same_default_stage``). Workspaces keep their region, currency and
+(``crm.services.accounts.workspaces.same_default_stage``). Workspaces keep their region, currency and
 other stage names.
 """
 

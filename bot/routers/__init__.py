@@ -6,22 +6,16 @@ from collections.abc import Sequence
 
 from aiogram import Router
 
-from bot.routers import (
-    ai,
-    contacts,
-    conversations,
-    deals,
-    dialogue,
-    fallback,
-    help,
-    imports,
-    inbox,
-    lang,
-    start,
-    team,
-)
-from bot.routers import settings as settings_router
-from bot.routers import topics as topics_router
+from bot.routers import dialogue, fallback, help
+from bot.routers.accounts import lang, start, team
+from bot.routers.accounts import settings as settings_router
+from bot.routers.ai import drafts as ai
+from bot.routers.contacts import contacts
+from bot.routers.contacts import csv_import as imports
+from bot.routers.inbox import conversations
+from bot.routers.inbox import lead_notifications as inbox
+from bot.routers.inbox import team_inbox as topics_router
+from bot.routers.pipeline import deals
 
 
 def build_routers(extra: Sequence[Router] = ()) -> list[Router]:

@@ -8,7 +8,7 @@ for a reason that may pass (a 5xx, a timeout) gives the claim back and raises, a
 event tries that recipient again; a chat Telegram refuses for good is not retried.
 
 The digest loop (``run_digest_loop``) runs in the process that serves the bot; see
-``crm/services/digest.py`` for when a member is due and how a digest is claimed.
+``crm/services/inbox/digest.py`` for when a member is due and how a digest is claimed.
 """
 
 from __future__ import annotations
@@ -47,14 +47,15 @@ from crm.models import (
     Stage,
     User,
 )
-from crm.services import digest, operators
-from crm.services.digest import WorkspaceDigest
-from crm.services.event_catalog import (
+from crm.services.accounts import operators
+from crm.services.events.catalog import (
     AiHandedOff,
     ConversationAssigned,
     DealStageChanged,
     DraftCreated,
 )
+from crm.services.inbox import digest
+from crm.services.inbox.digest import WorkspaceDigest
 from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 

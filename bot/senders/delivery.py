@@ -3,7 +3,7 @@
 An operator's reply sent from Telegram gets a "Sent ✓" confirmation (an ``OperatorNotification``
 whose ``lead_message_id`` is the outgoing message); ``show_delivery`` edits it when a receipt
 comes (on workers, ``bot.senders.notifications``) and right after the confirmation is recorded
-(``bot.routers.inbox``), whichever sees the newer status.
+(``bot.routers.inbox.lead_notifications``), whichever sees the newer status.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
-from bot.sending import not_modified
+from bot.long_messages import not_modified
 from crm.messaging import DeliveryStatus
-from crm.services import operators
-from crm.services.operators import ReplyDelivery
+from crm.services.accounts import operators
+from crm.services.accounts.operators import ReplyDelivery
 
 logger = logging.getLogger(__name__)
 

@@ -44,8 +44,9 @@ from aiogram.utils.i18n import gettext as _
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.keyboards import notification_keyboard
+from bot.long_messages import send_long
 from bot.senders.delivery import show_delivery
-from bot.sending import send_long
+from crm.infrastructure.media_store import LocalMediaStore, stored_bytes
 from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import (
     Contact,
@@ -57,10 +58,10 @@ from crm.models import (
     Role,
     User,
 )
-from crm.services import intents, operators
-from crm.services.event_catalog import MessageReceived, MessageStatusChanged
-from crm.services.media import LocalMediaStore, stored_bytes
-from crm.services.operators import OpenDeal
+from crm.services.accounts import operators
+from crm.services.accounts.operators import OpenDeal
+from crm.services.ai import intents
+from crm.services.events.catalog import MessageReceived, MessageStatusChanged
 from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 
@@ -69,7 +70,7 @@ logger = logging.getLogger(__name__)
 RECEIVED_HANDLER = "bot.notify_message_received"
 STATUS_HANDLER = "bot.notify_message_status"
 CHANNEL_NAMES = {"whatsapp": "WhatsApp", "telegram": "Telegram"}
-CAPTION_LIMIT = 1024  # UTF-16 units of a media caption (4096 for a text: bot.sending)
+CAPTION_LIMIT = 1024  # UTF-16 units of a media caption (4096 for a text: bot.long_messages)
 # What a bot may upload to the Bot API, in bytes: photos are smaller.
 UPLOAD_LIMIT = 50 * 1024 * 1024
 PHOTO_LIMIT = 10 * 1024 * 1024

@@ -2,7 +2,7 @@
 
 Installed like ``bot.senders.notifications.Notifier``: ``OperatorBot.start`` registers the
 handlers and starts the worker loop, ``stop`` ends both. The handlers only write queue rows
-(``crm.services.team_inbox``); the worker sends each group's posts in order within the group's
+(``crm.services.inbox.team_inbox``); the worker sends each group's posts in order within the group's
 budget (about 20 Bot API calls a minute, Telegram's limit for a bot in a group), and tells the
 group once per lag episode when its backlog is more than one budget window can send.
 
@@ -36,16 +36,16 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from bot.keyboards import notification_keyboard
 from bot.senders.notifications import CHANNEL_NAMES, render_notification
 from crm.models import Event, TeamPost, TeamPostKind, TeamPostStatus, TeamTopic
-from crm.services import team_inbox
-from crm.services.event_catalog import (
+from crm.services.accounts.operators import OpenDeal, language_of
+from crm.services.events.catalog import (
     ConversationClosed,
     ConversationReopened,
     DealCreated,
     DealStageChanged,
     MessageReceived,
 )
-from crm.services.operators import OpenDeal, language_of
-from crm.services.team_inbox import GroupBudget, TopicView
+from crm.services.inbox import team_inbox
+from crm.services.inbox.team_inbox import GroupBudget, TopicView
 from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 

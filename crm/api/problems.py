@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tortoise import connections
 from tortoise.exceptions import OperationalError
 
-from crm.services.errors import ServiceError
+from crm.errors import ServiceError
 
 PROBLEM_JSON = "application/problem+json"
 logger = logging.getLogger(__name__)

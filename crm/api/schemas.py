@@ -8,7 +8,7 @@ from annotated_types import Interval
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from crm.services.errors import ValidationFailed
+from crm.errors import ValidationFailed
 from crm.services.text import find_control, json_problem
 
 T = TypeVar("T")

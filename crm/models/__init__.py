@@ -1,5 +1,15 @@
 """Tortoise models of the CRM, one module per aggregate."""
 
+from crm.models.accounts import (
+    ROLE_RANK,
+    ApiKey,
+    Invite,
+    Membership,
+    Role,
+    SignInLink,
+    Tenant,
+    User,
+)
 from crm.models.ai import (
     Agent,
     AgentKind,
@@ -27,21 +37,17 @@ from crm.models.inbox import (
     ConversationStatus,
     Direction,
     Message,
-    PendingStatus,
-    ProcessedUpdate,
-)
-from crm.models.operator import (
-    Invite,
     NotificationState,
     OperatorNotification,
+    PendingStatus,
+    ProcessedUpdate,
     TeamInbox,
     TeamPost,
     TeamPostKind,
     TeamPostStatus,
     TeamTopic,
 )
-from crm.models.pipelines import Deal, DealStageChange, Pipeline, Stage, StageKind
-from crm.models.tenancy import ROLE_RANK, ApiKey, Membership, Role, SignInLink, Tenant, User
+from crm.models.pipeline import Deal, DealStageChange, Pipeline, Stage, StageKind
 
 __all__ = [
     "ROLE_RANK",

@@ -7,9 +7,9 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from crm.models.accounts import Tenant, User
 from crm.models.contacts import Contact
 from crm.models.inbox import Conversation, Message
-from crm.models.tenancy import Tenant, User
 
 
 class AiSettings(Model):
@@ -30,7 +30,7 @@ class AiSettings(Model):
     output_cost_per_million = fields.FloatField(null=True)
     # What the business sells and how it talks: the first thing every prompt says.
     business_profile = fields.TextField(default="")
-    # Intent to pipeline action, e.g. {"meeting_request": "Meeting"}; see crm.services.intents.
+    # Intent to pipeline action, e.g. {"meeting_request": "Meeting"}; see crm.services.ai.intents.
     intent_rules: dict[str, str] = fields.JSONField(default=dict)
     # Below this confidence an agent hands the conversation to a human.
     handoff_confidence = fields.FloatField(default=0.5)
@@ -38,7 +38,7 @@ class AiSettings(Model):
     # Quiet hours in the contact's time zone (start hour inclusive, end hour exclusive).
     quiet_start_hour = fields.IntField(default=21)
     quiet_end_hour = fields.IntField(default=8)
-    # The AI mode new conversations start in: off, draft or autonomous (crm.services.ai_modes).
+    # The AI mode new conversations start in: off, draft or autonomous (crm.services.ai.modes).
     default_ai_mode = fields.CharField(max_length=16, default="off")
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -247,10 +247,10 @@ class Agent(Model):
     kind = fields.CharEnumField(AgentKind, max_length=16)
     prompt_template = fields.TextField()
     tools: list[str] = fields.JSONField(default=list)
-    # rate limits, quiet hours, banned phrases, autonomy: crm.services.agents.Guardrails
+    # rate limits, quiet hours, banned phrases, autonomy: crm.services.ai.agents.Guardrails
     guardrails: dict[str, object] = fields.JSONField(default=dict)
     model = fields.CharField(max_length=200, null=True)
-    # Events that start a run by themselves (crm.services.agents.TRIGGERS); manual runs and
+    # Events that start a run by themselves (crm.services.ai.agents.TRIGGERS); manual runs and
     # scheduled follow-ups need none.
     triggers: list[str] = fields.JSONField(default=list)
     active = fields.BooleanField(default=True)

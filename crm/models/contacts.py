@@ -7,7 +7,7 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
-from crm.models.tenancy import Tenant, User
+from crm.models.accounts import Tenant, User
 
 
 class Consent(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
-from crm.models.tenancy import Tenant
+from crm.models.accounts import Tenant
 
 
 class Event(Model):

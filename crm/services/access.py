@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from crm.errors import PermissionDenied
 from crm.models import ROLE_RANK, Role
-from crm.services.errors import PermissionDenied
 
 
 class Scope(StrEnum):

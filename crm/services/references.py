@@ -8,9 +8,9 @@ from typing import TypeVar
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
+from crm.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
 from crm.models import Membership
 from crm.services.access import Actor
-from crm.services.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
 
 M = TypeVar("M", bound=Model)
 

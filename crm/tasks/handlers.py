@@ -21,8 +21,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from crm.models import Event, HandledEvent
-from crm.services.event_catalog import EVENT_TYPES
-from crm.services.event_types import EventType
+from crm.services.events.catalog import EVENT_TYPES
+from crm.services.events.event_types import EventType
 
 logger = logging.getLogger(__name__)
 

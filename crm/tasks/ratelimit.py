@@ -24,7 +24,7 @@ return slot - now_ms
 
 
 class RedisRateLimiter:
-    """``crm.services.outbound.RateLimiter`` across processes."""
+    """``crm.services.inbox.outbound.RateLimiter`` across processes."""
 
     def __init__(self, redis_url: str, namespace: str = "crm") -> None:
         self._redis = Redis.from_url(redis_url)

@@ -12,7 +12,7 @@ from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from tortoise.transactions import in_transaction
 
 from crm.models import OutboxEntry
-from crm.services.events import outbox_writes
+from crm.services.events.recording import outbox_writes
 from crm.tasks.handlers import dispatch_event
 
 logger = logging.getLogger(__name__)

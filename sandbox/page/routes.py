@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
-from crm.services.signin import do_redeem_sign_in
+from crm.services.accounts.signin import do_redeem_sign_in
 
 router = APIRouter()
 

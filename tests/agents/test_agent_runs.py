@@ -33,9 +33,9 @@ from crm.models import (
     Stage,
 )
 from crm.models.contacts import Consent
-from crm.services.agents import do_run_due_follow_ups
-from crm.services.contacts import tag_names_of
-from crm.services.deals import do_create_deal
+from crm.services.ai.agents import do_run_due_follow_ups
+from crm.services.contacts.contacts import tag_names_of
+from crm.services.pipeline.deals import do_create_deal
 from sandbox.model import SandboxModel
 from tests.support.ai import AiService, configure_model, lead_writes, make_corpus
 from tests.support.inbox import whatsapp_connection

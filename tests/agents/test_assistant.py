@@ -17,7 +17,7 @@ from crm.models import (
     MessageIntent,
     Stage,
 )
-from crm.services.deals import do_create_deal
+from crm.services.pipeline.deals import do_create_deal
 from tests.support.ai import AiService, lead_writes, make_corpus, operator_replies
 from tests.support.inbox import whatsapp_connection
 from tests.support.workspace import Workspace

@@ -7,8 +7,8 @@ import datetime as dt
 import pytest
 
 from agents.guardrails import asks_for_human, banned_phrase_in, in_quiet_hours, zone_of
-from crm.services.agents import Guardrails, clean_guardrails
-from crm.services.errors import ValidationFailed
+from crm.errors import ValidationFailed
+from crm.services.ai.agents import Guardrails, clean_guardrails
 
 
 @pytest.mark.parametrize(

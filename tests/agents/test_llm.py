@@ -22,7 +22,7 @@ from agents.llm import (
     parse_tool_call,
     scrub,
 )
-from crm.services.ai_settings import ModelConfig
+from crm.services.ai.settings import ModelConfig
 from sandbox.model import DEFAULT_REPLY, SandboxModel, create_model_app
 from tests.support.network import install_network_guard
 from tests.support.servers import serve

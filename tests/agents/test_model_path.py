@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crm.models import AiCall, Contact, Event
-from crm.services.deals import do_create_deal
+from crm.services.pipeline.deals import do_create_deal
 from sandbox.model import SandboxModel
 from tests.support.ai import MODEL_KEY as KEY
 from tests.support.ai import AiService, configure_model, lead_writes, make_corpus

@@ -19,9 +19,9 @@ from bot.handling import (
     NeedsActor,
     RefusalMiddleware,
 )
+from crm.errors import PermissionDenied, ServiceError
 from crm.models import Role
 from crm.services.access import Actor
-from crm.services.errors import PermissionDenied, ServiceError
 
 PRESSER = TelegramUser(id=7, is_bot=False, first_name="Olga")
 ACTOR = Actor(tenant_id=1, user_id=2, role=Role.VIEWER)

@@ -47,7 +47,7 @@ from bot.i18n import (
     pick_locale,
     rendering,
 )
-from bot.routers import lang
+from bot.routers.accounts import lang
 from sandbox.telegram import TelegramEmulator
 from tests.support.servers import serve
 

@@ -27,10 +27,10 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from redis.asyncio import Redis
 
 from bot.background import BackgroundTasks
+from bot.dependencies import BotServices
+from bot.long_messages import _units, send_long, split_text, visible_text
 from bot.middlewares import FloodLimiter
-from bot.runtime import OperatorBot, OperatorBotConfig, fsm_storage
-from bot.sending import _units, send_long, split_text, visible_text
-from bot.services import BotServices
+from bot.operator_bot import OperatorBot, OperatorBotConfig, fsm_storage
 from crm.settings import Settings
 from crm.tasks.handlers import HandlerRegistry
 from crm.wiring import build_channels, build_operator_bot

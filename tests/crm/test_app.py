@@ -57,7 +57,7 @@ async def main(url, folder):
         out["model_loaded_idle"] = app.state.assistant.memory.embedder.loaded
         # Events the bot does not handle (a workspace created) are dispatched without it.
         from crm.models import Event, OutboxEntry
-        from crm.services.tenants import do_create_tenant
+        from crm.services.accounts.workspaces import do_create_tenant
         await do_create_tenant("Idle", owner_email="owner@example.com")
         out["unrelated_events"] = await Event.all().count()
         while await OutboxEntry.all().exists():

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from tortoise import connections
 
 from crm.models import Pipeline, Stage, StageKind
-from crm.services.pipelines import do_create_pipeline
+from crm.services.pipeline.pipelines import do_create_pipeline
 from tests.support.workspace import Workspace
 
 migration = importlib.import_module("migrations.0013_won_stage_name")

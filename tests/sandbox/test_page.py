@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from crm.app import create_app
 from crm.models import SignInLink
-from crm.services.signin import do_issue_sign_in
+from crm.services.accounts.signin import do_issue_sign_in
 from crm.settings import Environment, SandboxMode, Settings
 from tests.support.workspace import Workspace
 

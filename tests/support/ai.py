@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from agents.assistant import Assistant
 from crm.messaging import ConnectionInfo, InboundMessage
 from crm.models import Event
-from crm.services import inbox
-from crm.services.outbound import Outgoing, do_send_message
+from crm.services.inbox import inbound as inbox
+from crm.services.inbox.outbound import Outgoing, do_send_message
 from crm.tasks.handlers import HandlerRegistry, dispatch
 from tests.support.inbox import whatsapp_connection
 from tests.support.workspace import Workspace

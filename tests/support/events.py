@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crm.services.event_types import EventType
+from crm.services.events.event_types import EventType
 
 
 class Ping(EventType):

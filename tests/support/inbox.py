@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from crm.infrastructure.cipher import CredentialCipher
 from crm.messaging import ChannelKind, ConnectionInfo, InboundMessage
-from crm.services import inbox
-from crm.services.channels import NewConnection, connection_info, do_add_connection
-from crm.services.cipher import CredentialCipher
+from crm.services.inbox import inbound as inbox
+from crm.services.inbox.connections import NewConnection, connection_info, do_add_connection
 from tests.support.workspace import Workspace
 
 CIPHER = CredentialCipher("test-secret")

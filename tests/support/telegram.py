@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,11 +11,15 @@ import httpx
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from fastapi import FastAPI
 
 from channels.base import WebhookRuntime
 from channels.telegram import TelegramAdapter
+from channels.telegram.webhook import router as webhook_router
 from crm.messaging import ChannelKind, ConnectionInfo
 from sandbox.telegram import TelegramEmulator
+from telegram_transport.limits import RateLimits
+from tests.support.servers import serve
 
 TOKEN = "123456789:AAE-sandbox_lead-token-0123456789abcdef"
 OTHER_TOKEN = "987654321:AAF-another_bot-token-0123456789abcdef"
@@ -97,3 +103,27 @@ class Sandbox:
         assert response.status_code == 200, response.text
         rows: list[dict[str, Any]] = response.json()
         return rows
+
+
+@contextlib.asynccontextmanager
+async def telegram_sandbox() -> AsyncIterator[Sandbox]:
+    """The emulator (one lead bot registered) and our webhook view, served on loopback."""
+    emulator = TelegramEmulator(webhook_retry_delays=(0.01, 0.02))
+    ingest = Ingest()
+    app = FastAPI()
+    app.include_router(emulator.router)
+    app.state.webhooks = ingest.runtime()
+    app.include_router(webhook_router)
+    # Short windows keep the suite fast; tests/telegram_transport/test_limits checks the real ones.
+    adapter = TelegramAdapter(
+        limits=RateLimits(bot_window=0.01, private_window=0.01, group_window=0.01)
+    )
+    async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        emulator.register_bot(str(CONNECTION_ID), TOKEN, "acme_leads_bot")
+        connection = telegram_connection(f"{base_url}/sandbox/telegram")
+        ingest.connections[CONNECTION_ID] = connection
+        try:
+            yield Sandbox(emulator, base_url, http, adapter, connection, ingest)
+        finally:
+            await adapter.close()
+            await emulator.aclose()

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from crm.models import Role
 from crm.services.access import Actor
-from crm.services.apikeys import do_create_api_key
-from crm.services.tenants import do_add_member, do_create_tenant
+from crm.services.accounts.api_keys import do_create_api_key
+from crm.services.accounts.workspaces import do_add_member, do_create_tenant
 
 
 @dataclass

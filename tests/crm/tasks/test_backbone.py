@@ -23,9 +23,10 @@ from tortoise.transactions import in_transaction
 from crm.db import dialect
 from crm.models import Event, HandledEvent, OutboxEntry
 from crm.services.access import Actor
-from crm.services.event_types import EventType
-from crm.services.events import record_event
+from crm.services.events.event_types import EventType
+from crm.services.events.recording import record_event
 from crm.tasks import relay
+from crm.tasks.backbone import embedded_backbone, run_scheduler, run_worker
 from crm.tasks.broker import Backbone, BackboneConfig, LocalBroker, build_backbone
 from crm.tasks.handlers import (
     ANY_EVENT,
@@ -36,7 +37,6 @@ from crm.tasks.handlers import (
     dispatch_event,
 )
 from crm.tasks.relay import relay_once
-from crm.tasks.runtime import embedded_backbone, run_scheduler, run_worker
 from crm.tasks.schedule import (
     InMemoryScheduleSource,
     SchedulePoller,
@@ -522,7 +522,7 @@ APP_SCRIPT = """
 import asyncio, sys, time
 from crm.app import create_app
 from crm.db import migrate_db
-from crm.services.tenants import do_create_tenant
+from crm.services.accounts.workspaces import do_create_tenant
 from crm.settings import Settings
 from crm.tasks.handlers import ANY_EVENT, registry
 

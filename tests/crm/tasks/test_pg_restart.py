@@ -16,10 +16,10 @@ from tortoise.transactions import in_transaction
 
 from crm.models import Event, HandledEvent
 from crm.services.access import Actor
-from crm.services.events import record_event
+from crm.services.events.recording import record_event
+from crm.tasks.backbone import embedded_backbone
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import HandlerRegistry
-from crm.tasks.runtime import embedded_backbone
 from tests.support.events import Ping
 from tests.support.polling import eventually
 from tests.support.workspace import Workspace

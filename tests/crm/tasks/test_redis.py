@@ -19,12 +19,12 @@ from tortoise.transactions import in_transaction
 
 from crm.models import Event, HandledEvent
 from crm.services.access import Actor
-from crm.services.event_types import EventType
-from crm.services.events import record_event
+from crm.services.events.event_types import EventType
+from crm.services.events.recording import record_event
+from crm.tasks.backbone import embedded_backbone
 from crm.tasks.broker import BackboneConfig, build_backbone
 from crm.tasks.handlers import HandlerRegistry
 from crm.tasks.relay import relay_once
-from crm.tasks.runtime import embedded_backbone
 from crm.tasks.schedule import SchedulePoller, schedule_at
 from tests.support.events import Ping, Slow
 from tests.support.polling import eventually
@@ -114,7 +114,7 @@ import asyncio, sys
 from pathlib import Path
 from crm.tasks.broker import BackboneConfig
 from crm.tasks.handlers import registry
-from crm.tasks.runtime import run_worker
+from crm.tasks.backbone import run_worker
 from tests.support.events import Slow
 
 database_url, redis_url, namespace, marker = sys.argv[1:5]

@@ -1,0 +1,1 @@
+"""Operator bot routers of accounts: /start, /team, /lang, /settings."""

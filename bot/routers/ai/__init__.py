@@ -1,0 +1,1 @@
+"""Operator bot routers of the AI: drafts and /ask."""

@@ -1,0 +1,1 @@
+"""Operator bot routers of contacts: cards, tags, notes, CSV import."""

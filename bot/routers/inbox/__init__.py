@@ -1,0 +1,1 @@
+"""Operator bot routers of the inbox: /inbox, lead notifications, the team inbox."""

@@ -1,0 +1,1 @@
+"""Operator bot routers of the pipeline: deal cards and stage moves."""

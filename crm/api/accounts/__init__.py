@@ -1,0 +1,1 @@
+"""REST routes of accounts: the workspace, members, API keys."""

@@ -1,0 +1,1 @@
+"""REST routes of the AI: settings, modes, drafts, intents, memory, knowledge, agents."""

@@ -1,0 +1,1 @@
+"""REST routes of contacts: contacts, companies, tags, notes, CSV import and export."""

@@ -1,0 +1,1 @@
+"""REST routes of events: the audit log."""

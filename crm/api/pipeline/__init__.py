@@ -1,0 +1,1 @@
+"""REST routes of the pipeline: pipelines, stages and deals."""

@@ -1,0 +1,1 @@
+"""Infrastructure the services use: the media store, the cipher, log redaction, pagination."""

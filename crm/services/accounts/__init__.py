@@ -1,0 +1,1 @@
+"""Accounts: workspaces and members, API keys, sign-in links, operators and invites."""

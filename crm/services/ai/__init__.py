@@ -1,0 +1,1 @@
+"""The AI's records: settings, modes, drafts, intents, memory, knowledge, agents."""

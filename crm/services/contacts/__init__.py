@@ -1,0 +1,1 @@
+"""Contacts: contacts, companies, tags, notes, identifiers, CSV import and export."""

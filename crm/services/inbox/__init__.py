@@ -1,0 +1,1 @@
+"""The inbox: connections, conversations, inbound and outbound messages, media, the team inbox."""

@@ -1,0 +1,1 @@
+"""The pipeline: pipelines, their stages, and deals."""
