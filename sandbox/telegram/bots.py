@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from sandbox.telegram.state import BotState
+from sandbox.telegram.records import BotState
 from sandbox.telegram.store import TelegramStore
 from sandbox.telegram.wire import Params, bad_request
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.telegram.state import BotState, Chat, Message
+from sandbox.telegram.records import BotState, Chat, Message
 from sandbox.telegram.store import TelegramStore
 from sandbox.telegram.wire import Params, bad_request, unix_now
 

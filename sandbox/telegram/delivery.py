@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from sandbox.telegram.dispatch import MethodDispatch
-from sandbox.telegram.state import BotState, Webhook
+from sandbox.telegram.records import BotState, Webhook
 from sandbox.telegram.wire import SECRET_HEADER, Params, TelegramApiError, bad_request, unix_now
 
 logger = logging.getLogger(__name__)

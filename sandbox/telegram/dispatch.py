@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from sandbox.telegram.state import BotState, Fault
+from sandbox.telegram.records import BotState, Fault
 from sandbox.telegram.store import TelegramStore
 from sandbox.telegram.wire import Params, TelegramApiError, UploadedFile
 

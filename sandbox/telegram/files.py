@@ -6,7 +6,7 @@ import hashlib
 import mimetypes
 from typing import Any
 
-from sandbox.telegram.state import BotState, FileRecord
+from sandbox.telegram.records import BotState, FileRecord
 from sandbox.telegram.store import TelegramStore
 from sandbox.telegram.wire import Params, UploadedFile, bad_request
 

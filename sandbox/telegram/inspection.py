@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.telegram.state import Message
+from sandbox.telegram.records import Message
 from sandbox.telegram.store import TelegramStore
 from sandbox.telegram.wire import MEDIA_FIELDS
 

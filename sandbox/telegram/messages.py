@@ -10,7 +10,7 @@ from typing import Any
 
 from sandbox.telegram.files import FileMethods
 from sandbox.telegram.formatting import check_parse_mode
-from sandbox.telegram.state import BotState, Chat, Message
+from sandbox.telegram.records import BotState, Chat, Message
 from sandbox.telegram.wire import MEDIA_FIELDS, Params, TelegramApiError, bad_request, unix_now
 
 _CHAT_ACTIONS = frozenset(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from sandbox.telegram.state import BotState, Chat, FileRecord, Message, Webhook
+from sandbox.telegram.records import BotState, Chat, FileRecord, Message, Webhook
 from sandbox.telegram.store import TelegramStore
 
 # How many of a chat's latest messages survive a restart.

@@ -13,7 +13,7 @@ import httpx
 from fastapi import HTTPException
 
 from sandbox.persist import StateFile
-from sandbox.telegram.state import BotState, Chat, Fault
+from sandbox.telegram.records import BotState, Chat, Fault
 from sandbox.telegram.wire import Params, TelegramApiError, bad_request
 
 

@@ -11,7 +11,7 @@ from fastapi import HTTPException
 from sandbox.telegram.control import control_float, control_ids, control_int
 from sandbox.telegram.delivery import UpdateDelivery
 from sandbox.telegram.files import FileMethods
-from sandbox.telegram.state import BotState, Chat, Message
+from sandbox.telegram.records import BotState, Chat, Message
 from sandbox.telegram.wire import MEDIA_FIELDS, unix_now
 
 

@@ -15,8 +15,7 @@ puts them together in ``WhatsAppEmulator``.
 """
 
 from sandbox.whatsapp.emulator import WhatsAppEmulator, create_emulator_app, main
-from sandbox.whatsapp.snapshot import PERSISTED_OUTBOX
-from sandbox.whatsapp.state import (
+from sandbox.whatsapp.records import (
     DEFAULT_TEMPLATES,
     Delivery,
     EmulatedConnection,
@@ -24,6 +23,7 @@ from sandbox.whatsapp.state import (
     StoredMedia,
     Template,
 )
+from sandbox.whatsapp.snapshot import PERSISTED_OUTBOX
 from sandbox.whatsapp.wire import CONTROL_PREFIX, GRAPH_PREFIX, WINDOW, GraphError, sign_body
 
 __all__ = [

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from sandbox.whatsapp.state import EmulatedConnection, OutboxEntry, StoredMedia
+from sandbox.whatsapp.records import EmulatedConnection, OutboxEntry, StoredMedia
 from sandbox.whatsapp.webhooks import WebhookPushes
 from sandbox.whatsapp.wire import (
     FREE_FORM_TYPES,

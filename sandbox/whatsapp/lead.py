@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.whatsapp.state import EmulatedConnection, StoredMedia
+from sandbox.whatsapp.records import EmulatedConnection, StoredMedia
 from sandbox.whatsapp.webhooks import WebhookPushes
 from sandbox.whatsapp.wire import (
     MEDIA_TYPES,

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import asdict
 from typing import Any
 
-from sandbox.whatsapp.state import EmulatedConnection, OutboxEntry, StoredMedia, Template
+from sandbox.whatsapp.records import EmulatedConnection, OutboxEntry, StoredMedia, Template
 from sandbox.whatsapp.store import WhatsAppStore
 
 # How many of the latest outbox entries survive a restart.

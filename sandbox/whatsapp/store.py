@@ -13,7 +13,7 @@ import httpx
 from fastapi import Request
 
 from sandbox.persist import StateFile
-from sandbox.whatsapp.state import (
+from sandbox.whatsapp.records import (
     DEFAULT_TEMPLATES,
     Delivery,
     EmulatedConnection,

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.whatsapp.state import Delivery, EmulatedConnection, OutboxEntry, Push
+from sandbox.whatsapp.records import Delivery, EmulatedConnection, OutboxEntry, Push
 from sandbox.whatsapp.store import WhatsAppStore
 from sandbox.whatsapp.wire import USER_ID_RE, WINDOW, sign_body
 
