@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.drafting import citation, excerpt
+from agents.citations import citation, excerpt
 from agents.intents import detect_language
 from agents.llm import ModelError
 from agents.memory import Memory, Passage

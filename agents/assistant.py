@@ -19,7 +19,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from agents.ask import Answer, Asker
 from agents.classify import Classified, IntentService, base_classifier
-from agents.drafting import Drafter, load_context
+from agents.draft_context import load_context
+from agents.drafting import Drafter
 from agents.embeddings import Embedder
 from agents.guardrails import asks_for_human
 from agents.memory import Memory

@@ -1,4 +1,4 @@
-"""The AI of one process: the tenant's model through litellm, accounted call by call.
+"""Each workspace's configured model, called through litellm and accounted call by call.
 
 Built by the composition root; handlers, HTTP views and the bot get it as an argument.
 """

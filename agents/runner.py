@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.drafting import lead_facts
+from agents.draft_context import lead_facts
 from agents.llm import ModelError, ToolCall
 from agents.memory import Memory
 from agents.model_gateway import ModelGateway

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.drafting import lead_facts
+from agents.draft_context import lead_facts
 from agents.guardrails import banned_phrase_in, in_quiet_hours
 from agents.llm import ToolSpec
 from agents.memory import Memory

@@ -1,6 +1,6 @@
 """Conversation memory: embedding throughput, FAISS retrieval at 100k/1M vectors, per language.
 
-1. Embedding + indexing (agents.embeddings.Embedder + agents.vector_index.TenantIndex) against the
+1. Embedding + indexing (agents.embeddings.Embedder + agents.tenant_index.TenantIndex) against the
    bare SentenceTransformer.encode on the same generated chat texts, runs interleaved.
 2. TenantIndex.search at 100k and 1M vectors in one tenant against exact IndexFlatIP on the same
    vectors: latency per query and recall@10. The vectors come from a pool of real embeddings of
@@ -32,7 +32,7 @@ import numpy as np
 import psutil
 
 from agents.embeddings import MODEL_NAME, Embedder, vector_to_bytes
-from agents.vector_index import TenantIndex
+from agents.tenant_index import TenantIndex
 
 # -- generated B2B outreach chat ------------------------------------------------------------------
 

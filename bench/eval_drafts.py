@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.assistant import Assistant
-from agents.drafting import DraftContext, Drafter, load_context
+from agents.draft_context import DraftContext, load_context
+from agents.drafting import Drafter
 from agents.embeddings import Embedder
 from bench.bench_drafts import whatsapp_workspace
 from crm.db import close_db, init_db, migrate_db

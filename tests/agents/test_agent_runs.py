@@ -29,7 +29,6 @@ from crm.models import (
     FollowUp,
     Message,
     Note,
-    Role,
     Stage,
 )
 from crm.models.contacts import Consent
@@ -38,24 +37,16 @@ from crm.services.contacts.contacts import tag_names_of
 from crm.services.pipeline.deals import do_create_deal
 from sandbox.model import SandboxModel
 from tests.support.ai import AiService, configure_model, lead_writes, make_corpus
+from tests.support.ai_api import API, make_agent
 from tests.support.inbox import whatsapp_connection
 from tests.support.workspace import Workspace
 
-API = "/api/v1"
 Model = tuple[str, SandboxModel]
 
 
 def tool(name: str, /, **arguments: Any) -> str:
     """A directive the sandbox model turns into a call of ``name``."""
     return f"[[tool:{name} {json.dumps(arguments)}]]" if arguments else f"[[tool:{name}]]"
-
-
-async def make_agent(ai: AiService, ws: Workspace, **body: Any) -> dict[str, Any]:
-    reply = await ai.http.post(
-        f"{API}/agents", json={"name": "Sam", "kind": "sdr", **body}, headers=ws.headers
-    )
-    assert reply.status_code == 201, reply.text
-    return reply.json()
 
 
 async def execute(
@@ -114,53 +105,6 @@ async def agent_messages(conversation_id: int) -> list[Message]:
 
 
 # --- settings ------------------------------------------------------------------------------
-
-
-async def test_agents_are_created_with_their_kinds_defaults_and_validated_by_field(
-    ai: AiService, workspace: Workspace
-) -> None:
-    agent = await make_agent(ai, workspace)
-    assert "send_message" in agent["tools"]
-    assert agent["guardrails"]["autonomous"] is False  # approval by default
-    assert "{agent_name}" in agent["prompt_template"]
-    qualifier = await make_agent(ai, workspace, name="Quinn", kind="qualification")
-    assert "send_message" not in qualifier["tools"]
-
-    async def refused(body: dict[str, Any], status: int = 422) -> str:
-        reply = await ai.http.post(
-            f"{API}/agents", json={"name": "X", "kind": "sdr", **body}, headers=workspace.headers
-        )
-        assert reply.status_code == status, reply.text
-        return str(reply.json()["errors"][0]["field"])
-
-    assert await refused({"tools": ["send_message", "rm_rf"]}) == "tools"
-    assert await refused({"guardrails": {"max_runs_per_hour": 0}}) == "guardrails.max_runs_per_hour"
-    assert await refused({"guardrails": {"autonomus": True}}) == "guardrails.autonomus"
-    assert await refused({"triggers": ["every_minute"]}) == "triggers"
-    assert await refused({"kind": "closer"}) == "kind"
-    duplicate = await ai.http.post(
-        f"{API}/agents", json={"name": "Sam", "kind": "sdr"}, headers=workspace.headers
-    )
-    assert duplicate.status_code == 409
-
-    patched = await ai.http.patch(
-        f"{API}/agents/{agent['id']}",
-        json={"guardrails": {"max_messages_per_hour": 5}, "triggers": ["lead_message"]},
-        headers=workspace.headers,
-    )
-    assert patched.status_code == 200, patched.text
-    guard = patched.json()["guardrails"]
-    assert guard["max_messages_per_hour"] == 5
-    assert guard["max_runs_per_hour"] == 30  # merged over what was stored, not replaced
-    assert patched.json()["triggers"] == ["lead_message"]
-    listed = await ai.http.get(f"{API}/agents", headers=workspace.headers)
-    assert [a["name"] for a in listed.json()["items"]] == ["Sam", "Quinn"]
-
-    _, rep_headers = await workspace.member(Role.BIDI)
-    forbidden = await ai.http.post(
-        f"{API}/agents", json={"name": "Rogue", "kind": "sdr"}, headers=rep_headers
-    )
-    assert forbidden.status_code == 403
 
 
 async def test_a_run_without_a_model_fails_saying_how_to_configure_one(

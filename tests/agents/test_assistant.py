@@ -11,18 +11,16 @@ from crm.models import (
     Consent,
     Contact,
     Deal,
-    DraftStatus,
     MemoryChunk,
-    Message,
     MessageIntent,
     Stage,
 )
 from crm.services.pipeline.deals import do_create_deal
 from tests.support.ai import AiService, lead_writes, make_corpus, operator_replies
+from tests.support.ai_api import API
+from tests.support.ai_api import request_draft as _draft
 from tests.support.inbox import whatsapp_connection
 from tests.support.workspace import Workspace
-
-API = "/api/v1"
 
 
 @contextmanager
@@ -40,12 +38,6 @@ def encodings(encoder: Any) -> Iterator[list[list[str]]]:
         yield encoded
     finally:
         encoder.aencode = original
-
-
-async def _draft(ai: AiService, ws: Workspace, conversation_id: int) -> dict[str, Any]:
-    reply = await ai.http.post(f"{API}/conversations/{conversation_id}/drafts", headers=ws.headers)
-    assert reply.status_code == 201, reply.text
-    return dict(reply.json())
 
 
 async def test_offline_draft_reuses_the_operators_earlier_answer_with_this_leads_name(
@@ -140,91 +132,6 @@ async def test_nothing_similar_gives_a_plain_acknowledgement(
     assert "nothing similar" in draft["rationale"]
 
 
-async def test_send_edit_reject_and_regenerate_are_recorded_and_reported(
-    ai: AiService, workspace: Workspace
-) -> None:
-    corpus = await make_corpus(workspace)
-    await ai.run_handlers()
-    headers = workspace.headers
-    first = await _draft(ai, workspace, corpus.anna)
-    sent = await ai.http.post(f"{API}/drafts/{first['id']}/send", json={}, headers=headers)
-    assert sent.json()["status"] == "sent"
-    message = await Message.get(id=sent.json()["sent_message_id"])
-    assert message.text == first["text"]
-    again = await ai.http.post(f"{API}/drafts/{first['id']}/send", json={}, headers=headers)
-    assert again.status_code == 409  # decided once, sent once
-    second = await _draft(ai, workspace, corpus.anna)
-    edited = await ai.http.post(
-        f"{API}/drafts/{second['id']}/send", json={"text": "Corrected text"}, headers=headers
-    )
-    assert edited.json()["status"] == "edited"
-    assert (await Message.get(id=edited.json()["sent_message_id"])).text == "Corrected text"
-    third = await _draft(ai, workspace, corpus.maria)
-    regenerated = await ai.http.post(f"{API}/drafts/{third['id']}/regenerate", headers=headers)
-    assert regenerated.status_code == 201
-    old = await ai.http.get(f"{API}/drafts/{third['id']}", headers=headers)
-    assert old.json()["status"] == DraftStatus.REGENERATED.value
-    rejected = await ai.http.post(
-        f"{API}/drafts/{regenerated.json()['id']}/reject", headers=headers
-    )
-    assert rejected.json()["status"] == "rejected"
-    metrics = (await ai.http.get(f"{API}/ai/metrics", headers=headers)).json()
-    assert metrics["drafts"]["sent"] == 1
-    assert metrics["drafts"]["edited"] == 1
-    assert metrics["drafts"]["rejected"] == 1
-    assert metrics["drafts"]["regenerated"] == 1
-    assert metrics["rates"] == {"acceptance": 0.3333, "edit": 0.3333, "rejection": 0.3333}
-
-
-async def test_a_viewer_cannot_draft_and_other_tenants_see_nothing(
-    ai: AiService, workspace: Workspace, other_workspace: Workspace
-) -> None:
-    from crm.models import Role
-
-    corpus = await make_corpus(workspace)
-    await ai.run_handlers()
-    _, viewer = await workspace.member(Role.VIEWER)
-    refused = await ai.http.post(f"{API}/conversations/{corpus.anna}/drafts", headers=viewer)
-    assert refused.status_code == 403
-    foreign = await ai.http.post(
-        f"{API}/conversations/{corpus.anna}/drafts", headers=other_workspace.headers
-    )
-    assert foreign.status_code == 404
-    answer = await ai.http.post(
-        f"{API}/ai/ask", json={"question": "Pro plan price"}, headers=other_workspace.headers
-    )
-    assert answer.status_code == 200
-    assert answer.json()["citations"] == []
-
-
-async def test_ask_answers_from_history_with_citations_in_both_languages(
-    ai: AiService, workspace: Workspace
-) -> None:
-    corpus = await make_corpus(workspace)
-    await ai.run_handlers()
-    english = await ai.http.post(
-        f"{API}/ai/ask",
-        json={"question": "What price did we quote for the Pro plan?"},
-        headers=workspace.headers,
-    )
-    assert english.status_code == 200, english.text
-    body = english.json()
-    assert body["source"] == "offline"
-    assert body["answer"].startswith("From your history:")
-    assert "49 EUR" in body["answer"]
-    cited = {c["conversation_id"] for c in body["citations"]}
-    assert corpus.anna in cited
-    assert all(c["message_id"] for c in body["citations"] if c["source"] == "message")
-    russian = await ai.http.post(
-        f"{API}/ai/ask", json={"question": "Сколько стоит тариф Про?"}, headers=workspace.headers
-    )
-    assert russian.json()["answer"].startswith("Вот что нашлось")
-    assert "4900" in russian.json()["answer"]
-    empty = await ai.http.post(f"{API}/ai/ask", json={"question": "  "}, headers=workspace.headers)
-    assert empty.status_code == 422
-    assert empty.json()["errors"][0]["field"] == "question"
-
-
 async def test_lead_messages_are_classified_moving_the_deal_and_scoring_the_lead(
     ai: AiService, workspace: Workspace
 ) -> None:
@@ -260,64 +167,6 @@ async def test_lead_messages_are_classified_moving_the_deal_and_scoring_the_lead
     await ai.run_handlers()
     assert (await MessageIntent.get(message_id=stop)).intent == "unsubscribe"
     assert (await Contact.get(id=anna.id)).consent is Consent.OPTED_OUT
-
-
-async def test_classify_api_and_corrections_teach_the_workspace(
-    ai: AiService, workspace: Workspace
-) -> None:
-    headers = workspace.headers
-    for text, intent in [
-        ("I'm out of the office until Monday", "out_of_office"),
-        ("Не интересно, спасибо", "not_interested"),
-        ("Давайте созвонимся в четверг", "meeting_request"),
-    ]:
-        reply = await ai.http.post(f"{API}/ai/classify", json={"text": text}, headers=headers)
-        assert reply.status_code == 200, reply.text
-        assert reply.json()["intent"] == intent, text
-        assert 0 < reply.json()["confidence"] <= 1
-    corpus = await make_corpus(workspace)
-    _, odd = await lead_writes(
-        corpus.connection, "wamid.k1", "4915100000301", "Kim", "bananas bananas bananas"
-    )
-    await ai.run_handlers()
-    fixed = await ai.http.put(
-        f"{API}/messages/{odd}/intent", json={"intent": "wrong_person"}, headers=headers
-    )
-    assert fixed.status_code == 200, fixed.text
-    again = await ai.http.post(
-        f"{API}/ai/classify", json={"text": "bananas bananas bananas"}, headers=headers
-    )
-    assert again.json()["intent"] == "wrong_person"
-    bad = await ai.http.put(
-        f"{API}/messages/{odd}/intent", json={"intent": "maybe"}, headers=headers
-    )
-    assert bad.status_code == 422
-    assert bad.json()["errors"][0]["field"] == "intent"
-
-
-async def test_memory_follows_edits_and_deletions_of_knowledge(
-    ai: AiService, workspace: Workspace
-) -> None:
-    headers = workspace.headers
-    created = await ai.http.post(
-        f"{API}/knowledge",
-        json={"title": "Refunds", "text": "Refunds within 30 days."},
-        headers=headers,
-    )
-    doc_id = created.json()["id"]
-    await ai.run_handlers()
-    assert await MemoryChunk.filter(source="knowledge", source_id=doc_id).count() == 1
-    await ai.http.patch(
-        f"{API}/knowledge/{doc_id}", json={"text": "Refunds within 14 days."}, headers=headers
-    )
-    await ai.run_handlers()
-    chunks = await MemoryChunk.filter(source="knowledge", source_id=doc_id)
-    assert [c.text for c in chunks] == ["Refunds\nRefunds within 14 days."]
-    await ai.http.delete(f"{API}/knowledge/{doc_id}", headers=headers)
-    await ai.run_handlers()
-    assert await MemoryChunk.filter(source="knowledge", source_id=doc_id).count() == 0
-    answer = await ai.http.post(f"{API}/ai/ask", json={"question": "refunds"}, headers=headers)
-    assert answer.json()["citations"] == []
 
 
 async def test_a_rebuilt_index_finds_what_another_process_stored(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm.models import AiCall, Contact, Event
+from crm.models import AiCall, Contact
 from crm.services.pipeline.deals import do_create_deal
 from sandbox.model import SandboxModel
 from tests.support.ai import MODEL_KEY as KEY
@@ -12,27 +12,6 @@ from tests.support.ai import AiService, configure_model, lead_writes, make_corpu
 from tests.support.workspace import Workspace
 
 API = "/api/v1"
-
-
-async def test_settings_keep_the_key_secret_and_validate_fields(
-    ai: AiService, workspace: Workspace, model_base: tuple[str, SandboxModel]
-) -> None:
-    await configure_model(ai, workspace, model_base[0])
-    shown = await ai.http.get(f"{API}/ai/settings", headers=workspace.headers)
-    assert shown.json()["model"] == "openai/sandbox-chat"
-    assert KEY not in shown.text
-    audit = await Event.filter(type="ai.settings_updated").first()
-    assert audit is not None and KEY not in str(audit.after)
-    bad = await ai.http.patch(
-        f"{API}/ai/settings", json={"api_base": "ftp://x"}, headers=workspace.headers
-    )
-    assert bad.status_code == 422
-    assert bad.json()["errors"][0]["field"] == "api_base"
-    rules = await ai.http.patch(
-        f"{API}/ai/settings", json={"intent_rules": {"bored": "Lost"}}, headers=workspace.headers
-    )
-    assert rules.status_code == 422
-    assert rules.json()["errors"][0]["field"] == "intent_rules"
 
 
 async def test_a_model_draft_is_grounded_and_accounted(

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.vector_index import IndexRegistry, TenantIndex
+from agents.index_registry import IndexRegistry
+from agents.tenant_index import TenantIndex
 
 DIM = 384
 

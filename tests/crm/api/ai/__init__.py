@@ -1,0 +1,1 @@
+"""Tests of the AI REST routes (crm/api/ai)."""

@@ -1,0 +1,5 @@
+"""Fixtures of the AI route tests: the service app with its assistant, the sandbox model."""
+
+from tests.support.ai_fixtures import ai, model_base
+
+__all__ = ["ai", "model_base"]
