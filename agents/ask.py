@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.citations import citation, excerpt
-from agents.intents import detect_language
+from agents.languages import detect_language
 from agents.llm import ModelError
 from agents.memory import Memory, Passage
 from agents.model_gateway import ModelGateway

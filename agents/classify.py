@@ -13,9 +13,10 @@ import logging
 import re
 from dataclasses import dataclass
 
-from agents.intents import Example, IntentClassifier, detect_language, shipped_examples
+from agents.languages import detect_language
 from agents.llm import ModelError
 from agents.model_gateway import ModelGateway
+from agents.offline_intents import Example, IntentClassifier, shipped_examples
 from crm.services.ai import intents as intent_store
 from crm.services.ai.settings import INTENTS
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from agents.citations import citation, excerpt
 from agents.draft_context import DraftContext, lead_facts
-from agents.intents import detect_language
+from agents.languages import detect_language
 from agents.llm import ModelError
 from agents.memory import Memory, Passage
 from agents.model_gateway import ModelGateway

@@ -18,7 +18,7 @@ import numpy as np
 
 from agents.embeddings import Embedder, vector_from_bytes, vector_to_bytes
 from agents.index_registry import IndexRegistry
-from agents.intents import detect_language
+from agents.languages import detect_language
 from agents.multilingual import MULTILINGUAL_LANGUAGES, MultilingualEncoder
 from crm.models import MemoryChunk, MemorySource
 from crm.services.ai import memory as store

@@ -18,7 +18,7 @@ from agents.citations import citation, excerpt
 from agents.draft_context import DraftContext
 from agents.draft_scoring import chunk_fit
 from agents.embeddings import vector_from_bytes
-from agents.intents import detect_language
+from agents.languages import detect_language
 from agents.memory import Memory, Passage
 from agents.multilingual import MULTILINGUAL_LANGUAGES, MultilingualEncoder
 from crm.models import Direction, DraftSource, MemoryChunk, MemorySource

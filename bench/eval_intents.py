@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.intents import (
+from agents.offline_intents import (
     INTENTS,
     LANGUAGES,
     TEMPERATURE,

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from agents.intents import (
+from agents.languages import detect_language
+from agents.offline_intents import (
     INTENTS,
     LABELS,
     NO_INTENT,
     SURE,
     Example,
     IntentClassifier,
-    detect_language,
     evaluate,
     normalize,
     shipped_examples,

@@ -60,7 +60,6 @@ _C = 20.0
 TEMPERATURE = 0.6
 # Replies with quoted history or a pasted document: the intent is in the first lines.
 _MAX_CHARS = 2000
-
 # Opt-out keywords that carriers and mail providers treat as binding on their own.
 _OPT_OUT_WORDS = frozenset(
     {"stop", "unsubscribe", "unsub", "opt out", "optout", "стоп", "отписаться", "отписка"}
@@ -72,13 +71,6 @@ _QUOTE_START = re.compile(
     r"|on .{3,200}\bwrote:\s*$|.{3,200}\bнаписал[аи]?:\s*$)",
     re.IGNORECASE,
 )
-_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
-_LATIN = re.compile(r"[a-z]", re.IGNORECASE)
-_ADDRESS = re.compile(r"\S+@\S+|(?:https?://|www\.)\S+|\b\S+\.(?:com|ru|io|org|net)\b\S*")
-_WORD = re.compile(r"[^\W\d_]+")
-# Russian replies carry Latin terms ("white paper", "amoCRM"); English ones carry no Cyrillic
-# but names. So Cyrillic needn't be the majority of letters to be the language of the text.
-_RU_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -130,17 +122,6 @@ def prepare(text: str) -> str:
 def _lookup_key(text: str) -> str:
     # Punctuation, emoji and spacing don't change what an operator meant a phrase to be.
     return _NON_WORD.sub(" ", prepare(text)).strip()
-
-
-def detect_language(text: str) -> str:
-    """Russian ("ru") when the text is mostly Cyrillic, else English ("en")."""
-    words = _WORD.findall(_ADDRESS.sub(" ", text))
-    # Names and brands are capitalised ("WhatsApp Business", "Мария"); the grammar words that
-    # tell the language are not. All-caps or all-names text falls back to every word.
-    letters = "".join(w for w in words if w[0].islower()) or "".join(words)
-    cyrillic = len(_CYRILLIC.findall(letters))
-    latin = len(_LATIN.findall(letters))
-    return "ru" if cyrillic and cyrillic >= _RU_SHARE * (cyrillic + latin) else "en"
 
 
 @cache
