@@ -11,9 +11,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 
 from crm.models import Consent
 from crm.services.contacts.csv_import.matching import FETCHED_COLUMNS, ContactRecord
-from crm.services.contacts.identifiers import (
-    build_search_text,
-)
+from crm.services.contacts.identifiers import build_search_text
 
 
 class BulkSql:
