@@ -48,7 +48,7 @@ from crm.models import AiCall, Draft, DraftSource, MemoryChunk, MemorySource, Me
 from crm.services.access import Actor
 from crm.services.accounts.workspaces import do_create_tenant
 from crm.services.ai import settings as ai_settings
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.connections import NewConnection, connection_info, do_add_connection
 from crm.services.inbox.outbound import Outgoing, do_send_message
 from sandbox.model import SandboxModel, create_model_app

@@ -44,7 +44,7 @@ from crm.infrastructure.cipher import CredentialCipher
 from crm.messaging import InboundMessage
 from crm.models import Conversation, Direction, MemorySource
 from crm.services.ai import memory as store
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.outbound import Outgoing, do_send_message
 
 DATA = Path(__file__).parent / "data"

@@ -30,7 +30,7 @@ from crm.messaging import (
 )
 from crm.models import Event
 from crm.services.events.catalog import MessageQueued
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import business_links, delivery_receipts, inbound_messages, lead_preferences
 from crm.services.inbox.outbound import DeliveryDeps, deliver_message
 from crm.tasks.handlers import HandlerRegistry, Order
 from crm.tasks.handlers import registry as event_handlers
@@ -99,7 +99,7 @@ async def process_webhook(runtime: ChannelRuntime, connection_id: int, body: byt
         return 0
     adapter = runtime.adapter_for(connection.kind)
     key = _update_key(connection.kind, adapter, body)
-    if key is not None and not await inbox.claim_update(connection.id, key):
+    if key is not None and not await inbound_messages.claim_update(connection.id, key):
         return 0
     try:
         updates = adapter.parse(connection, body)
@@ -107,7 +107,7 @@ async def process_webhook(runtime: ChannelRuntime, connection_id: int, body: byt
             await _apply(runtime, adapter, connection, update)
     except BaseException:
         if key is not None:
-            await inbox.release_update(connection.id, key)
+            await inbound_messages.release_update(connection.id, key)
         raise
     return len(updates)
 
@@ -122,18 +122,18 @@ async def _apply(
         media = None
         if update.media is not None:
             # A redelivered webhook must not download (and store) the attachment again.
-            if await inbox.find_message(connection.id, update.external_id) is not None:
+            if await inbound_messages.find_message(connection.id, update.external_id) is not None:
                 return
             media = await _store_media(runtime, adapter, connection, update)
-        await inbox.receive_message(connection, update, media)
+        await inbound_messages.receive_message(connection, update, media)
     elif isinstance(update, InboundStatus):
-        await inbox.apply_status(connection, update)
+        await delivery_receipts.apply_status(connection, update)
     elif isinstance(update, InboundPreference):
-        await inbox.apply_preference(connection, update)
+        await lead_preferences.apply_preference(connection, update)
     elif isinstance(update, InboundEdit):
-        await inbox.apply_edit(connection, update)
+        await inbound_messages.apply_edit(connection, update)
     elif isinstance(update, BusinessConnectionUpdate):
-        await inbox.apply_business_connection(connection, update)
+        await business_links.apply_business_connection(connection, update)
 
 
 async def _store_media(

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from agents.assistant import Assistant
 from crm.messaging import ConnectionInfo, InboundMessage
 from crm.models import Event
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.outbound import Outgoing, do_send_message
 from crm.tasks.handlers import HandlerRegistry, dispatch
 from tests.support.inbox import whatsapp_connection

@@ -6,7 +6,7 @@ import datetime as dt
 
 from crm.infrastructure.cipher import CredentialCipher
 from crm.messaging import ChannelKind, ConnectionInfo, InboundMessage
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.connections import NewConnection, connection_info, do_add_connection
 from tests.support.workspace import Workspace
 

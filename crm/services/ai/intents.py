@@ -35,7 +35,7 @@ from crm.services.ai.settings import (
 )
 from crm.services.events.catalog import ContactScored, MessageClassified, MessageIntentCorrected
 from crm.services.events.recording import record_event
-from crm.services.inbox.inbound import do_set_opted_out
+from crm.services.inbox.lead_preferences import do_set_opted_out
 from crm.services.pipeline.deals import do_move_deal
 
 CORRECTION = "correction"

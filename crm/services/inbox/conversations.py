@@ -45,7 +45,7 @@ from crm.services.events.catalog import (
 )
 from crm.services.events.event_types import SnapshotUpdated
 from crm.services.events.recording import record_event, snapshot
-from crm.services.inbox.inbound import EVENT_TEXT_CHARS
+from crm.services.inbox.inbound_messages import EVENT_TEXT_CHARS
 from crm.services.inbox.outbound import MAX_TEXT, check_may_work_on
 from crm.services.references import lock_in_tenant
 

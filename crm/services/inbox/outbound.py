@@ -51,13 +51,12 @@ from crm.models import (
 from crm.services.access import Actor, ActorType
 from crm.services.events.catalog import MessageQueued, MessageSent, MessageStatusChanged
 from crm.services.events.recording import record_event
-from crm.services.inbox.inbound import (
-    EVENT_TEXT_CHARS,
+from crm.services.inbox.delivery_receipts import (
     apply_pending_statuses,
-    preview_of,
     status_event,
     tracker_for,
 )
+from crm.services.inbox.inbound_messages import EVENT_TEXT_CHARS, preview_of
 from crm.services.references import lock_in_tenant
 
 logger = logging.getLogger(__name__)

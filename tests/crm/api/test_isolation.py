@@ -28,7 +28,7 @@ from tortoise import Tortoise, connections
 from crm.app import create_app
 from crm.messaging import ChannelKind, ConnectionInfo, InboundMessage
 from crm.models import Contact, Role
-from crm.services.inbox.inbound import receive_message
+from crm.services.inbox.inbound_messages import receive_message
 from crm.settings import Settings
 from tests.support.workspace import Workspace
 

@@ -558,9 +558,9 @@ async def test_export_round_trips_through_the_importer(workspace: Workspace) -> 
 async def test_a_clash_with_a_contact_saved_meanwhile_redoes_the_batch_row_by_row(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crm.services.contacts import csv_import as importer
+    from crm.services.contacts.csv_import.batch_writing import BatchWriter
 
-    original = importer._Import._load
+    original = BatchWriter._load
     calls = 0
 
     async def load_then_clash(self: Any, rows: Any, conn: Any) -> None:
@@ -573,7 +573,7 @@ async def test_a_clash_with_a_contact_saved_meanwhile_redoes_the_batch_row_by_ro
                 tenant_id=workspace.tenant_id, email="b@example.com", using_db=conn
             )
 
-    monkeypatch.setattr(importer._Import, "_load", load_then_clash)
+    monkeypatch.setattr(BatchWriter, "_load", load_then_clash)
     csv_text = "name,email\nA,a@example.com\nB,b@example.com\nC,c@example.com\n"
     result = await run(workspace, csv_text)
     assert (result.created, result.errors) == (3, [])

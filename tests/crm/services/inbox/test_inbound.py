@@ -29,7 +29,8 @@ from crm.models import (
     Role,
 )
 from crm.services.contacts.contacts import do_create_contact
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import business_links, delivery_receipts, lead_preferences
+from crm.services.inbox import inbound_messages as inbox
 from tests.support.inbox import NOW, telegram_connection, wa_text, whatsapp_connection
 from tests.support.workspace import Workspace
 
@@ -130,11 +131,11 @@ async def test_marketing_preference_stop_and_resume(workspace: Workspace) -> Non
     connection = await whatsapp_connection(workspace)
     received = await inbox.receive_message(connection, wa_text("wamid.x"))
     stop = InboundPreference(sender_id="4915112345678", opted_out=True, at=NOW)
-    assert await inbox.apply_preference(connection, stop)
-    assert not await inbox.apply_preference(connection, stop)
+    assert await lead_preferences.apply_preference(connection, stop)
+    assert not await lead_preferences.apply_preference(connection, stop)
     assert (await Contact.get(id=received.contact_id)).consent is Consent.OPTED_OUT
     resume = InboundPreference(sender_id="4915112345678", opted_out=False, at=NOW)
-    assert await inbox.apply_preference(connection, resume)
+    assert await lead_preferences.apply_preference(connection, resume)
     assert (await Contact.get(id=received.contact_id)).consent is Consent.GRANTED
 
 
@@ -160,7 +161,7 @@ async def test_receipts_only_move_forward(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
     message = await _outbound(connection, "wamid.out")
     for status in (DeliveryStatus.READ, DeliveryStatus.DELIVERED, DeliveryStatus.SENT):
-        await inbox.apply_status(connection, receipt("wamid.out", status))
+        await delivery_receipts.apply_status(connection, receipt("wamid.out", status))
     assert (await Message.get(id=message.id)).status is DeliveryStatus.READ
     changes = await Event.filter(type="message.status_changed", entity_id=message.id).count()
     assert changes == 1
@@ -172,7 +173,7 @@ async def test_a_failed_receipt_carries_the_provider_error(workspace: Workspace)
     failed = receipt(
         "wamid.f", DeliveryStatus.FAILED, error_code=131026, error_title="Message undeliverable"
     )
-    await inbox.apply_status(connection, failed)
+    await delivery_receipts.apply_status(connection, failed)
     stored = await Message.get(id=message.id)
     assert (stored.status, stored.error_code, stored.error_title) == (
         DeliveryStatus.FAILED,
@@ -185,11 +186,11 @@ async def test_a_receipt_before_the_id_is_known_waits_and_applies(workspace: Wor
     connection = await whatsapp_connection(workspace)
     message = await _outbound(connection, None)
     early = receipt("wamid.early", DeliveryStatus.DELIVERED)
-    assert await inbox.apply_status(connection, early) is None
-    assert await inbox.apply_status(connection, early) is None
+    assert await delivery_receipts.apply_status(connection, early) is None
+    assert await delivery_receipts.apply_status(connection, early) is None
     assert await PendingStatus.filter(external_id="wamid.early").count() == 1
     await Message.filter(id=message.id).update(external_id="wamid.early")
-    await inbox.apply_pending_statuses(await Message.get(id=message.id))
+    await delivery_receipts.apply_pending_statuses(await Message.get(id=message.id))
     assert (await Message.get(id=message.id)).status is DeliveryStatus.DELIVERED
     assert not await PendingStatus.exists(external_id="wamid.early")
 
@@ -211,7 +212,7 @@ async def test_edits_and_deletions_of_lead_messages(workspace: Workspace) -> Non
 async def test_telegram_business_chats_are_assigned_to_the_rep(workspace: Workspace) -> None:
     rep_id, _ = await workspace.member(Role.BIDI, telegram_id=777001)
     connection = await telegram_connection(workspace)
-    link = await inbox.apply_business_connection(
+    link = await business_links.apply_business_connection(
         connection,
         BusinessConnectionUpdate(
             business_connection_id="bc-1",

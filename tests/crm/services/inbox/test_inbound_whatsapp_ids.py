@@ -6,7 +6,8 @@ import datetime as dt
 
 from crm.messaging import InboundMessage, InboundPreference
 from crm.models import Consent, Contact, Conversation
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import lead_preferences
 from tests.support.inbox import NOW, whatsapp_connection
 from tests.support.workspace import Workspace
 
@@ -106,7 +107,7 @@ async def test_a_parent_user_id_finds_the_lead_from_a_linked_business(
 async def test_a_user_id_only_lead_can_opt_out(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
     received = await inbox.receive_message(connection, from_lead("wamid.o", user_id=USER_ID))
-    changed = await inbox.apply_preference(
+    changed = await lead_preferences.apply_preference(
         connection, InboundPreference(sender_id=USER_ID, opted_out=True, at=NOW, user_id=USER_ID)
     )
     assert changed

@@ -22,7 +22,8 @@ from crm.messaging import (
 )
 from crm.models import Contact, Conversation, Message, Role
 from crm.services.access import Actor
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import delivery_receipts
+from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.outbound import (
     DeliveryDeps,
     LocalRateLimiter,
@@ -312,12 +313,12 @@ async def test_a_late_receipt_moves_a_failed_unknown_send_to_its_true_state(
 ) -> None:
     message, connection = await _sent_by_a_worker_that_died(workspace)
     tracker = f"crm-message:{message.id}"
-    await inbox.apply_status(connection, _receipt(DeliveryStatus.DELIVERED, tracker))
+    await delivery_receipts.apply_status(connection, _receipt(DeliveryStatus.DELIVERED, tracker))
     stored = await Message.get(id=message.id)
     assert (stored.status, stored.external_id) == (DeliveryStatus.DELIVERED, "wamid.late")
     assert stored.error_title is None and stored.error_code is None
     # Later receipts find it by the recorded provider id, with or without the tracker.
-    await inbox.apply_status(connection, _receipt(DeliveryStatus.READ, None))
+    await delivery_receipts.apply_status(connection, _receipt(DeliveryStatus.READ, None))
     assert (await Message.get(id=message.id)).status is DeliveryStatus.READ
 
 
@@ -329,17 +330,17 @@ async def test_a_provider_failure_replaces_the_unknown_one_and_delivered_beats_i
     failed = _receipt(
         DeliveryStatus.FAILED, tracker, error_code=131026, error_title="Message undeliverable"
     )
-    await inbox.apply_status(connection, failed)
+    await delivery_receipts.apply_status(connection, failed)
     stored = await Message.get(id=message.id)
     assert (stored.status, stored.error_code) == (DeliveryStatus.FAILED, 131026)
     # A "sent" arriving after the failure is old news; "delivered" proves it arrived.
-    await inbox.apply_status(connection, _receipt(DeliveryStatus.SENT, tracker))
+    await delivery_receipts.apply_status(connection, _receipt(DeliveryStatus.SENT, tracker))
     assert (await Message.get(id=message.id)).status is DeliveryStatus.FAILED
-    await inbox.apply_status(connection, _receipt(DeliveryStatus.DELIVERED, tracker))
+    await delivery_receipts.apply_status(connection, _receipt(DeliveryStatus.DELIVERED, tracker))
     stored = await Message.get(id=message.id)
     assert (stored.status, stored.error_code) == (DeliveryStatus.DELIVERED, None)
     # ...and a failure arriving after that no longer undoes it.
-    await inbox.apply_status(connection, failed)
+    await delivery_receipts.apply_status(connection, failed)
     assert (await Message.get(id=message.id)).status is DeliveryStatus.DELIVERED
 
 
@@ -350,8 +351,8 @@ async def test_a_tracker_cannot_touch_a_message_with_a_provider_id_or_elsewhere(
     other = await whatsapp_connection(workspace, "555444")
     tracker = f"crm-message:{message.id}"
     # Another connection's receipt naming our message id does nothing to it.
-    await inbox.apply_status(other, _receipt(DeliveryStatus.READ, tracker))
+    await delivery_receipts.apply_status(other, _receipt(DeliveryStatus.READ, tracker))
     assert (await Message.get(id=message.id)).status is DeliveryStatus.FAILED
     for bad in ("crm-message:", "crm-message:x", "other:1", "crm-message:" + "9" * 30):
-        await inbox.apply_status(connection, _receipt(DeliveryStatus.READ, bad))
+        await delivery_receipts.apply_status(connection, _receipt(DeliveryStatus.READ, bad))
     assert (await Message.get(id=message.id)).status is DeliveryStatus.FAILED

@@ -25,7 +25,7 @@ from crm.models import (
     User,
 )
 from crm.services.access import Actor
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox import team_inbox
 from crm.services.inbox.connections import connection_info
 from crm.services.inbox.outbound import WindowClosed

@@ -10,7 +10,7 @@ from crm.errors import NotFound, PermissionDenied, ValidationFailed
 from crm.models import Company, Contact, Conversation, DealStageChange, Pipeline, Role, Stage
 from crm.services.access import Actor
 from crm.services.contacts.notes import do_create_note
-from crm.services.inbox import inbound as inbox
+from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.conversations import do_add_private_note
 from crm.services.pipeline.deals import (
     access_deal_to_annotate,
