@@ -36,7 +36,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from bot.keyboards import notification_keyboard
 from bot.senders.notifications import CHANNEL_NAMES, render_notification
 from crm.models import Event, TeamPost, TeamPostKind, TeamPostStatus, TeamTopic
-from crm.services.accounts.operators import OpenDeal, language_of
+from crm.services.accounts.operators import language_of
 from crm.services.events.catalog import (
     ConversationClosed,
     ConversationReopened,
@@ -45,6 +45,7 @@ from crm.services.events.catalog import (
     MessageReceived,
 )
 from crm.services.inbox import team_inbox, team_posts
+from crm.services.inbox.lead_recipients import OpenDeal
 from crm.services.inbox.team_inbox import TopicView
 from crm.services.inbox.team_posts import GroupBudget
 from crm.tasks.handlers import HandlerRegistry, Order
