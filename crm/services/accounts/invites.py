@@ -16,12 +16,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from crm.errors import ServiceError, ValidationFailed
-from crm.models import (
-    Invite,
-    Membership,
-    Role,
-    User,
-)
+from crm.models import Invite, Membership, Role, User
 from crm.services.access import Actor
 from crm.services.accounts.operators import language_of
 from crm.services.events.catalog import InviteCreated, InviteDeclined, MemberAdded

@@ -14,13 +14,7 @@ from collections.abc import Awaitable, Callable
 from tortoise.exceptions import IntegrityError
 
 from crm.errors import NotFound, ValidationFailed
-from crm.models import (
-    Conversation,
-    Membership,
-    Role,
-    Tenant,
-    User,
-)
+from crm.models import Conversation, Membership, Role, Tenant, User
 from crm.services.access import Actor
 from crm.services.accounts.workspaces import do_create_tenant
 

@@ -17,13 +17,7 @@ from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from crm.messaging import DeliveryStatus
-from crm.models import (
-    Conversation,
-    Message,
-    NotificationState,
-    OperatorNotification,
-    User,
-)
+from crm.models import Conversation, Message, NotificationState, OperatorNotification, User
 
 logger = logging.getLogger(__name__)
 
