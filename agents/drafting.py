@@ -40,7 +40,7 @@ from crm.services.access import Actor
 from crm.services.ai import memory as store
 from crm.services.ai import settings as ai_settings
 from crm.services.ai.drafts import ProposedDraft
-from crm.services.pipeline import deals
+from crm.services.pipeline import deal_views
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ async def load_context(conversation: Conversation, offered: Sequence[str] = ()) 
         )
     )
     lead_message = next((m for m in reversed(thread) if m.direction is Direction.IN), None)
-    deal = await deals.latest_open_deal(Actor.system(conversation.tenant_id), contact.id)
+    deal = await deal_views.latest_open_deal(Actor.system(conversation.tenant_id), contact.id)
     return DraftContext(conversation, contact, lead_message, thread, deal, tuple(offered))
 
 
