@@ -40,11 +40,11 @@ from crm.models import (
     Message,
 )
 from crm.services.access import Actor
-from crm.services.ai import agents as agent_service
-from crm.services.ai import drafts, intents
+from crm.services.ai import agent_runs, drafts, intents
 from crm.services.ai import modes as ai_modes
 from crm.services.ai import settings as ai_settings
-from crm.services.ai.agents import RunRequest, guardrails_of
+from crm.services.ai.agent_runs import RunRequest
+from crm.services.ai.agents import guardrails_of
 from crm.services.events.catalog import (
     AgentRunQueued,
     ConversationNoteAdded,
@@ -241,7 +241,7 @@ class Assistant:
                 reason = LOW_CONFIDENCE.format(confidence=verdict.confidence if verdict else 0)
                 await ai_modes.do_hand_off(actor, conversation.id, reason)
                 return ("hand_off",), tuple(runs)
-            run = await agent_service.do_queue_run(
+            run = await agent_runs.do_queue_run(
                 actor,
                 agent.id,
                 RunRequest(

@@ -24,9 +24,10 @@ from agents.model_gateway import ModelGateway
 from agents.tools import ToolContext, call_tool, offered_tools, open_deal_of, thread_lines
 from crm.infrastructure.redaction import redact, redact_value
 from crm.models import Agent, AgentRun, AgentRunStatus, Contact, Conversation, Message
-from crm.services.ai import agents as agent_service
+from crm.services.ai import agent_runs
 from crm.services.ai import settings as ai_settings
-from crm.services.ai.agents import RunResult, guardrails_of
+from crm.services.ai.agent_runs import RunResult
+from crm.services.ai.agents import guardrails_of
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class AgentRunner:
 
     async def execute(self, run_id: int) -> AgentRun | None:
         """Run a queued run to its end and store its log; None when it was not queued."""
-        run = await agent_service.do_start_run(run_id)
+        run = await agent_runs.do_start_run(run_id)
         if run is None:
             return None
         started = time.perf_counter()
@@ -129,7 +130,7 @@ class AgentRunner:
             drafts_created=result.drafts_created,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-        return await agent_service.do_finish_run(run, result)
+        return await agent_runs.do_finish_run(run, result)
 
     async def _refusal(self, run: AgentRun, agent: Agent, conversation: Conversation | None) -> str:
         if not agent.active:
@@ -142,7 +143,7 @@ class AgentRunner:
                 return "the AI is off in this conversation (ai mode: off)"
         guard = guardrails_of(agent)
         now = dt.datetime.now(dt.UTC)
-        recent = await agent_service.runs_in_last_hour(agent.id, now, excluding=run.id)
+        recent = await agent_runs.runs_in_last_hour(agent.id, now, excluding=run.id)
         if recent >= guard.max_runs_per_hour:
             return f"rate limit: {recent} runs in the last hour (at most {guard.max_runs_per_hour})"
         return ""

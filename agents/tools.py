@@ -31,8 +31,7 @@ from crm.models import (
     Stage,
 )
 from crm.services.access import Actor
-from crm.services.ai import agents as agent_service
-from crm.services.ai import drafts
+from crm.services.ai import agent_runs, drafts, follow_ups
 from crm.services.ai import modes as ai_modes
 from crm.services.ai.agents import Guardrails
 from crm.services.ai.drafts import ProposedDraft
@@ -40,7 +39,7 @@ from crm.services.ai.intents import agent_actor
 from crm.services.contacts import notes, tags
 from crm.services.contacts.contacts import tag_names_of
 from crm.services.inbox.outbound import MAX_TEXT, Outgoing, check_send_rules, do_send_message
-from crm.services.pipeline import deals
+from crm.services.pipeline import deal_views, deals
 
 THREAD_MESSAGES = 20
 SEARCH_RESULTS = 5
@@ -104,7 +103,7 @@ async def open_deal_of(ctx: ToolContext) -> Deal | None:
     """The lead's latest open deal, with its stage."""
     if ctx.contact is None:
         return None
-    return await deals.latest_open_deal(ctx.actor, ctx.contact.id)
+    return await deal_views.latest_open_deal(ctx.actor, ctx.contact.id)
 
 
 async def _read_contact(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -221,20 +220,20 @@ async def _schedule_follow_up(ctx: ToolContext, args: dict[str, Any]) -> dict[st
     ctx.need_conversation()
     due = _due_at(ctx, args)
     note = str(args.get("note") or "")[:500]
-    follow_up = await agent_service.do_schedule_follow_up(ctx.run, due, note)
+    follow_up = await follow_ups.do_schedule_follow_up(ctx.run, due, note)
     ctx.effects.append("follow_up")
     return {"follow_up_id": follow_up.id, "due_at": due.isoformat()}
 
 
 async def _check_limits(ctx: ToolContext, contact: Contact) -> None:
     guard = ctx.guardrails
-    per_contact = await agent_service.ai_messages_to_contact_today(contact.id, ctx.now)
+    per_contact = await agent_runs.ai_messages_to_contact_today(contact.id, ctx.now)
     if per_contact >= guard.max_messages_per_contact_per_day:
         raise ToolRefused(
             f"rate limit: {per_contact} AI message(s) to this lead in the last 24 hours "
             f"(at most {guard.max_messages_per_contact_per_day})"
         )
-    per_agent = await agent_service.agent_messages_in_last_hour(ctx.agent.id, ctx.now)
+    per_agent = await agent_runs.agent_messages_in_last_hour(ctx.agent.id, ctx.now)
     per_agent += ctx.messages_sent + ctx.drafts_created  # this run's, not yet written back
     if per_agent >= guard.max_messages_per_hour:
         raise ToolRefused(

@@ -40,7 +40,7 @@ from crm.messaging import (
 from crm.models import ChannelConnection, Role
 from crm.services.access import Actor
 from crm.services.accounts.signin import do_issue_sign_in
-from crm.services.ai.agents import do_run_due_follow_ups
+from crm.services.ai.follow_ups import do_run_due_follow_ups
 from crm.services.inbox import connections as channel_service
 from crm.services.inbox.outbound import (
     DeliveryDeps,

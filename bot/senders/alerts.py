@@ -54,7 +54,7 @@ from crm.services.events.catalog import (
     DealStageChanged,
     DraftCreated,
 )
-from crm.services.inbox import digest
+from crm.services.inbox import digest, operator_notifications
 from crm.services.inbox.digest import WorkspaceDigest
 from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
@@ -348,7 +348,7 @@ class Alerts:
         )
         if sent is not None:
             # A Telegram reply to this alert goes to the lead, as for a lead notification.
-            await operators.record_notification(
+            await operator_notifications.record_notification(
                 user=user,
                 bot_id=self.bot.id,
                 chat_id=sent.chat.id,

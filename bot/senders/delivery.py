@@ -20,7 +20,8 @@ from aiogram.utils.i18n import gettext as _
 from bot.long_messages import not_modified
 from crm.messaging import DeliveryStatus
 from crm.services.accounts import operators
-from crm.services.accounts.operators import ReplyDelivery
+from crm.services.inbox import operator_notifications
+from crm.services.inbox.operator_notifications import ReplyDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def show_delivery(
     With ``i18n`` the text is in the author's language (workers); without, in the current one.
     """
     for _attempt in range(len(_STAGES)):
-        state = await operators.reply_delivery(message_id)
+        state = await operator_notifications.reply_delivery(message_id)
         if state is None or state.chat_id is None or state.telegram_message_id is None:
             return
         stage = _STAGES[state.status]

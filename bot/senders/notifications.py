@@ -59,9 +59,10 @@ from crm.models import (
     User,
 )
 from crm.services.accounts import operators
-from crm.services.accounts.operators import OpenDeal
 from crm.services.ai import intents
 from crm.services.events.catalog import MessageReceived, MessageStatusChanged
+from crm.services.inbox import lead_recipients, operator_notifications
+from crm.services.inbox.lead_recipients import OpenDeal
 from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 
@@ -264,17 +265,17 @@ class Notifier:
         conversation = message.conversation
         contact = conversation.contact
         lead_name = contact.name or conversation.peer_id
-        deal = await operators.open_deal_of(conversation.tenant_id, conversation.contact_id)
+        deal = await lead_recipients.open_deal_of(conversation.tenant_id, conversation.contact_id)
         # Classified by the AI's handler, which runs before this one for the same event.
         classified = await intents.intent_of(message.id)
-        members = await operators.recipients_for(conversation)
+        members = await lead_recipients.recipients_for(conversation)
         if not members:
             logger.info("lead message %s: no member with a Telegram id to notify", message.id)
             return
-        recipients = await operators.not_yet_notified(members, message.id)
+        recipients = await lead_recipients.not_yet_notified(members, message.id)
         if not recipients:
             return
-        roles = await operators.roles_in(conversation.tenant_id, [u.id for u in recipients])
+        roles = await lead_recipients.roles_in(conversation.tenant_id, [u.id for u in recipients])
         attachment = await self._attachment(message)
         uploaded: dict[str, str] = {}  # the file id of the first upload, for the others
         for user in recipients:
@@ -302,7 +303,7 @@ class Notifier:
             assert user.telegram_id is not None
             # Recorded before the Telegram call: a redelivered event (a worker killed after
             # the send, before the record of its message id) finds it and sends nothing.
-            intent = await operators.begin_notification(
+            intent = await operator_notifications.begin_notification(
                 user=user,
                 bot_id=self.bot.id,
                 chat_id=user.telegram_id,
@@ -319,14 +320,14 @@ class Notifier:
             # Every part answers the lead when replied to; the one with the buttons is the
             # notification of the lead message.
             for other in notified.others:
-                await operators.record_notification(
+                await operator_notifications.record_notification(
                     user=user,
                     bot_id=self.bot.id,
                     chat_id=other.chat.id,
                     telegram_message_id=other.message_id,
                     conversation=conversation,
                 )
-            await operators.record_sent(intent, notified.carrier.message_id)
+            await operator_notifications.record_sent(intent, notified.carrier.message_id)
 
     async def _notify_once(
         self,
@@ -364,7 +365,7 @@ class Notifier:
                 intent.lead_message_id,
                 reason,
             )
-            await operators.record_failed(intent, reason)
+            await operator_notifications.record_failed(intent, reason)
             return None
         except (TelegramRetryAfter, TelegramServerError) as exc:
             await self._release(intent, user, exc)
@@ -381,7 +382,7 @@ class Notifier:
                 user.id,
                 reason,
             )
-            await operators.record_failed(intent, reason)
+            await operator_notifications.record_failed(intent, reason)
             return None
 
     @staticmethod
@@ -392,7 +393,7 @@ class Notifier:
             user.id,
             redact(str(exc)),
         )
-        await operators.release_notification(intent)
+        await operator_notifications.release_notification(intent)
 
     async def _attachment(self, message: Message) -> Attachment | None:
         """The lead's media from the store; None when it is not there (a label stands in)."""
@@ -494,7 +495,7 @@ class Notifier:
             return
         if status not in _TICKED or not after.get("author_user_id"):
             return
-        reply = await operators.reply_delivery(event.entity_id)
+        reply = await operator_notifications.reply_delivery(event.entity_id)
         if reply is not None and reply.bot_reply:
             # Sent by replying in Telegram: its confirmation shows the status (when the reply
             # handler records the confirmation after this, it shows the status itself).

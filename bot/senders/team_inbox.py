@@ -36,7 +36,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from bot.keyboards import notification_keyboard
 from bot.senders.notifications import CHANNEL_NAMES, render_notification
 from crm.models import Event, TeamPost, TeamPostKind, TeamPostStatus, TeamTopic
-from crm.services.accounts.operators import OpenDeal, language_of
+from crm.services.accounts.operators import language_of
 from crm.services.events.catalog import (
     ConversationClosed,
     ConversationReopened,
@@ -44,8 +44,10 @@ from crm.services.events.catalog import (
     DealStageChanged,
     MessageReceived,
 )
-from crm.services.inbox import team_inbox
-from crm.services.inbox.team_inbox import GroupBudget, TopicView
+from crm.services.inbox import team_inbox, team_posts
+from crm.services.inbox.lead_recipients import OpenDeal
+from crm.services.inbox.team_inbox import TopicView
+from crm.services.inbox.team_posts import GroupBudget
 from crm.tasks.handlers import HandlerRegistry, Order
 from telegram_transport.logs import redact
 
@@ -139,15 +141,15 @@ class TeamInboxPoster:
             registry.remove(name)
 
     async def _on_message(self, event: Event, conn: BaseDBAsyncClient) -> None:
-        if await team_inbox.enqueue_lead_message(event) is not None:
+        if await team_posts.enqueue_lead_message(event) is not None:
             self.wake()
 
     async def _on_deal(self, event: Event, conn: BaseDBAsyncClient) -> None:
-        if await team_inbox.enqueue_deal_change(event):
+        if await team_posts.enqueue_deal_change(event):
             self.wake()
 
     async def _on_status(self, event: Event, conn: BaseDBAsyncClient) -> None:
-        if await team_inbox.enqueue_conversation_status(event) is not None:
+        if await team_posts.enqueue_conversation_status(event) is not None:
             self.wake()
 
     # ---- the worker -------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class TeamInboxPoster:
 
     async def run_once(self) -> None:
         """Start a sender for every group with waiting posts that has none running here."""
-        for chat_id in await team_inbox.groups_with_pending():
+        for chat_id in await team_posts.groups_with_pending():
             task = self._groups.get(chat_id)
             if task is None or task.done():
                 self._groups[chat_id] = asyncio.create_task(
@@ -202,7 +204,7 @@ class TeamInboxPoster:
         now = self.clock()
         if now - self._pruned_at > PRUNE_EVERY:
             self._pruned_at = now
-            await team_inbox.prune_posts()
+            await team_posts.prune_posts()
 
     async def _drain(self, chat_id: int) -> None:
         """Send a group's posts in order while this worker holds the group's lease."""
@@ -210,25 +212,25 @@ class TeamInboxPoster:
             if not await self._renew(chat_id, 0.0):
                 return
             try:
-                await team_inbox.fail_abandoned(chat_id)
+                await team_posts.fail_abandoned(chat_id)
                 while not self._stopping.is_set():
-                    post = await team_inbox.next_post(chat_id)
+                    post = await team_posts.next_post(chat_id)
                     if post is None:
-                        await team_inbox.end_lag(chat_id)
+                        await team_posts.end_lag(chat_id)
                         return
                     if not await self._renew(chat_id, 0.0):
                         return
-                    behind = await team_inbox.backlog(chat_id)
-                    if behind > self.budget.posts and await team_inbox.start_lag(chat_id):
+                    behind = await team_posts.backlog(chat_id)
+                    if behind > self.budget.posts and await team_posts.start_lag(chat_id):
                         await self._tell_lag(chat_id, behind)
                     calls = await self._calls_needed(post)
                     if calls and not await self._wait_budget(chat_id, calls):
                         return
-                    if not await team_inbox.claim_post(post.id):
+                    if not await team_posts.claim_post(post.id):
                         continue
                     await self._send(post)
             finally:
-                await team_inbox.release_lease(chat_id, self.owner)
+                await team_posts.release_lease(chat_id, self.owner)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -236,13 +238,13 @@ class TeamInboxPoster:
 
     async def _renew(self, chat_id: int, extra: float) -> bool:
         now = dt.datetime.now(dt.UTC)
-        return await team_inbox.take_lease(chat_id, self.owner, now, self.lease_seconds + extra)
+        return await team_posts.take_lease(chat_id, self.owner, now, self.lease_seconds + extra)
 
     async def _wait_budget(self, chat_id: int, calls: int) -> bool:
         """Wait until ``calls`` more calls fit the group's budget; False when stopping."""
         while True:
-            times = await team_inbox.call_times(chat_id)
-            wait = team_inbox.budget_wait(times, self.budget, calls, self.clock())
+            times = await team_posts.call_times(chat_id)
+            wait = team_posts.budget_wait(times, self.budget, calls, self.clock())
             if wait <= 0:
                 return True
             if not await self._renew(chat_id, wait):
@@ -254,14 +256,14 @@ class TeamInboxPoster:
 
     async def _call(self, chat_id: int) -> None:
         """Count one Bot API call into the group."""
-        await team_inbox.record_call(chat_id, self.clock())
+        await team_posts.record_call(chat_id, self.clock())
 
     async def _tell_lag(self, chat_id: int, behind: int) -> None:
         inbox = await team_inbox.inbox_of_chat(chat_id)
         if inbox is None:
             return
         if not await self._wait_budget(chat_id, 1):
-            await team_inbox.end_lag(chat_id)  # stopping: the next worker tells the group
+            await team_posts.end_lag(chat_id)  # stopping: the next worker tells the group
             return
         with self.i18n.context(), self.i18n.use_locale(language_of(inbox.language)):
             text = lag_notice(behind)
@@ -303,27 +305,27 @@ class TeamInboxPoster:
             status, message_id = await self._execute(post, final)
         except asyncio.CancelledError:
             if not final_started:
-                await asyncio.shield(team_inbox.release_post(post.id))
+                await asyncio.shield(team_posts.release_post(post.id))
             raise
         except TelegramRetryAfter as exc:
-            await team_inbox.release_post(post.id)
+            await team_posts.release_post(post.id)
             await self._pause(float(exc.retry_after))
             return
         except (TelegramNetworkError, TelegramServerError) as exc:
             reason = redact(str(exc))
-            if await team_inbox.release_post(post.id, reason):
+            if await team_posts.release_post(post.id, reason):
                 await self._pause(min(2.0 ** (post.attempts + 1), 30.0))
             logger.info("team inbox: post %s not sent yet: %s", post.id, reason)
             return
         except _TopicGone:
-            await team_inbox.release_post(post.id)
+            await team_posts.release_post(post.id)
             return
         except TelegramAPIError as exc:
             reason = redact(str(exc))
             logger.info("team inbox: post %s refused: %s", post.id, reason)
-            await team_inbox.finish_post(post.id, TeamPostStatus.FAILED, error=reason)
+            await team_posts.finish_post(post.id, TeamPostStatus.FAILED, error=reason)
             return
-        await team_inbox.finish_post(post.id, status, telegram_message_id=message_id)
+        await team_posts.finish_post(post.id, status, telegram_message_id=message_id)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -359,7 +361,7 @@ class TeamInboxPoster:
         topic: TeamTopic | None,
         final: Callable[[], None],
     ) -> tuple[TeamPostStatus, int | None]:
-        message = await team_inbox.lead_message_of(post)
+        message = await team_posts.lead_message_of(post)
         if message is None:
             return TeamPostStatus.SKIPPED, None
         chat_id = post.chat_id

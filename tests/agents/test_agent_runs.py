@@ -32,7 +32,7 @@ from crm.models import (
     Stage,
 )
 from crm.models.contacts import Consent
-from crm.services.ai.agents import do_run_due_follow_ups
+from crm.services.ai.follow_ups import do_run_due_follow_ups
 from crm.services.contacts.contacts import tag_names_of
 from crm.services.pipeline.deals import do_create_deal
 from sandbox.model import SandboxModel

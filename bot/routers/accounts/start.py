@@ -15,8 +15,8 @@ from bot.keyboards import workspaces_keyboard
 from bot.texts import no_workspace, role_name
 from crm.errors import NotFound
 from crm.models import Role, User
-from crm.services.accounts import operators
-from crm.services.accounts.operators import InviteInvalid
+from crm.services.accounts import invites, operators
+from crm.services.accounts.invites import InviteInvalid
 
 INVITE_PREFIX = "inv_"
 
@@ -37,7 +37,7 @@ async def start_with_invite(message: Message, command: CommandObject) -> None:
         return
     token = command.args.removeprefix(INVITE_PREFIX)
     try:
-        membership = await operators.do_accept_invite(
+        membership = await invites.do_accept_invite(
             token, sender.id, sender.full_name, sender.language_code
         )
     except InviteInvalid as exc:
@@ -55,7 +55,7 @@ def _joined(workspace: str, role: Role | str) -> str:
 
 async def offer_invites(message: Message, user: User) -> None:
     """Show each open invite addressed to the user (an admin added them) with Join / Decline."""
-    for invite in await operators.pending_invites_of(user):
+    for invite in await invites.pending_invites_of(user):
         keyboard = InlineKeyboardMarkup(
             inline_keyboard=[
                 [
@@ -88,7 +88,7 @@ async def answer_invite(
         callback_answer.show_alert = True
         return
     try:
-        membership = await operators.do_answer_invite(user, callback_data.id, callback_data.ok == 1)
+        membership = await invites.do_answer_invite(user, callback_data.id, callback_data.ok == 1)
     except InviteInvalid as exc:
         callback_answer.text, callback_answer.show_alert = _invite_error(exc), True
         return

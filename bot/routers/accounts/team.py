@@ -28,7 +28,7 @@ from bot.texts import role_name
 from crm.errors import NotFound, PermissionDenied, ServiceError, ValidationFailed
 from crm.models import Membership, Role, User
 from crm.services.access import Actor
-from crm.services.accounts import operators
+from crm.services.accounts import invites, operators
 from crm.services.accounts import workspaces as tenants
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ async def invite(message: Message, command: CommandObject, actor: Actor, bot: Bo
         await message.answer(_("Usage: /invite admin, /invite member or /invite viewer."))
         return
     try:
-        token = await operators.do_create_invite(actor, role)
+        token = await invites.do_create_invite(actor, role)
     except PermissionDenied:
         await message.answer(_("Only owners and admins can invite colleagues."))
         return

@@ -30,8 +30,7 @@ from crm.messaging import DeliveryStatus, MessageKind
 from crm.models import Conversation, ConversationStatus, Direction, User
 from crm.models import Message as LeadMessage
 from crm.services.access import Actor
-from crm.services.accounts import operators
-from crm.services.inbox import conversations
+from crm.services.inbox import conversations, lead_recipients, operator_notifications
 from crm.services.inbox.conversations import ConversationView, InboxSlice
 
 PAGE_SIZE = 8
@@ -90,7 +89,7 @@ async def conversation_keyboard(
 
     In a group (a team inbox topic, several readers) every button is shown.
     """
-    assignee = await operators.name_of(conversation.assignee_id)
+    assignee = await lead_recipients.name_of(conversation.assignee_id)
     state, sentence = state_texts(conversation, user, assignee, private=private)
     markup = notification_keyboard(
         conversation.id,
@@ -245,7 +244,7 @@ async def open_conversation(
         reply_markup=(await conversation_keyboard(conversation, actor, user, private=private))[0],
     )
     # A Telegram reply to this message answers the lead, as one to a notification does.
-    await operators.record_notification(
+    await operator_notifications.record_notification(
         user=user,
         bot_id=bot.id,
         chat_id=sent.chat.id,

@@ -33,7 +33,7 @@ from crm.messaging import OutboundKind
 from crm.models import Conversation, ConversationStatus, OperatorNotification, User
 from crm.services.access import Actor
 from crm.services.accounts import operators
-from crm.services.inbox import conversations, media
+from crm.services.inbox import conversations, media, operator_notifications
 from crm.services.inbox.outbound import Outgoing, do_send_message
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ async def _reply_target(
     replied = message.reply_to_message
     if user is None or replied is None or message.bot is None:
         return None
-    notification = await operators.conversation_for_reply(
+    notification = await operator_notifications.conversation_for_reply(
         message.bot.id, message.chat.id, replied.message_id
     )
     if notification is None or notification.user_id != user.id:
@@ -130,7 +130,7 @@ async def _send_reply(
         await message.reply(refusal(exc, actor))
         return
     confirmation = await message.reply(_("Sent ✓"))
-    recorded = await operators.record_confirmation(
+    recorded = await operator_notifications.record_confirmation(
         notification, bot.id, confirmation.chat.id, confirmation.message_id, sent.id
     )
     if recorded is not None:
@@ -146,7 +146,7 @@ async def reply_to_lead(message: Message, user: User | None, bot: Bot) -> None:
     if target is None:
         return
     notification, actor = target
-    key = operators.telegram_reply_key(message.chat.id, message.message_id)
+    key = operator_notifications.telegram_reply_key(message.chat.id, message.message_id)
     await _send_reply(
         message, bot, notification, actor, Outgoing(text=message.text, idempotency_key=key)
     )
@@ -178,7 +178,7 @@ async def reply_media_to_lead(
     except ServiceError as exc:
         await message.reply(refusal(exc, actor))
         return
-    channel = await operators.channel_of_conversation(notification.conversation_id)
+    channel = await operator_notifications.channel_of_conversation(notification.conversation_id)
     limit = min(media.upload_limit(channel, attachment.kind.value), TELEGRAM_DOWNLOAD_LIMIT)
     if attachment.size is not None and attachment.size > limit:
         await message.reply(too_large(limit))
@@ -201,7 +201,9 @@ async def reply_media_to_lead(
         text=message.caption or "",
         kind=attachment.kind,
         media={"key": key, "mime_type": attachment.mime_type, "filename": attachment.filename},
-        idempotency_key=operators.telegram_reply_key(message.chat.id, message.message_id),
+        idempotency_key=operator_notifications.telegram_reply_key(
+            message.chat.id, message.message_id
+        ),
     )
     await _send_reply(message, bot, notification, actor, outgoing)
 
@@ -231,7 +233,7 @@ async def ask_for_reply(
         text=_("Write your answer as a reply to this message."),
         reply_markup=ForceReply(input_field_placeholder=_("Your answer to the lead")),
     )
-    await operators.record_notification(
+    await operator_notifications.record_notification(
         user=user,
         bot_id=bot.id,
         chat_id=prompt.chat.id,
@@ -344,7 +346,7 @@ async def answers_a_notification(message: Message) -> bool:
         return False
     if (message.text or "").startswith("/"):
         return False
-    found = await operators.conversation_for_reply(
+    found = await operator_notifications.conversation_for_reply(
         message.bot.id, message.chat.id, replied.message_id
     )
     return found is not None

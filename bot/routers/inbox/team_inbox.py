@@ -32,7 +32,7 @@ from crm.errors import NotFound, PermissionDenied
 from crm.models import User
 from crm.services.access import Actor
 from crm.services.accounts import operators
-from crm.services.inbox import team_inbox
+from crm.services.inbox import team_inbox, team_posts
 from crm.services.inbox.team_inbox import LinkedElsewhere, TopicOutcome
 
 GROUP_CHATS = {ChatType.GROUP, ChatType.SUPERGROUP}
@@ -207,7 +207,7 @@ async def topic_message(message: Message) -> None:
         )
     else:
         return
-    await team_inbox.enqueue_reply(topic, text, message.message_id)
+    await team_posts.enqueue_reply(topic, text, message.message_id)
 
 
 async def group_message(message: Message) -> None:

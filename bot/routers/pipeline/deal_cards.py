@@ -28,7 +28,7 @@ from bot.senders.notifications import media_label
 from crm.messaging import MessageKind
 from crm.models import Deal, Direction, Message, Stage, StageKind
 from crm.services.accounts.workspaces import same_default_stage
-from crm.services.pipeline.deals import DealCard, StageDeals
+from crm.services.pipeline.deal_views import DealCard, StageDeals
 from crm.services.pipeline.pipelines import PipelineSummary
 
 BUTTON_TEXT = 60

@@ -49,8 +49,8 @@ from crm.models import Role, User
 from crm.services.access import Actor
 from crm.services.accounts import operators
 from crm.services.contacts import notes
-from crm.services.pipeline import deals, pipelines
-from crm.services.pipeline.deals import DealCard
+from crm.services.pipeline import deal_views, deals, pipelines
+from crm.services.pipeline.deal_views import DealCard
 
 MAX_TITLE = 200
 
@@ -165,7 +165,7 @@ async def _replace(query: CallbackQuery, bot: Bot, text: str, markup: InlineKeyb
 
 
 async def _send_card(bot: Bot, chat_id: int, actor: Actor, deal_id: int) -> Message:
-    card = await deals.deal_card(actor, deal_id)
+    card = await deal_views.deal_card(actor, deal_id)
     return await bot.send_message(
         chat_id,
         views.card_text(card),
@@ -192,7 +192,9 @@ async def browse_pipeline(
 ) -> None:
     """A pipeline's stages, or a page of one stage's deals, in place of the pressed message."""
     if callback_data.stage:
-        page = await deals.list_stage_deals(actor, callback_data.stage, page=callback_data.page)
+        page = await deal_views.list_stage_deals(
+            actor, callback_data.stage, page=callback_data.page
+        )
         text, markup = views.stage_deals_text(page), views.stage_deals_keyboard(page)
     else:
         summary = await pipelines.pipeline_summary(actor, callback_data.pipeline)
@@ -205,7 +207,7 @@ async def browse_pipeline(
 
 async def open_deal(query: CallbackQuery, callback_data: DealOpen, actor: Actor, bot: Bot) -> None:
     """Send the card of a deal."""
-    card = await deals.deal_card(actor, callback_data.id)
+    card = await deal_views.deal_card(actor, callback_data.id)
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
     await bot.send_message(
         chat_id,
@@ -225,7 +227,7 @@ async def move_deal(
     """Move the deal to the pressed stage and re-render the pressed message."""
     before = await deals.access_deal(actor, callback_data.id)
     deal = await deals.do_move_deal(actor, callback_data.id, callback_data.stage)
-    card = await deals.deal_card(actor, deal.id)
+    card = await deal_views.deal_card(actor, deal.id)
     if before.stage_id == deal.stage_id:
         callback_answer.text = _("Already in {stage}.").format(stage=deal.stage.name)
     else:
@@ -311,7 +313,7 @@ async def answers_the_dialogue(message: Message, state: FSMContext) -> bool:
 async def _refresh_card(bot: Bot, actor: Actor, data: dict[str, Any], chat_id: int) -> None:
     """Re-render the card the dialogue started from (a new card when it cannot be edited)."""
     deal_id = int(data["deal_id"])
-    card = await deals.deal_card(actor, deal_id)
+    card = await deal_views.deal_card(actor, deal_id)
     if data.get("card_chat_id") is not None and data.get("card_message_id") is not None:
         try:
             await bot.edit_message_text(
@@ -407,17 +409,17 @@ async def _conversation_card(
 ) -> tuple[int, DealCard | None]:
     """The chat to answer in and the card of the conversation's latest open deal; with no
     open deal, the offer to create one is sent and the card is None."""
-    found = await deals.deal_of_conversation(actor, conversation_id)
+    found = await deal_views.deal_of_conversation(actor, conversation_id)
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
     if found.deal is None:
         await bot.send_message(
             chat_id,
-            views.no_deal_text(deals.title_for_contact(found.contact)),
+            views.no_deal_text(deal_views.title_for_contact(found.contact)),
             parse_mode=ParseMode.HTML,
             reply_markup=views.no_deal_keyboard(conversation_id),
         )
         return chat_id, None
-    return chat_id, await deals.deal_card(actor, found.deal.id)
+    return chat_id, await deal_views.deal_card(actor, found.deal.id)
 
 
 async def conversation_deal(
@@ -456,8 +458,10 @@ async def create_for_conversation(
     callback_answer: CallbackAnswer,
 ) -> None:
     """Create the lead's deal (or find the one created meanwhile) and show its card in place."""
-    deal, created = await deals.do_open_deal_for_conversation(actor, callback_data.conversation)
-    card = await deals.deal_card(actor, deal.id)
+    deal, created = await deal_views.do_open_deal_for_conversation(
+        actor, callback_data.conversation
+    )
+    card = await deal_views.deal_card(actor, deal.id)
     callback_answer.text = _("Deal created.") if created else None
     await _replace(query, bot, views.card_text(card), views.card_keyboard(card))
 

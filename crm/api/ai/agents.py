@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from crm.api.dependencies import ActorDep
 from crm.api.schemas import BigId, Id, ListOut, PageLimit, StrictModel
 from crm.models import Agent, AgentRun
-from crm.services.ai import agents
-from crm.services.ai.agents import MAX_INPUT, MAX_NAME, MAX_PROMPT, RunRequest, guardrails_of
+from crm.services.ai import agent_runs, agents, follow_ups
+from crm.services.ai.agent_runs import MAX_INPUT, RunRequest
+from crm.services.ai.agents import MAX_NAME, MAX_PROMPT, guardrails_of
 
 router = APIRouter(tags=["agents"])
 
@@ -162,7 +163,7 @@ async def execute_agent(agent_id: Id, body: ExecuteIn, actor: ActorDep) -> RunOu
         contact_id=body.contact_id,
         instructions=body.instructions,
     )
-    return run_out(await agents.do_queue_run(actor, agent_id, request))
+    return run_out(await agent_runs.do_queue_run(actor, agent_id, request))
 
 
 @router.get("/agents/{agent_id}/runs", response_model=ListOut[RunOut])
@@ -170,18 +171,18 @@ async def list_runs(
     agent_id: Id, actor: ActorDep, cursor: str | None = None, limit: PageLimit = 50
 ) -> Any:
     """An agent's runs, newest first, with their logs."""
-    page = await agents.list_runs(actor, agent_id, cursor=cursor, limit=limit)
+    page = await agent_runs.list_runs(actor, agent_id, cursor=cursor, limit=limit)
     return ListOut(items=[run_out(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/agent-runs/{run_id}", response_model=RunOut)
 async def get_run(run_id: BigId, actor: ActorDep) -> RunOut:
     """One run and its log."""
-    return run_out(await agents.access_run(actor, run_id))
+    return run_out(await agent_runs.access_run(actor, run_id))
 
 
 @router.get("/conversations/{conversation_id}/follow-ups", response_model=ListOut[FollowUpOut])
 async def list_follow_ups(conversation_id: Id, actor: ActorDep) -> Any:
     """The follow-ups agents scheduled in a conversation, soonest first."""
-    rows = await agents.list_follow_ups(actor, conversation_id)
+    rows = await follow_ups.list_follow_ups(actor, conversation_id)
     return ListOut(items=[FollowUpOut.model_validate(r) for r in rows])

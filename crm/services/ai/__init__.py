@@ -1,1 +1,1 @@
-"""The AI's records: settings, modes, drafts, intents, memory, knowledge, agents."""
+"""The AI's records: settings, modes, drafts, intents, memory, knowledge, agents and their runs."""

@@ -1,1 +1,1 @@
-"""The inbox: connections, conversations, inbound and outbound messages, media, the team inbox."""
+"""The inbox: connections, conversations, messages, media, lead notifications, the team inbox."""

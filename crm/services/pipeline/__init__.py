@@ -1,1 +1,1 @@
-"""The pipeline: pipelines, their stages, and deals."""
+"""The pipeline: pipelines, their stages, deals, and how the bot and agents look deals up."""

@@ -35,7 +35,7 @@ from crm.models import (
     OperatorNotification,
     User,
 )
-from crm.services.accounts import operators
+from crm.services.inbox import operator_notifications
 from tests.support.bot import (
     arrived,
     arrived_with,
@@ -306,7 +306,7 @@ async def test_a_redelivered_event_does_not_notify_again(
         died.append(telegram_message_id)
         raise RuntimeError("worker killed between the send and the commit of its record")
 
-    monkeypatch.setattr(operators, "record_sent", worker_killed)
+    monkeypatch.setattr(operator_notifications, "record_sent", worker_killed)
     await lead_sends(service, await whatsapp_connection(owner.current_tenant_id or 0), text="ping")
     await arrived_with(service, OWNER, "ping")
 
@@ -320,7 +320,7 @@ async def test_a_redelivered_event_does_not_notify_again(
     message = await only_lead_message()
     event = await Event.get(type="message.received", entity_id=message.id)
     notifier = service.app.state.operator.bot.notifier
-    with caplog.at_level(logging.WARNING, logger="crm.services.accounts.operators"):
+    with caplog.at_level(logging.WARNING, logger="crm.services.inbox.lead_recipients"):
         await notifier.message_received(event, connections.get("default"))
 
     pings = [m for m in await sent(service, OWNER) if "ping" in (m.get("text") or "")]

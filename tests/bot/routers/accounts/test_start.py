@@ -6,9 +6,9 @@ import pytest
 
 from crm.models import Invite, User
 from crm.services.access import Actor
-from crm.services.accounts import operators
+from crm.services.accounts import invites
 from crm.services.accounts.api_keys import do_create_api_key
-from crm.services.accounts.operators import InviteInvalid
+from crm.services.accounts.invites import InviteInvalid
 from tests.support.bot import buttons, click, message, onboard_owner, role_of, say, wait_for
 from tests.support.service import RunningService
 
@@ -49,7 +49,7 @@ async def test_an_invited_user_joins_only_by_accepting_in_the_bot(
     # Only Grace may answer it (the emulator refuses a forged button, so asked directly).
     mallory = await User.get(telegram_id=MALLORY)
     with pytest.raises(InviteInvalid):
-        await operators.do_answer_invite(mallory, invite_id, accept=True)
+        await invites.do_answer_invite(mallory, invite_id, accept=True)
     assert await role_of(MALLORY, workspace) is None
 
     await click(service, GRACE, f"iv:{invite_id}:1", offer["message_id"])
@@ -62,7 +62,7 @@ async def test_an_invited_user_joins_only_by_accepting_in_the_bot(
 
     assert buttons(joined) == []  # answered: the buttons are gone, and the invite used up
     with pytest.raises(InviteInvalid):
-        await operators.do_answer_invite(grace, invite_id, accept=True)
+        await invites.do_answer_invite(grace, invite_id, accept=True)
 
 
 async def test_an_invited_user_may_decline(service: RunningService) -> None:

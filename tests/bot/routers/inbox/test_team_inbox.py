@@ -25,7 +25,8 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.inbox.conversations import do_set_status
-from crm.services.inbox.team_inbox import GroupBudget, TopicView
+from crm.services.inbox.team_inbox import TopicView
+from crm.services.inbox.team_posts import GroupBudget
 from crm.services.pipeline.deals import do_create_deal, do_move_deal
 from tests.support.bot import (
     OPERATOR,

@@ -26,10 +26,11 @@ from crm.models import (
 )
 from crm.services.access import Actor
 from crm.services.inbox import inbound_messages as inbox
-from crm.services.inbox import team_inbox
+from crm.services.inbox import team_inbox, team_posts
 from crm.services.inbox.connections import connection_info
 from crm.services.inbox.outbound import WindowClosed
-from crm.services.inbox.team_inbox import GroupBudget, LinkedElsewhere, TopicOutcome, budget_wait
+from crm.services.inbox.team_inbox import LinkedElsewhere, TopicOutcome
+from crm.services.inbox.team_posts import GroupBudget, budget_wait
 from crm.services.pipeline.deals import do_create_deal, do_move_deal
 from tests.support.inbox import CIPHER, wa_text, whatsapp_connection
 from tests.support.workspace import Workspace
@@ -100,7 +101,7 @@ async def test_relinking_moves_the_inbox_and_drops_what_was_queued_for_the_old_g
 ) -> None:
     await team_inbox.do_link_group(workspace.actor, GROUP, "Old", "en")
     event = await _lead_message(workspace, "wamid.1")
-    post = await team_inbox.enqueue_lead_message(event)
+    post = await team_posts.enqueue_lead_message(event)
     assert post is not None and post.chat_id == GROUP
 
     moved = await team_inbox.do_link_group(workspace.actor, OTHER_GROUP, "New", "en")
@@ -108,18 +109,18 @@ async def test_relinking_moves_the_inbox_and_drops_what_was_queued_for_the_old_g
     assert await TeamInbox.filter(tenant_id=workspace.tenant_id).count() == 1
     await post.refresh_from_db()
     assert post.status is TeamPostStatus.CANCELLED
-    assert await team_inbox.groups_with_pending() == []
+    assert await team_posts.groups_with_pending() == []
 
     await team_inbox.do_unlink_group(workspace.actor)
     assert await TeamInbox.all().count() == 0
-    assert await team_inbox.enqueue_lead_message(await _lead_message(workspace, "wamid.2")) is None
+    assert await team_posts.enqueue_lead_message(await _lead_message(workspace, "wamid.2")) is None
 
 
 async def test_a_repeated_event_queues_its_post_once(workspace: Workspace) -> None:
     await team_inbox.do_link_group(workspace.actor, GROUP, "Leads", "en")
     event = await _lead_message(workspace, "wamid.1")
-    first = await team_inbox.enqueue_lead_message(event)
-    again = await team_inbox.enqueue_lead_message(event)
+    first = await team_posts.enqueue_lead_message(event)
+    again = await team_posts.enqueue_lead_message(event)
     assert first is not None and again is None
     assert await TeamPost.filter(chat_id=GROUP).count() == 1
 
@@ -133,16 +134,16 @@ async def test_stage_and_status_changes_are_queued_only_for_conversations_with_a
     deal = await do_create_deal(workspace.actor, "Pilot", contact_id=conversation.contact_id)
     created = await Event.get(type="deal.created", entity_id=deal.id)
     # No topic and nothing queued for the conversation yet: nothing to rename.
-    assert await team_inbox.enqueue_deal_change(created) == []
+    assert await team_posts.enqueue_deal_change(created) == []
 
-    await team_inbox.enqueue_lead_message(event)  # the topic is on its way
+    await team_posts.enqueue_lead_message(event)  # the topic is on its way
     stages = await Stage.filter(pipeline_id=deal.pipeline_id).order_by("position")
     moved = await do_move_deal(workspace.actor, deal.id, stages[1].id)
     change = await Event.filter(type="deal.stage_changed", entity_id=moved.id).first()
     assert change is not None
-    (rename,) = await team_inbox.enqueue_deal_change(change)
+    (rename,) = await team_posts.enqueue_deal_change(change)
     assert rename.kind is TeamPostKind.NAME and rename.conversation_id == conversation.id
-    assert await team_inbox.enqueue_deal_change(change) == []  # once per event
+    assert await team_posts.enqueue_deal_change(change) == []  # once per event
 
     view = await team_inbox.topic_view(conversation.id)
     assert view is not None and view.stage == stages[1].name and view.deal_title == "Pilot"
@@ -201,35 +202,35 @@ async def test_the_queue_survives_a_worker_that_stops_anywhere(workspace: Worksp
     await team_inbox.do_link_group(workspace.actor, GROUP, "Leads", "en")
     posts = []
     for n in range(4):
-        post = await team_inbox.enqueue_lead_message(await _lead_message(workspace, f"wamid.{n}"))
+        post = await team_posts.enqueue_lead_message(await _lead_message(workspace, f"wamid.{n}"))
         assert post is not None
         posts.append(post)
-    assert await team_inbox.groups_with_pending() == [GROUP]
+    assert await team_posts.groups_with_pending() == [GROUP]
     now = _now()
 
     # Worker A sends the first post, then dies while sending the second one.
-    assert await team_inbox.take_lease(GROUP, "worker-a", now, 30)
-    first = await team_inbox.next_post(GROUP)
+    assert await team_posts.take_lease(GROUP, "worker-a", now, 30)
+    first = await team_posts.next_post(GROUP)
     assert first is not None and first.id == posts[0].id
-    assert await team_inbox.claim_post(first.id)
-    assert not await team_inbox.claim_post(first.id)  # a post is claimed once
-    await team_inbox.finish_post(first.id, TeamPostStatus.SENT, telegram_message_id=10)
-    second = await team_inbox.next_post(GROUP)
+    assert await team_posts.claim_post(first.id)
+    assert not await team_posts.claim_post(first.id)  # a post is claimed once
+    await team_posts.finish_post(first.id, TeamPostStatus.SENT, telegram_message_id=10)
+    second = await team_posts.next_post(GROUP)
     assert second is not None and second.id == posts[1].id
-    assert await team_inbox.claim_post(second.id)
+    assert await team_posts.claim_post(second.id)
 
     # Worker B (after a restart, or another replica) waits for A's lease to run out.
-    assert not await team_inbox.take_lease(GROUP, "worker-b", now, 30)
+    assert not await team_posts.take_lease(GROUP, "worker-b", now, 30)
     later = now + dt.timedelta(seconds=31)
-    assert await team_inbox.take_lease(GROUP, "worker-b", later, 30)
-    assert not await team_inbox.take_lease(GROUP, "worker-a", later, 30)
+    assert await team_posts.take_lease(GROUP, "worker-b", later, 30)
+    assert not await team_posts.take_lease(GROUP, "worker-a", later, 30)
 
     # The half-sent post is not sent again (Telegram may have it); the rest go out in order.
-    assert await team_inbox.fail_abandoned(GROUP) == 1
+    assert await team_posts.fail_abandoned(GROUP) == 1
     order = []
-    while (post := await team_inbox.next_post(GROUP)) is not None:
-        assert await team_inbox.claim_post(post.id)
-        await team_inbox.finish_post(post.id, TeamPostStatus.SENT, telegram_message_id=post.id)
+    while (post := await team_posts.next_post(GROUP)) is not None:
+        assert await team_posts.claim_post(post.id)
+        await team_posts.finish_post(post.id, TeamPostStatus.SENT, telegram_message_id=post.id)
         order.append(post.id)
     assert order == [posts[2].id, posts[3].id]
     statuses = {p.id: p.status for p in await TeamPost.filter(chat_id=GROUP)}
@@ -239,28 +240,28 @@ async def test_the_queue_survives_a_worker_that_stops_anywhere(workspace: Worksp
         posts[2].id: TeamPostStatus.SENT,
         posts[3].id: TeamPostStatus.SENT,
     }
-    await team_inbox.release_lease(GROUP, "worker-b")
-    assert await team_inbox.take_lease(GROUP, "worker-c", later, 30)
+    await team_posts.release_lease(GROUP, "worker-b")
+    assert await team_posts.take_lease(GROUP, "worker-c", later, 30)
 
 
 async def test_a_post_telegram_did_not_take_is_retried_then_given_up(
     workspace: Workspace,
 ) -> None:
     await team_inbox.do_link_group(workspace.actor, GROUP, "Leads", "en")
-    post = await team_inbox.enqueue_lead_message(await _lead_message(workspace, "wamid.1"))
+    post = await team_posts.enqueue_lead_message(await _lead_message(workspace, "wamid.1"))
     assert post is not None
     # Flood control (no error): back in the queue, no attempt counted.
-    assert await team_inbox.claim_post(post.id)
-    assert await team_inbox.release_post(post.id)
+    assert await team_posts.claim_post(post.id)
+    assert await team_posts.release_post(post.id)
     await post.refresh_from_db()
     assert (post.status, post.attempts) == (TeamPostStatus.PENDING, 0)
-    for attempt in range(1, team_inbox.MAX_ATTEMPTS):
-        assert await team_inbox.claim_post(post.id)
-        assert await team_inbox.release_post(post.id, "Bad Gateway")
+    for attempt in range(1, team_posts.MAX_ATTEMPTS):
+        assert await team_posts.claim_post(post.id)
+        assert await team_posts.release_post(post.id, "Bad Gateway")
         await post.refresh_from_db()
         assert (post.status, post.attempts) == (TeamPostStatus.PENDING, attempt)
-    assert await team_inbox.claim_post(post.id)
-    assert not await team_inbox.release_post(post.id, "Bad Gateway")
+    assert await team_posts.claim_post(post.id)
+    assert not await team_posts.release_post(post.id, "Bad Gateway")
     await post.refresh_from_db()
     assert post.status is TeamPostStatus.FAILED and post.error == "Bad Gateway"
 
@@ -268,23 +269,23 @@ async def test_a_post_telegram_did_not_take_is_retried_then_given_up(
 async def test_call_times_and_lag_episodes_are_kept_on_the_group(workspace: Workspace) -> None:
     await team_inbox.do_link_group(workspace.actor, GROUP, "Leads", "en")
     for at in (100.0, 101.0, 102.0):
-        await team_inbox.record_call(GROUP, at)
-    assert await team_inbox.call_times(GROUP) == [100.0, 101.0, 102.0]
-    late = 102.0 + team_inbox.CALL_MEMORY + 0.5
-    await team_inbox.record_call(GROUP, late)
-    assert await team_inbox.call_times(GROUP) == [late]
-    assert await team_inbox.start_lag(GROUP)
-    assert not await team_inbox.start_lag(GROUP)  # one notice per episode
-    await team_inbox.end_lag(GROUP)
-    assert await team_inbox.start_lag(GROUP)
+        await team_posts.record_call(GROUP, at)
+    assert await team_posts.call_times(GROUP) == [100.0, 101.0, 102.0]
+    late = 102.0 + team_posts.CALL_MEMORY + 0.5
+    await team_posts.record_call(GROUP, late)
+    assert await team_posts.call_times(GROUP) == [late]
+    assert await team_posts.start_lag(GROUP)
+    assert not await team_posts.start_lag(GROUP)  # one notice per episode
+    await team_posts.end_lag(GROUP)
+    assert await team_posts.start_lag(GROUP)
 
 
 async def test_leftover_posts_of_an_unlinked_group_are_cancelled(workspace: Workspace) -> None:
     await team_inbox.do_link_group(workspace.actor, GROUP, "Leads", "en")
-    post = await team_inbox.enqueue_lead_message(await _lead_message(workspace, "wamid.1"))
+    post = await team_posts.enqueue_lead_message(await _lead_message(workspace, "wamid.1"))
     assert post is not None
     await TeamInbox.filter(chat_id=GROUP).delete()  # e.g. the workspace was deleted
-    assert not await team_inbox.take_lease(GROUP, "worker", _now(), 30)
+    assert not await team_posts.take_lease(GROUP, "worker", _now(), 30)
     await post.refresh_from_db()
     assert post.status is TeamPostStatus.CANCELLED
 
@@ -306,13 +307,13 @@ async def test_lead_messages_go_out_in_the_order_the_lead_wrote(workspace: Works
     first = await _lead_message(workspace, "wamid.1", "first")
     second = await _lead_message(workspace, "wamid.2", "second")
     # Handlers ran concurrently: the second message was queued first.
-    late = await team_inbox.enqueue_lead_message(second)
-    early = await team_inbox.enqueue_lead_message(first)
+    late = await team_posts.enqueue_lead_message(second)
+    early = await team_posts.enqueue_lead_message(first)
     assert late is not None and early is not None and late.id < early.id
     order = []
-    while (post := await team_inbox.next_post(GROUP)) is not None:
-        assert await team_inbox.claim_post(post.id)
-        await team_inbox.finish_post(post.id, TeamPostStatus.SENT)
+    while (post := await team_posts.next_post(GROUP)) is not None:
+        assert await team_posts.claim_post(post.id)
+        await team_posts.finish_post(post.id, TeamPostStatus.SENT)
         order.append(post.lead_message_id)
     assert order == [first.entity_id, second.entity_id]
 
@@ -320,6 +321,6 @@ async def test_lead_messages_go_out_in_the_order_the_lead_wrote(workspace: Works
 async def test_what_a_lead_wrote_before_the_link_is_not_posted(workspace: Workspace) -> None:
     before = await _lead_message(workspace, "wamid.1")
     await team_inbox.do_link_group(workspace.actor, GROUP, "Leads", "en")
-    assert await team_inbox.enqueue_lead_message(before) is None
+    assert await team_posts.enqueue_lead_message(before) is None
     after = await _lead_message(workspace, "wamid.2")
-    assert await team_inbox.enqueue_lead_message(after) is not None
+    assert await team_posts.enqueue_lead_message(after) is not None

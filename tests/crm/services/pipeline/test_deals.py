@@ -12,17 +12,19 @@ from crm.services.access import Actor
 from crm.services.contacts.notes import do_create_note
 from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.conversations import do_add_private_note
+from crm.services.pipeline.deal_views import (
+    deal_card,
+    deal_of_conversation,
+    do_open_deal_for_conversation,
+    list_stage_deals,
+)
 from crm.services.pipeline.deals import (
     access_deal_to_annotate,
     access_deal_to_change,
     clean_currency,
     clean_value,
-    deal_card,
-    deal_of_conversation,
     do_create_deal,
     do_move_deal,
-    do_open_deal_for_conversation,
-    list_stage_deals,
 )
 from tests.support.inbox import wa_text, whatsapp_connection
 from tests.support.workspace import Workspace
