@@ -78,11 +78,16 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(assistant.warm_up())  # the model loads before the first task, not during it
     operator = build_operator_bot(wiring, assistant)
     if operator is not None:
-        # Any worker may take any event's dispatch: each must run the bot's handlers
-        # (lead notifications, stage and assignment alerts, team inbox posts).
+        # Any worker may take any event's dispatch or periodic round: each must run the bot's
+        # handlers (lead notifications, alerts, team inbox posts) and jobs (digest, team inbox).
         operator.install_handlers(registry)
-
-    return asyncio.run(run_worker(settings.database_url, settings.redis_url, args.concurrency)) or 0
+    on_stop = operator.stop if operator is not None else None
+    return (
+        asyncio.run(
+            run_worker(settings.database_url, settings.redis_url, args.concurrency, on_stop=on_stop)
+        )
+        or 0
+    )
 
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:

@@ -40,14 +40,8 @@ from crm.messaging import (
 from crm.models import ChannelConnection, Role
 from crm.services.access import Actor
 from crm.services.accounts.signin import do_issue_sign_in
-from crm.services.ai.agents import do_run_due_follow_ups
 from crm.services.inbox import connections as channel_service
-from crm.services.inbox.outbound import (
-    DeliveryDeps,
-    LocalRateLimiter,
-    RateLimiter,
-    fail_stale_sends,
-)
+from crm.services.inbox.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter
 from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
 from sandbox.telegram import TelegramEmulator
@@ -343,23 +337,6 @@ async def add_sandbox_connections(wiring: ChannelWiring, tenant_id: int) -> list
 def describe(info: ConnectionInfo, wiring: ChannelWiring) -> dict[str, Any]:
     """The CLI's JSON for a connection."""
     return {"connection_id": info.id, "webhook_url": wiring.webhook_url(info)}
-
-
-async def run_housekeeping(stop: asyncio.Event, interval: float = 60.0) -> None:
-    """Fail the sends a killed worker left claimed and start due follow-ups, every ``interval`` s.
-
-    Each round runs as its own task, so a database restart costs one round, not the loop.
-    """
-    while not stop.is_set():
-        try:
-            failed = await asyncio.create_task(fail_stale_sends())
-            if failed:
-                logger.warning("%s message(s) left mid-send by a dead worker: failed", failed)
-            await asyncio.create_task(do_run_due_follow_ups())
-        except Exception:
-            logger.exception("channel housekeeping failed; trying again later")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 OPERATOR_CONNECTION = "operator"  # the operator bot's connection_id in the Telegram emulator
