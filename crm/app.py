@@ -49,8 +49,8 @@ from crm.wiring import (
     build_channels,
     connection_setup,
     operator_bot_config,
-    sync_sandbox,
 )
+from crm.wiring.sandbox import sync_sandbox
 from sandbox import model as sandbox_model
 from sandbox import page as sandbox_page
 

@@ -145,7 +145,7 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
 async def _sandbox_sign_in(settings: Settings, actor: Actor) -> str:
     """A single-use link to the sandbox page, signed in as the new owner (15 minutes)."""
     from crm.services.accounts.signin import do_issue_sign_in
-    from crm.wiring import sandbox_sign_in_url
+    from crm.wiring.sandbox import sandbox_sign_in_url
 
     return sandbox_sign_in_url(settings.base_url, await do_issue_sign_in(actor))
 
@@ -154,7 +154,8 @@ async def _sandbox_connections_for(settings: Settings, tenant_id: int) -> list[d
     """In sandbox mode every new tenant gets a WhatsApp number and a Telegram lead bot."""
     if not settings.sandbox_enabled:
         return []
-    from crm.wiring import add_sandbox_connections, build_channels, describe
+    from crm.wiring import build_channels, describe
+    from crm.wiring.sandbox import add_sandbox_connections
 
     wiring = build_channels(settings)
     try:
