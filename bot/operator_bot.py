@@ -129,14 +129,16 @@ class OperatorBot:
         self._tasks: list[asyncio.Task[Any]] = []
 
     def install_handlers(self, registry: HandlerRegistry | None = None) -> None:
-        """Register every event handler of the bot: lead notifications, alerts, team inbox.
+        """Register every event handler of the bot (lead notifications, alerts, team inbox) and
+        its periodic jobs (the daily digest unless ``digest_interval`` is None, the team inbox).
 
-        Any process that runs event handlers calls this (``start`` does; so does `crm worker`,
-        which may take any event's dispatch): a process without them would skip the bot's part.
+        Any process that runs tasks calls this (``start`` does; so does `crm worker`, which may
+        take any event's dispatch or periodic round): a process without them would skip the
+        bot's part.
         """
         registry = registry or self._handlers
         self.notifier.install(registry)
-        self.alerts.install(registry)
+        self.alerts.install(registry, digest=self.config.digest_interval is not None)
         self.team_inbox.install(registry)
 
     def uninstall_handlers(self, registry: HandlerRegistry | None = None) -> None:
@@ -147,13 +149,9 @@ class OperatorBot:
         self.team_inbox.uninstall(registry)
 
     async def start(self) -> None:
-        """Install the event handlers, start background work, and announce the bot."""
+        """Install the event handlers and periodic jobs, and announce the bot."""
         self.install_handlers()
         await self.team_inbox.start()
-        if self.config.digest_interval is not None:
-            self._tasks.append(
-                asyncio.create_task(self.alerts.run_digest_loop(self.config.digest_interval))
-            )
         # The Bot API may be this very service (the sandbox), which is not listening yet.
         self._tasks.append(asyncio.create_task(self._announce()))
         if self.config.mode == "polling":

@@ -49,9 +49,8 @@ from crm.wiring import (
     build_channels,
     connection_setup,
     operator_bot_config,
-    run_housekeeping,
-    sync_sandbox,
 )
+from crm.wiring.sandbox import sync_sandbox
 from sandbox import model as sandbox_model
 from sandbox import page as sandbox_page
 
@@ -160,15 +159,9 @@ def create_app(
                         embedded_backbone(settings.redis_url, config)
                     )
                     app.state.backbone = backbone
+                    # Its scheduler also sends the periodic tasks (crm.tasks.periodic):
+                    # housekeeping, and the bot's digest and team inbox rounds.
                     app.state.task_queue = TaskiqTaskQueue(backbone)
-                    stop = asyncio.Event()
-                    housekeeping = asyncio.create_task(run_housekeeping(stop))
-
-                    async def stop_housekeeping() -> None:
-                        stop.set()
-                        await housekeeping
-
-                    stack.push_async_callback(stop_housekeeping)
                 # The AI's models load on first need (see Assistant.prepare), never here.
                 stack.push_async_callback(assistant.close)
                 yield

@@ -78,11 +78,16 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(assistant.warm_up())  # the model loads before the first task, not during it
     operator = build_operator_bot(wiring, assistant)
     if operator is not None:
-        # Any worker may take any event's dispatch: each must run the bot's handlers
-        # (lead notifications, stage and assignment alerts, team inbox posts).
+        # Any worker may take any event's dispatch or periodic round: each must run the bot's
+        # handlers (lead notifications, alerts, team inbox posts) and jobs (digest, team inbox).
         operator.install_handlers(registry)
-
-    return asyncio.run(run_worker(settings.database_url, settings.redis_url, args.concurrency)) or 0
+    on_stop = operator.stop if operator is not None else None
+    return (
+        asyncio.run(
+            run_worker(settings.database_url, settings.redis_url, args.concurrency, on_stop=on_stop)
+        )
+        or 0
+    )
 
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
@@ -140,7 +145,7 @@ async def _tenants_create(settings: Settings, args: argparse.Namespace) -> int:
 async def _sandbox_sign_in(settings: Settings, actor: Actor) -> str:
     """A single-use link to the sandbox page, signed in as the new owner (15 minutes)."""
     from crm.services.accounts.signin import do_issue_sign_in
-    from crm.wiring import sandbox_sign_in_url
+    from crm.wiring.sandbox import sandbox_sign_in_url
 
     return sandbox_sign_in_url(settings.base_url, await do_issue_sign_in(actor))
 
@@ -149,7 +154,8 @@ async def _sandbox_connections_for(settings: Settings, tenant_id: int) -> list[d
     """In sandbox mode every new tenant gets a WhatsApp number and a Telegram lead bot."""
     if not settings.sandbox_enabled:
         return []
-    from crm.wiring import add_sandbox_connections, build_channels, describe
+    from crm.wiring import build_channels, describe
+    from crm.wiring.sandbox import add_sandbox_connections
 
     wiring = build_channels(settings)
     try:

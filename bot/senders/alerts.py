@@ -7,13 +7,13 @@ named after the handler and the user, so a redelivered event tells nobody twice.
 for a reason that may pass (a 5xx, a timeout) gives the claim back and raises, and the retry of the
 event tries that recipient again; a chat Telegram refuses for good is not retried.
 
-The digest loop (``run_digest_loop``) runs in the process that serves the bot; see
+The daily digest goes out in rounds of the periodic task ``crm.tasks.periodic.DIGEST_TASK``:
+``install`` makes ``send_due_digests`` its job in this process. See
 ``crm/services/inbox/digest.py`` for when a member is due and how a digest is claimed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import html
 import logging
@@ -57,6 +57,7 @@ from crm.services.events.catalog import (
 from crm.services.inbox import digest, operator_notifications
 from crm.services.inbox.digest import WorkspaceDigest
 from crm.tasks.handlers import HandlerRegistry, Order
+from crm.tasks.periodic import DIGEST_TASK
 from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,6 @@ STAGE_HANDLER = "bot.alert_deal_moved"
 ASSIGN_HANDLER = "bot.alert_assigned"
 AGENT_DRAFT_HANDLER = "bot.alert_agent_draft"
 HANDED_OFF_HANDLER = "bot.alert_ai_handed_off"
-DIGEST_INTERVAL = 60.0
 MAX_TITLE = 200
 
 
@@ -253,9 +253,12 @@ class Alerts:
         self.bot = bot
         self.i18n = i18n
 
-    def install(self, registry: HandlerRegistry) -> None:
-        """Register the handlers (replacing those of an earlier instance in this process)."""
+    def install(self, registry: HandlerRegistry, *, digest: bool = True) -> None:
+        """Register the handlers, and with ``digest`` the digest's job (replacing those of an
+        earlier instance in this process)."""
         self.uninstall(registry)
+        if digest:
+            registry.add_job(DIGEST_TASK, self.send_due_digests)
         for event_type, handler, name in (
             (DealStageChanged, self.deal_moved, STAGE_HANDLER),
             (ConversationAssigned, self.assigned, ASSIGN_HANDLER),
@@ -266,7 +269,8 @@ class Alerts:
 
     @staticmethod
     def uninstall(registry: HandlerRegistry) -> None:
-        """Unregister the handlers."""
+        """Unregister the handlers and the digest's job."""
+        registry.remove_job(DIGEST_TASK)
         registry.remove(STAGE_HANDLER)
         registry.remove(ASSIGN_HANDLER)
         registry.remove(AGENT_DRAFT_HANDLER)
@@ -461,15 +465,3 @@ class Alerts:
             if message is not None:
                 sent += 1
         return sent
-
-    async def run_digest_loop(self, interval: float = DIGEST_INTERVAL) -> None:
-        """Every ``interval`` seconds, send the digests that are due (until cancelled)."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                # Its own task: a round that breaks (a database restart) costs one round.
-                await asyncio.create_task(self.send_due_digests())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("daily digest round failed; trying again later")

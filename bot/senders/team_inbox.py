@@ -1,10 +1,13 @@
 """The team inbox in Telegram: event handlers that queue posts, and the worker that sends them.
 
-Installed like ``bot.senders.notifications.Notifier``: ``OperatorBot.start`` registers the
-handlers and starts the worker loop, ``stop`` ends both. The handlers only write queue rows
-(``crm.services.inbox.team_inbox``); the worker sends each group's posts in order within the group's
-budget (about 20 Bot API calls a minute, Telegram's limit for a bot in a group), and tells the
-group once per lag episode when its backlog is more than one budget window can send.
+Installed like ``bot.senders.notifications.Notifier``: ``OperatorBot.install_handlers`` registers
+the handlers, and ``run_once`` as the job of the periodic task
+``crm.tasks.periodic.TEAM_INBOX_TASK``; ``stop`` ends the sending. The handlers write queue rows
+(``crm.services.inbox.team_inbox``) and start their group's sender at once; each round of the
+task starts one for every other group with waiting posts. A sender holds its group's lease, so
+one worker sends a group's posts, in order, within the group's budget (about 20 Bot API calls a
+minute, Telegram's limit for a bot in a group), and tells the group once per lag episode when
+its backlog is more than one budget window can send.
 
 Posts are rendered when they are sent, in the language of the member who linked the group.
 """
@@ -49,6 +52,7 @@ from crm.services.inbox.lead_recipients import OpenDeal
 from crm.services.inbox.team_inbox import TopicView
 from crm.services.inbox.team_posts import GroupBudget
 from crm.tasks.handlers import HandlerRegistry, Order
+from crm.tasks.periodic import TEAM_INBOX_TASK
 from telegram_transport.logs import redact
 
 logger = logging.getLogger(__name__)
@@ -99,7 +103,6 @@ class TeamInboxPoster:
         i18n: I18n,
         *,
         budget: GroupBudget | None = None,
-        poll_interval: float = 0.5,
         lease_seconds: float = 30.0,
         stop_grace: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -107,24 +110,22 @@ class TeamInboxPoster:
         self.bot = bot
         self.i18n = i18n
         self.budget = budget or GroupBudget()
-        self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
         self.stop_grace = stop_grace
         self.clock = clock
         self.owner = uuid.uuid4().hex
-        self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
         self._groups: dict[int, asyncio.Task[None]] = {}
         self._pruned_at = 0.0
 
     # ---- event handlers ---------------------------------------------------------------------
 
     def install(self, registry: HandlerRegistry) -> None:
-        """Register the handlers (replacing those of an earlier poster in this process)."""
+        """Register the handlers and the sending round's job (replacing an earlier poster's)."""
         self.uninstall(registry)
-        # Not atomic: each commits its own rows and then wakes the worker; a repeated event
-        # queues nothing twice (the rows carry the event id).
+        registry.add_job(TEAM_INBOX_TASK, self.run_once)
+        # Not atomic: each commits its own rows and then starts the group's sender; a repeated
+        # event queues nothing twice (the rows carry the event id).
         for event_type, handler, name in (
             (MessageReceived, self._on_message, MESSAGE_HANDLER),
             (DealCreated, self._on_deal, DEAL_CREATED_HANDLER),
@@ -136,41 +137,48 @@ class TeamInboxPoster:
 
     @staticmethod
     def uninstall(registry: HandlerRegistry) -> None:
-        """Unregister the handlers."""
+        """Unregister the handlers and the job."""
+        registry.remove_job(TEAM_INBOX_TASK)
         for name in HANDLERS:
             registry.remove(name)
 
     async def _on_message(self, event: Event, conn: BaseDBAsyncClient) -> None:
-        if await team_posts.enqueue_lead_message(event) is not None:
-            self.wake()
+        post = await team_posts.enqueue_lead_message(event)
+        if post is not None:
+            self.send_soon(post.chat_id)
 
     async def _on_deal(self, event: Event, conn: BaseDBAsyncClient) -> None:
-        if await team_posts.enqueue_deal_change(event):
-            self.wake()
+        for post in await team_posts.enqueue_deal_change(event):
+            self.send_soon(post.chat_id)
 
     async def _on_status(self, event: Event, conn: BaseDBAsyncClient) -> None:
-        if await team_posts.enqueue_conversation_status(event) is not None:
-            self.wake()
+        post = await team_posts.enqueue_conversation_status(event)
+        if post is not None:
+            self.send_soon(post.chat_id)
 
-    # ---- the worker -------------------------------------------------------------------------
+    # ---- the senders ------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """Look at the queue now rather than at the next poll."""
-        self._wake.set()
+    def send_soon(self, chat_id: int) -> None:
+        """Start the group's sender now unless one runs here (or the poster is stopped)."""
+        if self._stopping.is_set():
+            return
+        task = self._groups.get(chat_id)
+        if task is None or task.done():
+            self._groups[chat_id] = asyncio.create_task(
+                self._drain(chat_id), name=f"team-inbox:{chat_id}"
+            )
 
     async def start(self) -> None:
-        """Start the worker loop in the background."""
-        if self._loop is not None and not self._loop.done():
-            return
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._loop = asyncio.create_task(self._run(), name="team-inbox")
+        """Send again after ``stop``: the next round starts the groups' senders."""
+        self._stopping.clear()
 
     async def stop(self) -> None:
-        """Let the posts being sent finish (for ``stop_grace`` seconds), then stop."""
+        """Let the posts being sent finish (for ``stop_grace`` seconds), then stop sending.
+
+        Rounds and events start no sender until ``start``; the posts wait in the database.
+        """
         self._stopping.set()
-        self._wake.set()
-        tasks = [t for t in (self._loop, *self._groups.values()) if t is not None]
+        tasks = list(self._groups.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.stop_grace)
             for task in pending:
@@ -178,29 +186,14 @@ class TeamInboxPoster:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        self._loop = None
         self._groups.clear()
 
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("team inbox: the queue could not be read; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
-
     async def run_once(self) -> None:
-        """Start a sender for every group with waiting posts that has none running here."""
+        """One round: start a sender for every group with waiting posts that has none here."""
+        if self._stopping.is_set():
+            return
         for chat_id in await team_posts.groups_with_pending():
-            task = self._groups.get(chat_id)
-            if task is None or task.done():
-                self._groups[chat_id] = asyncio.create_task(
-                    self._drain(chat_id), name=f"team-inbox:{chat_id}"
-                )
+            self.send_soon(chat_id)
         now = self.clock()
         if now - self._pruned_at > PRUNE_EVERY:
             self._pruned_at = now

@@ -1,4 +1,4 @@
-"""Task wiring: the taskiq broker, the outbox relay, event handlers, schedules, the runtime.
+"""Task wiring: the taskiq broker, the outbox relay, event handlers, schedules, periodic tasks.
 
 This package file stays free of taskiq imports, so the domain may type its collaborators with
 the ``TaskQueue`` protocol below without pulling the SDK in (DESIGN section 3).

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from taskiq.receiver import Receiver
@@ -16,6 +16,7 @@ from crm.db import close_db, dialect, init_db
 from crm.models import Event, OutboxEntry
 from crm.tasks.broker import Backbone, BackboneConfig, LocalBroker, build_backbone
 from crm.tasks.handlers import DISPATCH_TASK
+from crm.tasks.periodic import periodic_scheduler
 from crm.tasks.relay import pause, run_relay
 from crm.tasks.schedule import SchedulePoller
 
@@ -90,7 +91,7 @@ async def _park_unfinished_dispatches(backbone: Backbone) -> None:
 async def embedded_backbone(
     redis_url: str | None, config: BackboneConfig | None = None
 ) -> AsyncIterator[Backbone]:
-    """Run relay, scheduler and workers in this process while the block runs (`crm up`).
+    """Run relay, scheduler (periodic tasks too) and workers here while the block runs (`crm up`).
 
     The database must already be initialised. Without Redis the in-process broker runs the
     tasks itself; with Redis a worker receiver runs here too, next to any `crm worker`.
@@ -107,7 +108,7 @@ async def embedded_backbone(
             name="crm-relay",
         ),
         asyncio.create_task(
-            SchedulePoller(backbone.scheduler()).run(cfg.scheduler_interval, stop=stop),
+            SchedulePoller(periodic_scheduler(backbone)).run(cfg.scheduler_interval, stop=stop),
             name="crm-scheduler",
         ),
     ]
@@ -148,8 +149,13 @@ async def run_worker(
     concurrency: int = 10,
     *,
     config: BackboneConfig | None = None,
+    on_stop: Callable[[], Awaitable[object]] | None = None,
 ) -> int:
-    """`crm worker`: run tasks from Redis until SIGTERM/SIGINT; returns the exit code."""
+    """`crm worker`: run tasks from Redis until SIGTERM/SIGINT; returns the exit code.
+
+    ``on_stop`` runs once the worker took its last task, before the database closes (the
+    operator bot stops there: its team inbox senders finish their posts).
+    """
     if not redis_url:
         print(NO_REDIS_MESSAGE.format(command="worker"), file=sys.stderr)
         return 2
@@ -184,7 +190,11 @@ async def run_worker(
         finally:
             await backbone.shutdown()
     finally:
-        await close_db()
+        try:
+            if on_stop is not None:
+                await on_stop()
+        finally:
+            await close_db()
     return 0
 
 
@@ -210,7 +220,7 @@ async def run_scheduler(
     try:
         async with _stop_on_signals() as stop:
             poller = asyncio.create_task(
-                SchedulePoller(backbone.scheduler()).run(interval, stop=stop)
+                SchedulePoller(periodic_scheduler(backbone)).run(interval, stop=stop)
             )
             logger.info(
                 "crm scheduler: polling %s every %.1fs", backbone.config.schedule_prefix, interval

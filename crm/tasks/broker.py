@@ -25,7 +25,7 @@ from taskiq.exceptions import UnknownTaskError
 from taskiq_redis import RedisStreamBroker
 
 from crm.db import harden_tortoise_transactions
-from crm.tasks import handlers  # noqa: F401  (registers dispatch_event with every broker)
+from crm.tasks import handlers, periodic  # noqa: F401  (register their tasks with every broker)
 from crm.tasks.relay import RelayNudgeMiddleware
 from crm.tasks.schedule import InMemoryScheduleSource, RedisScheduleSource
 

@@ -1,5 +1,8 @@
 """Event handlers: a registry by event type, and the task that runs them idempotently.
 
+The registry also holds the jobs of periodic tasks that an edge provides (the operator bot's
+digest and team inbox rounds, see ``crm.tasks.periodic``): a process runs those it installed.
+
 Delivery is at-least-once (the relay and the Redis broker may both deliver twice), so each
 handler runs under a claim: a HandledEvent row (unique on event id and handler name) inserted in
 the same transaction as the handler's own writes. A redelivered event finds the row and skips
@@ -32,6 +35,7 @@ ANY_EVENT: type[EventType] = EventType
 HANDLER_NAME_MAX = 128
 
 EventHandler = Callable[[Event, BaseDBAsyncClient], Awaitable[None]]
+PeriodicJob = Callable[[], Awaitable[object]]
 
 
 class Order(enum.IntEnum):
@@ -65,10 +69,12 @@ def _known(event_type: type[EventType]) -> type[EventType]:
 
 
 class HandlerRegistry:
-    """Handlers by catalog event type (``ANY_EVENT`` matches every type), in explicit order."""
+    """Handlers by catalog event type (``ANY_EVENT`` matches every type), in explicit order,
+    and the jobs of periodic tasks by task name."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._jobs: dict[str, PeriodicJob] = {}
         self._before: list[tuple[Callable[[], Awaitable[object]], frozenset[str] | None]] = []
 
     def before_dispatch(
@@ -147,6 +153,18 @@ class HandlerRegistry:
     def remove(self, name: str) -> None:
         """Unregister a handler; unknown names are ignored."""
         self._handlers.pop(name, None)
+
+    def add_job(self, task_name: str, job: PeriodicJob) -> None:
+        """Let the periodic task ``task_name`` run ``job`` in this process (replacing another)."""
+        self._jobs[task_name] = job
+
+    def remove_job(self, task_name: str) -> None:
+        """Forget the job of a periodic task; unknown names are ignored."""
+        self._jobs.pop(task_name, None)
+
+    def job(self, task_name: str) -> PeriodicJob | None:
+        """The job installed for the periodic task ``task_name``; None when there is none."""
+        return self._jobs.get(task_name)
 
     def event_types(self) -> set[type[EventType]]:
         """Every event type a handler is registered for."""

@@ -1,10 +1,12 @@
-"""Schedules: sources for one-off and cron tasks, the poller that sends them, schedule_at."""
+"""Schedules: one-off, cron and periodic tasks' sources, the poller that sends them, schedule_at."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
@@ -26,6 +28,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UTC = dt.UTC
+# The label of an interval schedule whose first firing waits one interval instead of the
+# poller's first tick.
+DELAY_FIRST = "delay_first"
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -106,12 +111,69 @@ class RedisScheduleSource(ListRedisScheduleSource):
         bucket = int(now.timestamp()) // seconds
         return f"{self._claim_prefix}:{task.schedule_id}:{bucket}", seconds * 2
 
-    async def pre_send(self, task: ScheduledTask) -> None:
-        """Claim this firing; another scheduler that claimed it first sends it instead."""
+    async def claim(self, task: ScheduledTask) -> bool:
+        """Claim this firing of ``task`` for this scheduler; False when another claimed it.
+
+        A cron firing is claimed per minute, an interval one per interval-long slice of time.
+        """
         key, ttl = self._claim_key(task, dt.datetime.now(UTC))
         async with Redis(connection_pool=self._connection_pool) as redis:
-            claimed = await redis.set(key, b"1", nx=True, ex=ttl)
-        if not claimed:
+            return bool(await redis.set(key, b"1", nx=True, ex=ttl))
+
+    async def pre_send(self, task: ScheduledTask) -> None:
+        """Claim this firing; another scheduler that claimed it first sends it instead."""
+        if not await self.claim(task):
+            raise ScheduledTaskCancelledError
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A task sent every ``every``: at the scheduler's first tick, or one interval later."""
+
+    task_name: str
+    every: dt.timedelta
+    delay_first: bool = False
+
+    @property
+    def schedule_id(self) -> str:
+        """The fixed id its firings are claimed under."""
+        return f"periodic:{self.task_name}"
+
+    def scheduled(self) -> ScheduledTask:
+        """The interval schedule of this task."""
+        labels: dict[str, Any] = {DELAY_FIRST: True} if self.delay_first else {}
+        return ScheduledTask(
+            schedule_id=self.schedule_id,
+            task_name=self.task_name,
+            labels=labels,
+            args=[],
+            kwargs={},
+            interval=self.every,
+        )
+
+
+class PeriodicScheduleSource(ScheduleSource):
+    """The periodic schedules declared in code: never stored, the same in every scheduler.
+
+    ``claim`` (the Redis source's, when there is one) makes each firing go out once however
+    many schedulers run; without it this scheduler is the only one.
+    """
+
+    def __init__(
+        self,
+        periodic: Iterable[Periodic],
+        claim: Callable[[ScheduledTask], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.periodic = tuple(periodic)
+        self._claim = claim
+
+    async def get_schedules(self) -> list[ScheduledTask]:
+        """The declared schedules (fresh objects: each firing gets its own task id)."""
+        return [p.scheduled() for p in self.periodic]
+
+    async def pre_send(self, task: ScheduledTask) -> None:
+        """Claim this firing; another scheduler that claimed it first sends it instead."""
+        if self._claim is not None and not await self._claim(task):
             raise ScheduledTaskCancelledError
 
 
@@ -142,6 +204,9 @@ class SchedulePoller:
                 return False
         if task.interval is not None:
             last = self._interval_fired.get(task.schedule_id)
+            if last is None and task.labels.get(DELAY_FIRST):
+                self._interval_fired[task.schedule_id] = now  # first firing: one interval on
+                return False
             every = (
                 task.interval
                 if isinstance(task.interval, dt.timedelta)

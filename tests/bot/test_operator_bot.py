@@ -25,6 +25,7 @@ from crm.models import (
 )
 from crm.services.events.catalog import ConversationAssigned, DealStageChanged, MessageReceived
 from crm.tasks.handlers import HandlerRegistry
+from crm.tasks.periodic import DIGEST_TASK, TEAM_INBOX_TASK
 from crm.wiring import shared_embedder
 from tests.support.bot import (
     buttons,
@@ -264,8 +265,22 @@ async def test_a_worker_process_gets_every_handler_of_the_bot() -> None:
         "bot.team_inbox_stage",
     }
     assert [h.name for h in registry.matching(ConversationAssigned)] == ["bot.alert_assigned"]
+    # ... and the jobs of the periodic tasks a worker may be sent.
+    assert registry.job(DIGEST_TASK) == operator.alerts.send_due_digests
+    assert registry.job(TEAM_INBOX_TASK) == operator.team_inbox.run_once
     operator.uninstall_handlers(registry)
     assert not registry.matching(MessageReceived)
+    assert registry.job(DIGEST_TASK) is None and registry.job(TEAM_INBOX_TASK) is None
+    await operator.bot.session.close()
+
+
+async def test_a_bot_without_a_digest_installs_no_digest_job() -> None:
+    registry = HandlerRegistry()
+    config = OperatorBotConfig(token="42:no-digest-token", webhook_secret="s", digest_interval=None)
+    operator = OperatorBot(config, BotServices())
+    operator.install_handlers(registry)
+    assert registry.job(DIGEST_TASK) is None
+    assert registry.job(TEAM_INBOX_TASK) == operator.team_inbox.run_once
     await operator.bot.session.close()
 
 

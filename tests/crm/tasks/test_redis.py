@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import sys
@@ -24,6 +25,7 @@ from crm.services.events.recording import record_event
 from crm.tasks.backbone import embedded_backbone
 from crm.tasks.broker import BackboneConfig, build_backbone
 from crm.tasks.handlers import HandlerRegistry
+from crm.tasks.periodic import HOUSEKEEPING_TASK, TEAM_INBOX_TASK, periodic_scheduler
 from crm.tasks.relay import relay_once
 from crm.tasks.schedule import SchedulePoller, schedule_at
 from tests.support.events import Ping, Slow
@@ -221,6 +223,38 @@ async def test_two_schedulers_send_a_one_off_once(namespace: str) -> None:
         await asyncio.gather(*(p.tick() for p in pollers))
         await asyncio.gather(*(p.tick() for p in pollers))
         assert await stream_state(config) == (1, 0)  # sent once, nobody consumed it yet
+        assert await first.schedule_source.get_schedules() == []
+    finally:
+        for backbone in (first, second):
+            await backbone.shutdown()
+
+
+async def stream_tasks(config: BackboneConfig) -> list[str]:
+    """The task names queued in the stream, oldest first."""
+    client = Redis.from_url(REDIS_URL)
+    try:
+        entries = await client.xrange(config.stream_name)
+    finally:
+        await client.aclose()
+    return [json.loads(fields[b"data"])["task_name"] for _, fields in entries]
+
+
+async def test_two_schedulers_send_each_periodic_firing_once(namespace: str) -> None:
+    """Two `crm up` replicas (or one and `crm scheduler`): one firing per interval, not two."""
+    config = BackboneConfig(namespace=namespace)
+    first, second = build_backbone(REDIS_URL, config), build_backbone(REDIS_URL, config)
+    for backbone in (first, second):
+        await backbone.startup()
+    try:
+        # Both ticks fall in one second and one minute: the slices firings are claimed in.
+        await asyncio.sleep(1.05 - time.time() % 1)
+        if int(time.time()) % 60 == 59:
+            await asyncio.sleep(1.0)
+        pollers = [SchedulePoller(periodic_scheduler(b)) for b in (first, second)]
+        await asyncio.gather(*(p.tick() for p in pollers))
+        await asyncio.gather(*(p.tick() for p in pollers))
+        assert sorted(await stream_tasks(config)) == sorted([HOUSEKEEPING_TASK, TEAM_INBOX_TASK])
+        # Nothing was stored for them: the schedules are declared in code.
         assert await first.schedule_source.get_schedules() == []
     finally:
         for backbone in (first, second):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import hmac
@@ -40,16 +39,19 @@ from crm.messaging import (
 from crm.models import ChannelConnection, Role
 from crm.services.access import Actor
 from crm.services.accounts.signin import do_issue_sign_in
-from crm.services.ai.follow_ups import do_run_due_follow_ups
 from crm.services.inbox import connections as channel_service
-from crm.services.inbox.outbound import (
-    DeliveryDeps,
-    LocalRateLimiter,
-    RateLimiter,
-    fail_stale_sends,
-)
+from crm.services.inbox.outbound import DeliveryDeps, LocalRateLimiter, RateLimiter
 from crm.settings import Settings
 from crm.tasks.ratelimit import RedisRateLimiter
+from crm.wiring.sandbox import (
+    OPERATOR_CONNECTION,
+    OPERATOR_SANDBOX_BOT_ID,
+    OPERATOR_SANDBOX_USERNAME,
+    add_sandbox_connections,
+    at_sandbox_base,
+    register_with_emulator,
+    sandbox_sign_in_url,
+)
 from sandbox.telegram import TelegramEmulator
 from sandbox.whatsapp import WhatsAppEmulator
 from telegram_transport.logs import redact, redact_tokens_in_logs
@@ -89,17 +91,6 @@ class ConnectionCache:
     def forget(self, connection_id: int) -> None:
         """Drop one entry (after a connection changed in this process)."""
         self._entries.pop(connection_id, None)
-
-
-def at_sandbox_base(info: ConnectionInfo, base_url: str) -> ConnectionInfo:
-    """A sandbox connection pointed at the emulators served at ``base_url``."""
-    base = base_url.rstrip("/")
-    settings = dict(info.settings)
-    if info.kind is ChannelKind.WHATSAPP:
-        settings["graph_base_url"] = f"{base}/sandbox/graph"
-    elif info.kind is ChannelKind.TELEGRAM:
-        settings["api_base"] = f"{base}/sandbox/telegram"
-    return dataclasses.replace(info, settings=settings)
 
 
 class _Closable(Protocol):
@@ -260,49 +251,6 @@ def build_assistant(settings: Settings, cipher: CredentialCipher) -> Assistant:
     return Assistant(cipher, settings.ai_index_dir, shared_embedder())
 
 
-def register_with_emulator(wiring: ChannelWiring, info: ConnectionInfo) -> None:
-    """Tell the in-process emulator about a sandbox connection (its URL may have changed)."""
-    url = wiring.webhook_url(info)
-    if info.kind is ChannelKind.WHATSAPP and wiring.whatsapp_emulator is not None:
-        wiring.whatsapp_emulator.register_connection(
-            str(info.id),
-            phone_id=str(info.settings["phone_id"]),
-            token=info.credentials["token"],
-            app_secret=info.credentials["app_secret"],
-            webhook_url=url,
-            waba_id=str(info.settings.get("waba_id") or "") or None,
-            display_phone_number=str(info.settings.get("display_phone_number") or "") or None,
-        )
-    elif info.kind is ChannelKind.TELEGRAM and wiring.telegram_emulator is not None:
-        wiring.telegram_emulator.register_bot(
-            str(info.id), info.credentials["token"], str(info.settings.get("username") or "")
-        )
-        wiring.telegram_emulator.set_webhook(
-            info.credentials["token"], url, info.credentials["webhook_secret"]
-        )
-    else:
-        return
-    wiring.registered.add(info.id)
-
-
-async def sync_sandbox(wiring: ChannelWiring) -> int:
-    """Register stored sandbox connections the emulators do not know yet; returns how many.
-
-    Called at start-up and before each sandbox request, so a connection added by another
-    process (``crm tenants create``, ``crm channels add --sandbox``) works at once.
-    """
-    if wiring.whatsapp_emulator is None:
-        return 0
-    stored = set(await channel_service.sandbox_connection_ids())
-    if stored <= wiring.registered:
-        return 0
-    infos = await channel_service.sandbox_connections(wiring.cipher)
-    fresh = [info for info in infos if info.id not in wiring.registered]
-    for info in fresh:
-        register_with_emulator(wiring, info)
-    return len(fresh)
-
-
 def connection_setup(wiring: ChannelWiring) -> Callable[[ChannelConnection], Awaitable[str | None]]:
     """What runs after a connection is stored: sandbox registration, Telegram's webhook."""
 
@@ -326,45 +274,9 @@ def connection_setup(wiring: ChannelWiring) -> Callable[[ChannelConnection], Awa
     return setup
 
 
-async def add_sandbox_connections(wiring: ChannelWiring, tenant_id: int) -> list[ConnectionInfo]:
-    """Give a new tenant a WhatsApp number and a Telegram lead bot on the emulators."""
-    actor = Actor.system(tenant_id)
-    added = []
-    for kind in (ChannelKind.WHATSAPP, ChannelKind.TELEGRAM):
-        new = channel_service.sandbox_connection(kind, tenant_id, wiring.settings.base_url)
-        row = await channel_service.do_add_connection(actor, wiring.cipher, new, sandbox=True)
-        info = channel_service.connection_info(row, wiring.cipher)
-        if wiring.whatsapp_emulator is not None:
-            register_with_emulator(wiring, info)
-        added.append(info)
-    return added
-
-
 def describe(info: ConnectionInfo, wiring: ChannelWiring) -> dict[str, Any]:
     """The CLI's JSON for a connection."""
     return {"connection_id": info.id, "webhook_url": wiring.webhook_url(info)}
-
-
-async def run_housekeeping(stop: asyncio.Event, interval: float = 60.0) -> None:
-    """Fail the sends a killed worker left claimed and start due follow-ups, every ``interval`` s.
-
-    Each round runs as its own task, so a database restart costs one round, not the loop.
-    """
-    while not stop.is_set():
-        try:
-            failed = await asyncio.create_task(fail_stale_sends())
-            if failed:
-                logger.warning("%s message(s) left mid-send by a dead worker: failed", failed)
-            await asyncio.create_task(do_run_due_follow_ups())
-        except Exception:
-            logger.exception("channel housekeeping failed; trying again later")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-
-
-OPERATOR_CONNECTION = "operator"  # the operator bot's connection_id in the Telegram emulator
-OPERATOR_SANDBOX_BOT_ID = 7000000001
-OPERATOR_SANDBOX_USERNAME = "crm_operator_bot"
 
 
 def _derived(settings: Settings, purpose: str, length: int) -> str:
@@ -388,11 +300,6 @@ def _operator_i18n() -> Any:
     except Exception as exc:  # a catalog being written: run in English rather than not at all
         logger.warning("operator bot catalogs not loaded (%s); English only", exc)
         return fallback_i18n()
-
-
-def sandbox_sign_in_url(base_url: str, token: str) -> str:
-    """The sandbox page's address that signs in with ``token`` (crm.services.accounts.signin)."""
-    return f"{base_url}/sandbox?signin={token}"
 
 
 def operator_bot_config(wiring: ChannelWiring) -> OperatorBotConfig | None:
