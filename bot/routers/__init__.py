@@ -10,12 +10,12 @@ from bot.routers import dialogue, fallback, help
 from bot.routers.accounts import lang, start, team
 from bot.routers.accounts import settings as settings_router
 from bot.routers.ai import drafts as ai
-from bot.routers.contacts import contacts
+from bot.routers.contacts import contact_cards, contact_inline, contact_notes, new_contact
 from bot.routers.contacts import csv_import as imports
 from bot.routers.inbox import conversations
 from bot.routers.inbox import lead_notifications as inbox
 from bot.routers.inbox import team_inbox as topics_router
-from bot.routers.pipeline import deals
+from bot.routers.pipeline import deal_edits, deals
 
 
 def build_routers(extra: Sequence[Router] = ()) -> list[Router]:
@@ -29,10 +29,14 @@ def build_routers(extra: Sequence[Router] = ()) -> list[Router]:
         team.build_router(),
         lang.build_router(),
         settings_router.build_router(),
-        contacts.build_router(),
+        contact_cards.build_router(),
+        contact_notes.build_router(),
+        new_contact.build_router(),
+        contact_inline.build_router(),
         conversations.build_router(),
         imports.build_router(),
         deals.build_router(),
+        deal_edits.build_router(),
         # Before inbox: the corrected text of a draft is a reply to the Edit prompt.
         ai.build_router(),
         # Group chats (team inbox topics); the inbox router takes private messages only.

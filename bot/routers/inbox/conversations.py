@@ -23,7 +23,7 @@ from bot.callbacks import InboxOpen, InboxPage
 from bot.handling import CURRENT_ACTOR, feature_router
 from bot.keyboards import notification_keyboard, pager_row
 from bot.long_messages import edit_in_place
-from bot.senders.notifications import CHANNEL_NAMES, media_label
+from bot.senders.notification_content import CHANNEL_NAMES, media_label
 from bot.texts import no_workspace
 from crm.errors import NotFound, ServiceError
 from crm.messaging import DeliveryStatus, MessageKind
