@@ -166,18 +166,19 @@ async def settings(message: Message, command: CommandObject, user: User, actor: 
     if key not in ("region", "currency", "stage"):
         await message.answer(_settings_usage())
         return
-    try:
-        answer = await _change(actor, key, value)
-    except PermissionDenied:
-        answer = _("Only owners and admins can change the workspace settings.")
-    except ServiceError as exc:
-        answer = _("That did not work: {reason}").format(reason=exc.detail)
-    await message.answer(answer)
+    await message.answer(await _change(actor, key, value))
+
+
+def settings_refusal(exc: ServiceError, actor: Actor | None) -> str:
+    """Why a workspace setting was not changed."""
+    if isinstance(exc, PermissionDenied):
+        return _("Only owners and admins can change the workspace settings.")
+    return _("That did not work: {reason}").format(reason=exc.detail)
 
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("settings")
+    router = feature_router("settings", settings_refusal)
     router.message.register(timezone, Command("timezone"))
     router.message.register(settings, Command("settings"), flags=CURRENT_ACTOR)
     return router

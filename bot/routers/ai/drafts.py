@@ -238,6 +238,8 @@ async def receive_edit(message: Message, state: FSMContext, user: User | None, b
     actor, draft = found
     try:
         sent = await drafts.do_send_draft(actor, draft.id, message.text)
+    # Not the router's refusal: the actor is found here from the draft (the middleware never
+    # saw it, so a viewer would be worded as someone else), and the refusal is a reply.
     except ServiceError as exc:
         await message.reply(refusal(exc, actor))
         return

@@ -241,15 +241,11 @@ async def open_card(
     bot: Bot,
     callback_answer: CallbackAnswer,
 ) -> None:
-    """Send the card of the pressed contact."""
+    """Send the card of the pressed contact (a contact of another workspace is refused)."""
     if query.message is None:
         callback_answer.text, callback_answer.show_alert = no_workspace(), True
         return
-    try:
-        await send_card(bot, query.message.chat.id, actor, user, callback_data.id)
-    except NotFound:
-        callback_answer.text = _("This contact is not in your current workspace.")
-        callback_answer.show_alert = True
+    await send_card(bot, query.message.chat.id, actor, user, callback_data.id)
 
 
 def build_router() -> Router:

@@ -317,7 +317,9 @@ class _ImportJob:
                     progress=self.progress.update,
                     batch_size=self.options.batch_size,
                 )
-            except ServiceError as exc:  # an empty or unreadable file, a role changed meanwhile
+            # An empty or unreadable file, a role changed meanwhile. This runs in the background
+            # after the handler returned: no refusal middleware is there to show it.
+            except ServiceError as exc:
                 await self.progress.finish(
                     _("Could not import {file}: {reason}").format(
                         file=self.file_name, reason=exc.detail

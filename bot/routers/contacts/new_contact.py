@@ -17,7 +17,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, REFUSAL_FLAG, feature_router
 from bot.routers.contacts.contact_cards import contact_refusal, send_card
 from bot.routers.dialogue import answers_the_dialogue
 from crm.errors import ServiceError
@@ -78,16 +78,11 @@ def identifier_values(text: str) -> dict[str, Any]:
 
 async def _create(
     message: Message, actor: Actor, user: User | None, bot: Bot, values: dict[str, Any]
-) -> bool:
-    """Create the contact and show its card; False (with the reason shown) when refused."""
-    try:
-        record = await contacts.do_create_contact(actor, values)
-    except ServiceError as exc:
-        await message.answer(contact_refusal(exc, actor))
-        return False
+) -> None:
+    """Create the contact and show its card (a refusal is the router's to show)."""
+    record = await contacts.do_create_contact(actor, values)
     await message.answer(_("Contact added."))
     await send_card(bot, message.chat.id, actor, user, record.contact.id)
-    return True
 
 
 async def new_contact(
@@ -128,10 +123,14 @@ async def identifier_given(
     """Create the contact with the phone or email; a bad one is asked for again."""
     data: dict[str, Any] = await state.get_data()
     values = {"name": data.get("name", ""), **identifier_values(message.text or "")}
-    if await _create(message, actor, user, bot, values):
-        await state.clear()
-    else:
-        await message.answer(_("Send another phone number or email, /skip, or /cancel."))
+    await _create(message, actor, user, bot, values)
+    await state.clear()
+
+
+async def _ask_identifier_again(message: Message, exc: ServiceError, data: dict[str, Any]) -> None:
+    """A refused phone or email: say why and ask for another (the dialogue stays)."""
+    await message.answer(contact_refusal(exc, data.get("actor")))
+    await message.answer(_("Send another phone number or email, /skip, or /cancel."))
 
 
 async def skip_identifier(
@@ -156,6 +155,9 @@ def build_router() -> Router:
     answer = (F.text, ~F.text.startswith("/"), answers_the_dialogue)
     router.message.register(name_given, StateFilter(NewContactForm.name), *answer)
     router.message.register(
-        identifier_given, StateFilter(NewContactForm.identifier), *answer, flags=DIALOGUE_ACTOR
+        identifier_given,
+        StateFilter(NewContactForm.identifier),
+        *answer,
+        flags={**DIALOGUE_ACTOR, REFUSAL_FLAG: _ask_identifier_again},
     )
     return router

@@ -123,7 +123,13 @@ async def _send_reply(
     actor: Actor,
     outgoing: Outgoing,
 ) -> None:
-    """Queue the reply, confirm it, and keep the confirmation to show its delivery on."""
+    """Queue the reply, confirm it, and keep the confirmation to show its delivery on.
+
+    Refusals here and in ``reply_media_to_lead`` are not left to the router's middleware: the
+    actor is found from the notification replied to (``_reply_target``), which the middleware
+    never sees, so it would word a viewer's refusal as a stranger's; and the reply router
+    (``build_reply_router``) has no refusal middleware.
+    """
     try:
         sent = await do_send_message(actor, notification.conversation_id, outgoing)
     except ServiceError as exc:
