@@ -10,6 +10,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
+from bot.handling import DIALOGUE_CHATS, feature_router
+
 
 async def cancel(message: Message, state: FSMContext) -> None:
     """Clear the dialogue state; the dialogue saved nothing yet, so nothing changes."""
@@ -34,6 +36,6 @@ async def answers_the_dialogue(message: Message, state: FSMContext) -> bool:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="dialogue")
+    router = feature_router("dialogue", chats=DIALOGUE_CHATS)
     router.message.register(cancel, Command("cancel"))
     return router

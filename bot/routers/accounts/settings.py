@@ -18,7 +18,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.handling import CURRENT_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, PRIVATE_CHATS, feature_router
 from bot.texts import no_workspace
 from crm.errors import Conflict, PermissionDenied, ServiceError, ValidationFailed
 from crm.models import User
@@ -178,7 +178,7 @@ def settings_refusal(exc: ServiceError, actor: Actor | None) -> str:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("settings", settings_refusal)
+    router = feature_router("settings", settings_refusal, chats=PRIVATE_CHATS)
     router.message.register(timezone, Command("timezone"))
     router.message.register(settings, Command("settings"), flags=CURRENT_ACTOR)
     return router

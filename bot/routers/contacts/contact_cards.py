@@ -19,7 +19,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ContactAct, ContactAction, ContactOpen, ContactsPage, DealOpen
-from bot.handling import CURRENT_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, PRIVATE_CHATS, feature_router
 from bot.keyboards import pager_row
 from bot.long_messages import edit_in_place
 from bot.routers.inbox.conversations import local_time
@@ -250,7 +250,7 @@ async def open_card(
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("contacts", contact_refusal)
+    router = feature_router("contacts", contact_refusal, chats=PRIVATE_CHATS)
     router.message.register(list_contacts, Command("contacts"), flags=CURRENT_ACTOR)
     router.callback_query.register(open_card, ContactOpen.filter(), flags=CURRENT_ACTOR)
     router.callback_query.register(turn_page, ContactsPage.filter(), flags=CURRENT_ACTOR)

@@ -18,7 +18,7 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 
-from bot.handling import feature_router
+from bot.handling import PRIVATE_CHATS, feature_router
 from bot.routers.contacts.contact_cards import contact_label, telegram_of
 from crm.services.access import Actor
 from crm.services.contacts import contacts
@@ -81,6 +81,7 @@ async def inline_contacts(inline_query: InlineQuery, actor: Actor | None) -> Non
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("contacts_inline")
+    # Inline queries come from any chat; the router has no messages of its own.
+    router = feature_router("contacts_inline", chats=PRIVATE_CHATS)
     router.inline_query.register(inline_contacts)
     return router

@@ -17,7 +17,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ContactAct, ContactAction
-from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, REFUSAL_FLAG, feature_router
+from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, PRIVATE_CHATS, REFUSAL_FLAG, feature_router
 from bot.routers.contacts.contact_cards import contact_label, contact_refusal, send_card
 from bot.routers.dialogue import answers_the_dialogue
 from bot.texts import no_workspace
@@ -128,7 +128,7 @@ async def _refused_in_dialogue(message: Message, exc: ServiceError, data: dict[s
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("contact_notes", contact_refusal)
+    router = feature_router("contact_notes", contact_refusal, chats=PRIVATE_CHATS)
     answer = (F.text, ~F.text.startswith("/"), answers_the_dialogue)
     in_dialogue = {**DIALOGUE_ACTOR, REFUSAL_FLAG: _refused_in_dialogue}
     router.message.register(tag_given, StateFilter(ContactForm.tag), *answer, flags=in_dialogue)

@@ -17,7 +17,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, REFUSAL_FLAG, feature_router
+from bot.handling import CURRENT_ACTOR, DIALOGUE_ACTOR, PRIVATE_CHATS, REFUSAL_FLAG, feature_router
 from bot.routers.contacts.contact_cards import contact_refusal, send_card
 from bot.routers.dialogue import answers_the_dialogue
 from crm.errors import ServiceError
@@ -144,7 +144,7 @@ async def skip_identifier(
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("new_contact", contact_refusal)
+    router = feature_router("new_contact", contact_refusal, chats=PRIVATE_CHATS)
     router.message.register(
         skip_identifier,
         Command("skip"),

@@ -20,7 +20,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import DealEdit, DealEditAct
-from bot.handling import ACTOR_FLAG, REFUSAL_FLAG, NeedsActor, feature_router
+from bot.handling import ACTOR_FLAG, DIALOGUE_CHATS, REFUSAL_FLAG, NeedsActor, feature_router
 from bot.long_messages import not_modified
 from bot.routers.dialogue import answers_the_dialogue
 from bot.routers.pipeline import deal_cards as views
@@ -205,7 +205,7 @@ async def not_text(message: Message) -> None:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("deal_edits", deal_refusal)
+    router = feature_router("deal_edits", deal_refusal, chats=DIALOGUE_CHATS)
     dialogue = StateFilter(DealDialog.title, DealDialog.value, DealDialog.note)
     answer = (F.text, ~F.text.startswith("/"), answers_the_dialogue)
     in_dialogue = {

@@ -27,7 +27,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction, DealMove, DealNew, DealOpen, DealView, PipelineShow
-from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, NeedsActor, feature_router
+from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, PRIVATE_CHATS, NeedsActor, feature_router
 from bot.long_messages import not_modified
 from bot.routers.pipeline import deal_cards as views
 from bot.routers.pipeline.deal_amounts import AmountError, split_title_and_amount
@@ -270,7 +270,7 @@ async def new_deal(message: Message, command: CommandObject, actor: Actor, bot: 
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("deals", deal_refusal)
+    router = feature_router("deals", deal_refusal, chats=PRIVATE_CHATS)
     router.message.register(show_pipeline, Command("deals", "pipeline"), flags=CURRENT_ACTOR)
     router.message.register(new_deal, Command("newdeal"), flags=CURRENT_ACTOR)
     callbacks = router.callback_query
