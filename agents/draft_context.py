@@ -8,7 +8,7 @@ from typing import Any
 
 from crm.models import Contact, Conversation, Deal, Direction, MemorySource, Message, Stage
 from crm.services.access import Actor
-from crm.services.pipeline import deal_views
+from crm.services.pipeline import deal_cards
 
 THREAD_MESSAGES = 12
 
@@ -47,7 +47,7 @@ async def load_context(conversation: Conversation, offered: Sequence[str] = ()) 
         )
     )
     lead_message = next((m for m in reversed(thread) if m.direction is Direction.IN), None)
-    deal = await deal_views.latest_open_deal(Actor.system(conversation.tenant_id), contact.id)
+    deal = await deal_cards.latest_open_deal(Actor.system(conversation.tenant_id), contact.id)
     return DraftContext(conversation, contact, lead_message, thread, deal, tuple(offered))
 
 

@@ -39,7 +39,7 @@ from crm.services.ai.intents import agent_actor
 from crm.services.contacts import notes, tags
 from crm.services.contacts.contacts import tag_names_of
 from crm.services.inbox.outbound import MAX_TEXT, Outgoing, check_send_rules, do_send_message
-from crm.services.pipeline import deal_views, deals
+from crm.services.pipeline import deal_cards, deals
 
 THREAD_MESSAGES = 20
 SEARCH_RESULTS = 5
@@ -103,7 +103,7 @@ async def open_deal_of(ctx: ToolContext) -> Deal | None:
     """The lead's latest open deal, with its stage."""
     if ctx.contact is None:
         return None
-    return await deal_views.latest_open_deal(ctx.actor, ctx.contact.id)
+    return await deal_cards.latest_open_deal(ctx.actor, ctx.contact.id)
 
 
 async def _read_contact(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:

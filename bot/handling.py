@@ -1,6 +1,9 @@
 """What every feature router does around its handlers: answer buttons, find the actor, refuse.
 
-``feature_router`` builds a router with three inner middlewares, outermost first:
+``feature_router`` builds a router for the chat types it declares (``PRIVATE_CHATS``,
+``GROUP_CHATS`` or ``DIALOGUE_CHATS``: its messages from other chats go on to other routers;
+button presses are not filtered, a lead's buttons work in the team inbox group too) with
+three inner middlewares, outermost first:
 
 - aiogram's ``CallbackAnswerMiddleware``: every button press is answered once, after its
   handler; a handler that shows a toast or an alert sets ``callback_answer.text`` (and
@@ -21,8 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiogram import BaseMiddleware, Router
+from aiogram import BaseMiddleware, F, Router
 from aiogram.dispatcher.flags import get_flag
+from aiogram.enums import ChatType
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.callback_answer import CallbackAnswer, CallbackAnswerMiddleware
@@ -35,6 +39,14 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 Refusal = Callable[[ServiceError, Actor | None], str]
 MessageRefusal = Callable[[Message, ServiceError, dict[str, Any]], Awaitable[None]]
 ActorOf = Callable[[dict[str, Any]], Awaitable[Actor | None]]
+
+# The chats a router's messages come from: the operator's private chat with the bot, or the
+# team inbox (a forum supergroup, or a group before Telegram upgrades it).
+PRIVATE_CHATS = frozenset({ChatType.PRIVATE})
+GROUP_CHATS = frozenset({ChatType.GROUP, ChatType.SUPERGROUP})
+# A dialogue a button of the team inbox group starts (a deal's title, a draft's edit) is
+# answered, and cancelled, in that group.
+DIALOGUE_CHATS = PRIVATE_CHATS | GROUP_CHATS
 
 ACTOR_FLAG = "actor"
 # A handler's own way to refuse a message (a dialogue that asks again or ends), if any.
@@ -117,12 +129,20 @@ class RefusalMiddleware(BaseMiddleware):
             return None
 
 
-def feature_router(name: str, refusal: Refusal | None = None, *, reply: bool = False) -> Router:
+def feature_router(
+    name: str,
+    refusal: Refusal | None = None,
+    *,
+    chats: frozenset[ChatType],
+    reply: bool = False,
+) -> Router:
     """A router whose buttons are answered for it, with actors and refusals handled once.
 
-    ``reply``: refusals of messages are sent as replies to them (the notification threads).
+    ``chats``: the chat types whose messages it takes. ``reply``: refusals of messages are sent
+    as replies to them (the notification threads).
     """
     router = Router(name=name)
+    router.message.filter(F.chat.type.in_(chats))
     router.callback_query.middleware(CallbackAnswerMiddleware())
     for observer in (router.message, router.callback_query):
         observer.middleware(ActorMiddleware(reply=reply))

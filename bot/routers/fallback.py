@@ -8,9 +8,10 @@ chats, where a message left unanswered would look like a bot that is down.
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.enums import ChatType
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
+
+from bot.handling import PRIVATE_CHATS
 
 
 def _command_of(text: str) -> str:
@@ -41,7 +42,7 @@ async def unhandled(message: Message) -> None:
 def build_router() -> Router:
     """A fresh fallback router; it must be included last (one per Dispatcher)."""
     router = Router(name="fallback")
-    private = F.chat.type == ChatType.PRIVATE
-    router.message.register(unknown_command, private, F.text.startswith("/"))
-    router.message.register(unhandled, private)
+    router.message.filter(F.chat.type.in_(PRIVATE_CHATS))
+    router.message.register(unknown_command, F.text.startswith("/"))
+    router.message.register(unhandled)
     return router

@@ -7,6 +7,8 @@ from aiogram.filters import Command
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
+from bot.handling import PRIVATE_CHATS, feature_router
+
 
 async def show_help(message: Message) -> None:
     """List what the bot does."""
@@ -37,6 +39,6 @@ async def show_help(message: Message) -> None:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = Router(name="help")
+    router = feature_router("help", chats=PRIVATE_CHATS)
     router.message.register(show_help, Command("help"))
     return router

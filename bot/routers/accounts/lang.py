@@ -24,7 +24,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import lazy_gettext as __
 
-from bot.handling import feature_router
+from bot.handling import PRIVATE_CHATS, feature_router
 from bot.i18n import SUPPORTED
 
 SetLanguage = Callable[[int, str], Awaitable[None]]
@@ -78,7 +78,7 @@ async def language_chosen(
 
 def build_router() -> Router:
     """A fresh ``/lang`` router (a Router belongs to one Dispatcher, and tests build several)."""
-    router = feature_router("lang")
+    router = feature_router("lang", chats=PRIVATE_CHATS)
     router.message.register(choose_language, Command("lang"))
     router.callback_query.register(language_chosen, LangCallback.filter())
     return router

@@ -18,7 +18,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.handling import CURRENT_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, PRIVATE_CHATS, feature_router
 from bot.texts import no_workspace
 from crm.errors import Conflict, PermissionDenied, ServiceError, ValidationFailed
 from crm.models import User
@@ -166,18 +166,19 @@ async def settings(message: Message, command: CommandObject, user: User, actor: 
     if key not in ("region", "currency", "stage"):
         await message.answer(_settings_usage())
         return
-    try:
-        answer = await _change(actor, key, value)
-    except PermissionDenied:
-        answer = _("Only owners and admins can change the workspace settings.")
-    except ServiceError as exc:
-        answer = _("That did not work: {reason}").format(reason=exc.detail)
-    await message.answer(answer)
+    await message.answer(await _change(actor, key, value))
+
+
+def settings_refusal(exc: ServiceError, actor: Actor | None) -> str:
+    """Why a workspace setting was not changed."""
+    if isinstance(exc, PermissionDenied):
+        return _("Only owners and admins can change the workspace settings.")
+    return _("That did not work: {reason}").format(reason=exc.detail)
 
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("settings")
+    router = feature_router("settings", settings_refusal, chats=PRIVATE_CHATS)
     router.message.register(timezone, Command("timezone"))
     router.message.register(settings, Command("settings"), flags=CURRENT_ACTOR)
     return router

@@ -10,7 +10,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import InviteAnswer, WorkspacePick
 from bot.dependencies import BotServices
-from bot.handling import feature_router
+from bot.handling import PRIVATE_CHATS, feature_router
 from bot.keyboards import workspaces_keyboard
 from bot.texts import no_workspace, role_name
 from crm.errors import NotFound
@@ -184,7 +184,7 @@ async def pick_workspace(
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("start")
+    router = feature_router("start", chats=PRIVATE_CHATS)
     router.message.register(
         start_with_invite, CommandStart(deep_link=True, magic=F.args.startswith(INVITE_PREFIX))
     )

@@ -23,7 +23,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import TeamList, TeamMember, TeamRemove, TeamRole
-from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, NeedsActor, feature_router
+from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, PRIVATE_CHATS, NeedsActor, feature_router
 from bot.texts import role_name
 from crm.errors import NotFound, PermissionDenied, ServiceError, ValidationFailed
 from crm.models import Membership, Role, User
@@ -299,7 +299,7 @@ async def back_to_list(query: CallbackQuery, actor: Actor) -> None:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("team", team_refusal)
+    router = feature_router("team", team_refusal, chats=PRIVATE_CHATS)
     router.message.register(invite, Command("invite"), flags=CURRENT_ACTOR)
     router.message.register(team, Command("team"), flags=CURRENT_ACTOR)
     router.callback_query.register(pick_role, TeamMember.filter(), flags=BUTTON_ACTOR)

@@ -26,7 +26,14 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction, DraftAct, DraftAction, InboxOpen
 from bot.dependencies import BotServices
-from bot.handling import ACTOR_FLAG, CURRENT_ACTOR, NeedsActor, feature_router
+from bot.handling import (
+    ACTOR_FLAG,
+    CURRENT_ACTOR,
+    DIALOGUE_CHATS,
+    PRIVATE_CHATS,
+    NeedsActor,
+    feature_router,
+)
 from bot.keyboards import draft_keyboard
 from bot.long_messages import edit_in_place, send_long
 from bot.texts import draft_decided, no_workspace, refusal, render_draft
@@ -238,6 +245,8 @@ async def receive_edit(message: Message, state: FSMContext, user: User | None, b
     actor, draft = found
     try:
         sent = await drafts.do_send_draft(actor, draft.id, message.text)
+    # Not the router's refusal: the actor is found here from the draft (the middleware never
+    # saw it, so a viewer would be worded as someone else), and the refusal is a reply.
     except ServiceError as exc:
         await message.reply(refusal(exc, actor))
         return
@@ -308,8 +317,12 @@ def offline_answer(answer: Answer) -> str:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("ai", refusal)
-    router.message.register(ask_history, Command("ask"), flags=CURRENT_ACTOR)
+    router = feature_router("ai", refusal, chats=DIALOGUE_CHATS)
+    # The Edit dialogue of a draft is answered where its button was pressed; /ask is a
+    # command of private chats, like every other.
+    router.message.register(
+        ask_history, Command("ask"), F.chat.type.in_(PRIVATE_CHATS), flags=CURRENT_ACTOR
+    )
     router.message.register(receive_edit, DraftDialog.edit, F.text, ~F.text.startswith("/"))
     callbacks = router.callback_query
     callbacks.register(

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import IO, BinaryIO, cast
 
 from aiogram import Bot, F, Router
-from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import BufferedInputFile, Document, Message
 from aiogram.utils.i18n import I18n, get_i18n
@@ -35,7 +34,7 @@ from aiogram.utils.i18n import gettext as _
 from babel.numbers import format_decimal
 
 from bot.background import BackgroundTasks
-from bot.handling import CURRENT_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, PRIVATE_CHATS, feature_router
 from crm.errors import PermissionDenied, ServiceError
 from crm.models import Role
 from crm.services.access import Actor
@@ -317,7 +316,9 @@ class _ImportJob:
                     progress=self.progress.update,
                     batch_size=self.options.batch_size,
                 )
-            except ServiceError as exc:  # an empty or unreadable file, a role changed meanwhile
+            # An empty or unreadable file, a role changed meanwhile. This runs in the background
+            # after the handler returned: no refusal middleware is there to show it.
+            except ServiceError as exc:
                 await self.progress.finish(
                     _("Could not import {file}: {reason}").format(
                         file=self.file_name, reason=exc.detail
@@ -372,12 +373,11 @@ class _ImportJob:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("imports")
+    router = feature_router("imports", chats=PRIVATE_CHATS)
     # Replies are left to the inbox (an attachment for a lead); imports come as plain messages.
     router.message.register(
         import_document,
         F.document,
-        F.chat.type == ChatType.PRIVATE,
         ~F.reply_to_message,
         flags=CURRENT_ACTOR,
     )

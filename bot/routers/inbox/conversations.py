@@ -20,10 +20,10 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import InboxOpen, InboxPage
-from bot.handling import CURRENT_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, PRIVATE_CHATS, feature_router
 from bot.keyboards import notification_keyboard, pager_row
 from bot.long_messages import edit_in_place
-from bot.senders.notifications import CHANNEL_NAMES, media_label
+from bot.senders.notification_content import CHANNEL_NAMES, media_label
 from bot.texts import no_workspace
 from crm.errors import NotFound, ServiceError
 from crm.messaging import DeliveryStatus, MessageKind
@@ -259,7 +259,7 @@ async def open_conversation(
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("conversations")
+    router = feature_router("conversations", chats=PRIVATE_CHATS)
     router.message.register(show_inbox, Command("inbox"), flags=CURRENT_ACTOR)
     router.callback_query.register(turn_page, InboxPage.filter(), flags=CURRENT_ACTOR)
     router.callback_query.register(

@@ -23,7 +23,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction
 from bot.dependencies import BotServices
-from bot.handling import ACTOR_FLAG, NeedsActor, feature_router
+from bot.handling import ACTOR_FLAG, GROUP_CHATS, PRIVATE_CHATS, NeedsActor, feature_router
 from bot.long_messages import not_modified
 from bot.routers.inbox.conversations import conversation_keyboard
 from bot.senders.delivery import SHOWN_WHEN_SENT, show_delivery
@@ -123,7 +123,13 @@ async def _send_reply(
     actor: Actor,
     outgoing: Outgoing,
 ) -> None:
-    """Queue the reply, confirm it, and keep the confirmation to show its delivery on."""
+    """Queue the reply, confirm it, and keep the confirmation to show its delivery on.
+
+    Refusals here and in ``reply_media_to_lead`` are not left to the router's middleware: the
+    actor is found from the notification replied to (``_reply_target``), which the middleware
+    never sees, so it would word a viewer's refusal as a stranger's; and the reply router
+    (``build_reply_router``) has no refusal middleware.
+    """
     try:
         sent = await do_send_message(actor, notification.conversation_id, outgoing)
     except ServiceError as exc:
@@ -342,7 +348,7 @@ async def answers_a_notification(message: Message) -> bool:
     """A reply in the bot's private chat to a message recorded as a notification (not a
     command): it goes to that notification's lead whatever dialogue is open."""
     replied = message.reply_to_message
-    if replied is None or message.chat.type != ChatType.PRIVATE or message.bot is None:
+    if replied is None or message.bot is None:
         return False
     if (message.text or "").startswith("/"):
         return False
@@ -355,7 +361,7 @@ async def answers_a_notification(message: Message) -> bool:
 def build_reply_router() -> Router:
     """Replies to notifications, tried before every dialogue (an open draft Edit, a deal
     title...) so that such a reply never lands in the dialogue or is dropped."""
-    router = Router(name="notification_replies")
+    router = feature_router("notification_replies", chats=PRIVATE_CHATS)
     router.message.register(reply_to_lead, F.text, answers_a_notification)
     router.message.register(reply_media_to_lead, ~F.text, answers_a_notification)
     return router
@@ -363,14 +369,20 @@ def build_reply_router() -> Router:
 
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher)."""
-    router = feature_router("inbox", refusal, reply=True)
     # Messages in groups are the team inbox's (bot/routers/inbox/team_inbox.py): a topic
     # message is a reply too, and must never be read as an answer to a notification.
-    router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router = feature_router("inbox", refusal, chats=PRIVATE_CHATS, reply=True)
     router.message.register(reply_to_lead, F.reply_to_message, F.text)
     router.message.register(reply_media_to_lead, F.reply_to_message, ~F.text)
+    # In the team inbox group the Reply button is the group router's: the answer is written
+    # in the lead's topic there.
+    router.callback_query.register(
+        ask_for_reply,
+        ConvAction.filter(F.act == ConvAct.REPLY),
+        ~F.message.chat.type.in_(GROUP_CHATS),
+        flags=CONVERSATION_ACTOR,
+    )
     for act, handler in (
-        (ConvAct.REPLY, ask_for_reply),
         (ConvAct.CLOSE, close_conversation),
         (ConvAct.REOPEN, reopen_conversation),
         (ConvAct.ASSIGN, take_conversation),

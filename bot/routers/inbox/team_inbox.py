@@ -7,8 +7,9 @@ off`` unlinks it. In a private chat the command tells which group is linked.
 A message a member writes in a lead's topic goes to the lead. Telegram marks every message in
 a topic as a reply to the topic's "created" service message, so these messages must never
 reach ``bot/routers/inbox/lead_notifications.py`` (which reads replies as answers to
-notifications): this router
-comes right before the inbox router and takes every message of a group chat.
+notifications): this router takes every message of a group chat that no dialogue (a deal's
+title, a draft's edit, started by a button in the group) answers; every other router takes
+messages of private chats only (``bot.handling.feature_router``).
 
 Answers of the bot in a linked group (refusals) go through the group's queue
 (``bot/senders/team_inbox.py``) like every other post; only the answers to ``/teaminbox``
@@ -26,7 +27,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConvAct, ConvAction
-from bot.handling import CURRENT_ACTOR, feature_router
+from bot.handling import CURRENT_ACTOR, GROUP_CHATS, PRIVATE_CHATS, feature_router
 from bot.texts import refusal
 from crm.errors import NotFound, PermissionDenied
 from crm.models import User
@@ -34,8 +35,6 @@ from crm.services.access import Actor
 from crm.services.accounts import operators
 from crm.services.inbox import team_inbox, team_posts
 from crm.services.inbox.team_inbox import LinkedElsewhere, TopicOutcome
-
-GROUP_CHATS = {ChatType.GROUP, ChatType.SUPERGROUP}
 
 
 def _only_admins() -> str:
@@ -223,8 +222,7 @@ async def reply_button_in_group(query: CallbackQuery, callback_answer: CallbackA
 def build_router() -> Router:
     """A fresh router with this module's handlers (one per Dispatcher): one sub-router for
     group chats, where it takes every message, and one for ``/teaminbox`` in private chats."""
-    in_group = feature_router("topics_in_groups")
-    in_group.message.filter(F.chat.type.in_(GROUP_CHATS))
+    in_group = feature_router("topics_in_groups", chats=GROUP_CHATS)
     in_group.callback_query.filter(F.message.chat.type.in_(GROUP_CHATS))
     in_group.message.register(teaminbox_in_group, Command("teaminbox"))
     in_group.message.register(
@@ -234,8 +232,7 @@ def build_router() -> Router:
     in_group.callback_query.register(
         reply_button_in_group, ConvAction.filter(F.act == ConvAct.REPLY)
     )
-    in_private = feature_router("topics_in_private")
-    in_private.message.filter(~F.chat.type.in_(GROUP_CHATS))
+    in_private = feature_router("topics_in_private", chats=PRIVATE_CHATS)
     in_private.message.register(teaminbox_in_private, Command("teaminbox"), flags=CURRENT_ACTOR)
     router = Router(name="topics")
     router.include_routers(in_group, in_private)

@@ -1,4 +1,4 @@
-"""How deals and pipelines look in the operator bot: HTML texts and inline keyboards.
+"""How deals and pipelines look in the operator bot: HTML texts, inline keyboards, refusals.
 
 Everything a lead or an operator typed (titles, names, notes, messages, stage names) is escaped.
 Money is formatted for the operator's locale with Babel (``€1,500.00`` / ``1 500,00 €``).
@@ -15,20 +15,15 @@ from aiogram.utils.i18n import get_i18n
 from aiogram.utils.i18n import gettext as _
 from babel.numbers import format_currency
 
-from bot.callbacks import (
-    DealEdit,
-    DealEditAct,
-    DealMove,
-    DealNew,
-    DealOpen,
-    DealView,
-    PipelineShow,
-)
-from bot.senders.notifications import media_label
+from bot.callbacks import DealEdit, DealEditAct, DealMove, DealNew, DealOpen, DealView, PipelineShow
+from bot.routers.pipeline.deal_amounts import AmountError
+from bot.senders.notification_content import media_label
+from crm.errors import NotFound, PermissionDenied, ServiceError, ValidationFailed
 from crm.messaging import MessageKind
-from crm.models import Deal, Direction, Message, Stage, StageKind
+from crm.models import Deal, Direction, Message, Role, Stage, StageKind
+from crm.services.access import Actor
 from crm.services.accounts.workspaces import same_default_stage
-from crm.services.pipeline.deal_views import DealCard, StageDeals
+from crm.services.pipeline.deal_cards import DealCard, StageDeals
 from crm.services.pipeline.pipelines import PipelineSummary
 
 BUTTON_TEXT = 60
@@ -335,4 +330,42 @@ def no_deal_keyboard(conversation_id: int) -> InlineKeyboardMarkup:
                 )
             ]
         ]
+    )
+
+
+# ---- refusals and bad values ---------------------------------------------------------------
+
+
+def deal_refusal(exc: ServiceError, actor: Actor | None) -> str:
+    """Why a deal action was refused, in the operator's language."""
+    if isinstance(exc, PermissionDenied):
+        if actor is None or actor.role is Role.VIEWER:
+            return _("Viewers can look at deals but cannot change them.")
+        return _("Only the deal's owner or an admin can change this deal.")
+    if isinstance(exc, NotFound):
+        return _("This deal or pipeline no longer exists.")
+    return _("That did not work: {reason}").format(reason=exc.detail)
+
+
+def amount_error(exc: AmountError, text: str) -> str:
+    """A value that could not be read: the field and the reason."""
+    reasons = {
+        "empty": _("Value: send a number, for example 1500 or 1 500,50."),
+        "not_number": _("Value: “{text}” is not a number. Write it like 1500, 1 500,50 or 1500.5."),
+        "negative": _("Value: it cannot be negative."),
+        "decimals": _("Value: use at most 2 digits after the decimal point."),
+        "too_large": _("Value: the number is too large."),
+        "currency": _("Value: “{code}” is not a currency code (use EUR, USD, RUB…)."),
+    }
+    return reasons.get(exc.reason, reasons["not_number"]).format(
+        text=html.escape(text[:50]), code=html.escape(exc.detail)
+    )
+
+
+def validation_text(exc: ValidationFailed) -> str:
+    """The first field a service found invalid, and why (HTML)."""
+    names = {"title": _("Title"), "value": _("Value"), "currency": _("Currency"), "body": _("Note")}
+    error = exc.errors[0]
+    return _("{field}: {reason}").format(
+        field=names.get(error.field, error.field), reason=html.escape(error.reason)
     )

@@ -11,7 +11,7 @@ created (from no stage). ``closed_at`` is set whenever the deal enters a won or 
 cleared when it returns to an open one.
 
 How the operator bot and the agents look deals up (a stage's page, a deal card, a lead's open
-deal) is in ``crm.services.pipeline.deal_views``.
+deal) is in ``crm.services.pipeline.deal_cards``.
 """
 
 from __future__ import annotations

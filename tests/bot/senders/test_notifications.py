@@ -18,7 +18,7 @@ from tortoise import connections
 
 from bot.i18n import build_i18n, rendering
 from bot.senders.delivery import delivery_text
-from bot.senders.notifications import (
+from bot.senders.notification_content import (
     CAPTION_LIMIT,
     attachment_of,
     render_notification,

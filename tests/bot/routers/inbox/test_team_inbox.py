@@ -202,6 +202,19 @@ async def test_linking_checks_the_sender_the_group_and_the_bot(service: RunningS
     await wait_for(service, OTHER_GROUP, "This group is not a team inbox")
 
 
+async def test_only_the_team_inbox_router_answers_in_a_group(service: RunningService) -> None:
+    """Commands of private chats get no answer in a group: their routers take private chats'
+    messages only (the dialogues' routers, whose /cancel works in the group, excepted)."""
+    await onboard_owner(service, OWNER, "Olga")
+    await add_group(service, GROUP)
+    for command in ("/help", "/start", "/contacts", "/deals", "/ask", "/settings"):
+        await in_group(service, OWNER, command)
+    await in_group(service, OWNER, "/teaminbox")
+    await wait_for(service, GROUP, "is now the team inbox")
+    texts = await group_texts(service)
+    assert len(texts) == 1, texts
+
+
 async def test_a_group_serves_one_workspace(service: RunningService) -> None:
     olga = await onboard_owner(service, OWNER, "Olga")
     await onboard_owner(service, BIDI, "Boris")

@@ -12,7 +12,7 @@ from crm.services.access import Actor
 from crm.services.contacts.notes import do_create_note
 from crm.services.inbox import inbound_messages as inbox
 from crm.services.inbox.conversations import do_add_private_note
-from crm.services.pipeline.deal_views import (
+from crm.services.pipeline.deal_cards import (
     deal_card,
     deal_of_conversation,
     do_open_deal_for_conversation,
