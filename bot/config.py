@@ -56,8 +56,9 @@ class OperatorBotConfig:
     # (the sandbox wiring registers the webhook with the in-process emulator directly).
     webhook_url: str | None = None
     request_timeout: float = 30.0
-    # How often the daily digest loop looks for members at their local morning; None: never.
-    digest_interval: float | None = 60.0
+    # Whether the bot sends members their daily digest at their local morning (a periodic task,
+    # crm.tasks.periodic, looks for who is due every minute).
+    daily_digest: bool = True
     # allow_paid_broadcast on sends, and the bot's send budget raised from 30 to 1000 msg/s.
     paid_broadcast: bool = False
     # Space sends by Telegram's flood limits; off against the sandbox emulator, which enforces

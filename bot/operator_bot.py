@@ -130,7 +130,7 @@ class OperatorBot:
 
     def install_handlers(self, registry: HandlerRegistry | None = None) -> None:
         """Register every event handler of the bot (lead notifications, alerts, team inbox) and
-        its periodic jobs (the daily digest unless ``digest_interval`` is None, the team inbox).
+        its periodic jobs (the daily digest unless ``daily_digest`` is off, the team inbox).
 
         Any process that runs tasks calls this (``start`` does; so does `crm worker`, which may
         take any event's dispatch or periodic round): a process without them would skip the
@@ -138,7 +138,7 @@ class OperatorBot:
         """
         registry = registry or self._handlers
         self.notifier.install(registry)
-        self.alerts.install(registry, digest=self.config.digest_interval is not None)
+        self.alerts.install(registry, digest=self.config.daily_digest)
         self.team_inbox.install(registry)
 
     def uninstall_handlers(self, registry: HandlerRegistry | None = None) -> None:

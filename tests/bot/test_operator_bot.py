@@ -276,7 +276,7 @@ async def test_a_worker_process_gets_every_handler_of_the_bot() -> None:
 
 async def test_a_bot_without_a_digest_installs_no_digest_job() -> None:
     registry = HandlerRegistry()
-    config = OperatorBotConfig(token="42:no-digest-token", webhook_secret="s", digest_interval=None)
+    config = OperatorBotConfig(token="42:no-digest-token", webhook_secret="s", daily_digest=False)
     operator = OperatorBot(config, BotServices())
     operator.install_handlers(registry)
     assert registry.job(DIGEST_TASK) is None
