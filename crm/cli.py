@@ -72,6 +72,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from crm.tasks.handlers import registry
     from crm.wiring import build_assistant, build_channels, build_operator_bot
 
+    if not settings.redis_url:  # refused at once, not after loading the model
+        return asyncio.run(run_worker(settings.database_url, None)) or 0
     wiring = build_channels(settings)  # the ingest task and the delivery handler find it
     assistant = build_assistant(settings, wiring.cipher)
     assistant.install(registry)  # before the bot's: notifications show the intent

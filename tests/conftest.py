@@ -16,6 +16,7 @@ import pytest
 from crm.app import create_app
 from crm.db import close_db, init_db, migrate_db
 from crm.settings import Settings
+from tests.support.aiogram_sessions import close_sessions_at_once
 from tests.support.database import (
     configured_database_url,
     create_postgres_database,
@@ -53,6 +54,12 @@ def no_network() -> Iterator[None]:
     """Any connection or name lookup beyond loopback fails the test that made it."""
     with sockets_kept_on_loopback():
         yield
+
+
+@pytest.fixture(autouse=True)
+def aiogram_sessions_close_at_once() -> None:
+    """aiogram's sessions skip their 250 ms pause for TLS on close (once aiogram is loaded)."""
+    close_sessions_at_once()
 
 
 @pytest.fixture(scope="session")
