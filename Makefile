@@ -47,11 +47,11 @@ test-fast: install ## the edit loop: SQLite, no end-to-end tests (marked e2e), o
 TEST_WORKERS ?= 2
 
 test-sqlite: install browser ## the suite on the embedded defaults (SQLite, in-process queue)
-	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not exclusive"
+	CRM_TEST_DATABASE_URL= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not exclusive"
 
 test-pg: install browser ## the suite on PostgreSQL and Redis (both must run on 127.0.0.1)
 	CRM_TEST_DATABASE_URL=$(PG_TEST_URL) CRM_TEST_REDIS_URL=$(REDIS_TEST_URL) \
-		$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not exclusive"
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not exclusive"
 	CRM_TEST_DATABASE_URL=$(PG_TEST_URL) CRM_TEST_REDIS_URL=$(REDIS_TEST_URL) \
 		$(BIN)/python -m pytest -m exclusive
 
