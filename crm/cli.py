@@ -68,12 +68,13 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """A task worker on the Redis broker."""
-    from crm.tasks.backbone import run_worker
+    from crm.tasks.backbone import NO_REDIS_MESSAGE, run_worker
     from crm.tasks.handlers import registry
     from crm.wiring import build_assistant, build_channels, build_operator_bot
 
-    if not settings.redis_url:  # refused at once, not after loading the model
-        return asyncio.run(run_worker(settings.database_url, None)) or 0
+    if not settings.redis_url:  # refused at once, not after loading the model and the bot
+        print(NO_REDIS_MESSAGE.format(command="worker"), file=sys.stderr)
+        return 2
     wiring = build_channels(settings)  # the ingest task and the delivery handler find it
     assistant = build_assistant(settings, wiring.cipher)
     assistant.install(registry)  # before the bot's: notifications show the intent

@@ -182,7 +182,7 @@ def test_up_port_moves_the_public_url_and_sandbox_leads_arrive(run, tmp_path: Pa
             # Webhooks, the operator bot and the page all use the port given on the command line.
             hooks = [c["webhook_url"] for c in http.get("/sandbox/whatsapp/connections").json()]
             assert hooks and all(h.startswith(f"{base}/webhooks/") for h in hooks), hooks
-            operator = http.get("/sandbox/telegram/records", params={"connection_id": "operator"})
+            operator = http.get("/sandbox/telegram/state", params={"connection_id": "operator"})
             assert operator.json()["webhook"]["url"].startswith(f"{base}/"), operator.text
 
             (whatsapp,) = [

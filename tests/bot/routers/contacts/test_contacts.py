@@ -86,7 +86,7 @@ async def inline(service: RunningService, user_id: int, query: str, **extra: Any
 
     async def answered() -> bool:
         state = await service.http.get(
-            "/sandbox/telegram/records", params={"connection_id": OPERATOR}
+            "/sandbox/telegram/state", params={"connection_id": OPERATOR}
         )
         found[:] = [a for a in state.json()["inline_answers"] if a["inline_query_id"] == query_id]
         return bool(found)
