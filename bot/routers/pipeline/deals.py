@@ -16,6 +16,7 @@ decide (PermissionDenied), ``deal_cards.deal_refusal`` only words the refusal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot, F, Router
@@ -193,32 +194,40 @@ async def _conversation_card(
     return chat_id, await deal_cards.deal_card(actor, found.deal.id)
 
 
+async def _send_conversation_card(
+    query: CallbackQuery,
+    conversation_id: int,
+    actor: Actor,
+    bot: Bot,
+    render: Callable[[DealCard], tuple[str, InlineKeyboardMarkup]],
+) -> None:
+    """Send what ``render`` makes of the conversation's deal card (nothing when it has none)."""
+    chat_id, card = await _conversation_card(query, conversation_id, actor, bot)
+    if card is not None:
+        text, keyboard = render(card)
+        await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML, reply_markup=keyboard)
+
+
 async def conversation_deal(
     query: CallbackQuery, callback_data: ConvAction, actor: Actor, bot: Bot
 ) -> None:
     """Deal: the card of the contact's latest open deal."""
-    chat_id, card = await _conversation_card(query, callback_data.id, actor, bot)
-    if card is not None:
-        await bot.send_message(
-            chat_id,
-            views.card_text(card),
-            parse_mode=ParseMode.HTML,
-            reply_markup=views.card_keyboard(card),
-        )
+    await _send_conversation_card(
+        query, callback_data.id, actor, bot, lambda c: (views.card_text(c), views.card_keyboard(c))
+    )
 
 
 async def conversation_stages(
     query: CallbackQuery, callback_data: ConvAction, actor: Actor, bot: Bot
 ) -> None:
     """Stage: the stage picker of the contact's latest open deal."""
-    chat_id, card = await _conversation_card(query, callback_data.id, actor, bot)
-    if card is not None:
-        await bot.send_message(
-            chat_id,
-            views.stages_text(card),
-            parse_mode=ParseMode.HTML,
-            reply_markup=views.stages_keyboard(card),
-        )
+    await _send_conversation_card(
+        query,
+        callback_data.id,
+        actor,
+        bot,
+        lambda c: (views.stages_text(c), views.stages_keyboard(c)),
+    )
 
 
 async def create_for_conversation(
