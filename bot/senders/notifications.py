@@ -57,10 +57,6 @@ from bot.senders.notification_content import (
     render_notification,
     telegram_length,
 )
-from bot.senders.notification_content import (
-    # Re-exported: bot.senders.team_inbox imports it from here.
-    CHANNEL_NAMES as CHANNEL_NAMES,
-)
 from crm.infrastructure.media_store import LocalMediaStore, stored_bytes
 from crm.messaging import DeliveryStatus
 from crm.models import (

@@ -3,7 +3,7 @@
 Installed like ``bot.senders.notifications.Notifier``: ``OperatorBot.install_handlers`` registers
 the handlers, and ``run_once`` as the job of the periodic task
 ``crm.tasks.periodic.TEAM_INBOX_TASK``; ``stop`` ends the sending. The handlers write queue rows
-(``crm.services.inbox.team_inbox``) and start their group's sender at once; each round of the
+(``crm.services.inbox.team_posts``) and start their group's sender at once; each round of the
 task starts one for every other group with waiting posts. A sender holds its group's lease, so
 one worker sends a group's posts, in order, within the group's budget (about 20 Bot API calls a
 minute, Telegram's limit for a bot in a group), and tells the group once per lag episode when
@@ -37,7 +37,7 @@ from aiogram.utils.i18n import gettext as _
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from bot.keyboards import notification_keyboard
-from bot.senders.notifications import CHANNEL_NAMES, render_notification
+from bot.senders.notification_content import CHANNEL_NAMES, render_notification
 from crm.models import Event, TeamPost, TeamPostKind, TeamPostStatus, TeamTopic
 from crm.services.accounts.operators import language_of
 from crm.services.events.catalog import (
