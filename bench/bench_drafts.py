@@ -48,7 +48,7 @@ from crm.models import AiCall, Draft, DraftSource, MemoryChunk, MemorySource, Me
 from crm.services.access import Actor
 from crm.services.accounts.workspaces import do_create_tenant
 from crm.services.ai import settings as ai_settings
-from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import inbound_messages
 from crm.services.inbox.connections import NewConnection, connection_info, do_add_connection
 from crm.services.inbox.outbound import Outgoing, do_send_message
 from sandbox.model import SandboxModel, create_model_app
@@ -100,7 +100,7 @@ async def _load(
         text = chat_line(rng)
         russian = _cyrillic(text)
         name = rng.choice(NAMES_RU if russian else NAMES_EN)
-        received = await inbox.receive_message(
+        received = await inbound_messages.receive_message(
             connection,
             InboundMessage(
                 external_id=f"wamid.load{n}",
@@ -123,7 +123,7 @@ async def _load(
 
 async def _new_lead(connection: ConnectionInfo, n: int, rng: random.Random) -> tuple[int, int]:
     text = chat_line(rng)
-    received = await inbox.receive_message(
+    received = await inbound_messages.receive_message(
         connection,
         InboundMessage(
             external_id=f"wamid.new{n}",

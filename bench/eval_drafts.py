@@ -44,7 +44,7 @@ from crm.infrastructure.cipher import CredentialCipher
 from crm.messaging import InboundMessage
 from crm.models import Conversation, Direction, MemorySource
 from crm.services.ai import memory as store
-from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import inbound_messages
 from crm.services.inbox.outbound import Outgoing, do_send_message
 
 DATA = Path(__file__).parent / "data"
@@ -144,7 +144,7 @@ async def run(seed: int, only_dev: bool = False, show_misses: bool = False) -> N
             async def converse(text: str, reply: str | None, name: str) -> int:
                 nonlocal counter
                 counter += 1
-                received = await inbox.receive_message(
+                received = await inbound_messages.receive_message(
                     connection,
                     InboundMessage(
                         external_id=f"wamid.eval{counter}",

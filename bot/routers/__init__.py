@@ -12,9 +12,7 @@ from bot.routers.accounts import settings as settings_router
 from bot.routers.ai import drafts as ai
 from bot.routers.contacts import contact_cards, contact_inline, contact_notes, new_contact
 from bot.routers.contacts import csv_import as imports
-from bot.routers.inbox import conversations
-from bot.routers.inbox import lead_notifications as inbox
-from bot.routers.inbox import team_inbox as topics_router
+from bot.routers.inbox import conversations, lead_notifications, team_inbox
 from bot.routers.pipeline import deal_edits, deals
 
 
@@ -31,7 +29,7 @@ def build_routers(extra: Sequence[Router] = ()) -> list[Router]:
     """
     return [
         # Before the dialogues: a reply to a notification answers its lead.
-        inbox.build_reply_router(),
+        lead_notifications.build_reply_router(),
         start.build_router(),
         help.build_router(),
         dialogue.build_router(),
@@ -48,9 +46,9 @@ def build_routers(extra: Sequence[Router] = ()) -> list[Router]:
         deal_edits.build_router(),
         ai.build_router(),
         # After the dialogues: every other message of a group (team inbox topics).
-        topics_router.build_router(),
+        team_inbox.build_router(),
         # After the dialogues: any other text, file or reply in a private chat.
-        inbox.build_router(),
+        lead_notifications.build_router(),
         *extra,
         # Last: answers what no router above took (an unknown command, a sticker...).
         fallback.build_router(),

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from agents.assistant import Assistant
 from crm.messaging import ConnectionInfo, InboundMessage
 from crm.models import Event
-from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import inbound_messages
 from crm.services.inbox.outbound import Outgoing, do_send_message
 from crm.tasks.handlers import HandlerRegistry, dispatch
 from tests.support.inbox import whatsapp_connection
@@ -69,7 +69,7 @@ async def lead_writes(
     connection: ConnectionInfo, external_id: str, sender: str, name: str, text: str
 ) -> tuple[int, int]:
     """A lead message arrives; returns (conversation id, message id)."""
-    received = await inbox.receive_message(
+    received = await inbound_messages.receive_message(
         connection,
         InboundMessage(
             external_id=external_id,

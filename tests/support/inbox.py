@@ -6,7 +6,7 @@ import datetime as dt
 
 from crm.infrastructure.cipher import CredentialCipher
 from crm.messaging import ChannelKind, ConnectionInfo, InboundMessage
-from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import inbound_messages
 from crm.services.inbox.connections import NewConnection, connection_info, do_add_connection
 from tests.support.workspace import Workspace
 
@@ -60,7 +60,7 @@ async def lead_message(
     connection: ConnectionInfo, external_id: str, sender: str, text: str = "hi"
 ) -> int:
     """A lead writes on ``connection``; returns the conversation id."""
-    received = await inbox.receive_message(
+    received = await inbound_messages.receive_message(
         connection,
         InboundMessage(
             external_id=external_id,

@@ -29,8 +29,7 @@ from crm.models import (
     Role,
 )
 from crm.services.contacts.contacts import do_create_contact
-from crm.services.inbox import business_links, delivery_receipts, lead_preferences
-from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import business_links, delivery_receipts, inbound_messages, lead_preferences
 from tests.support.inbox import NOW, telegram_connection, wa_text, whatsapp_connection
 from tests.support.workspace import Workspace
 
@@ -39,7 +38,7 @@ async def test_a_lead_message_creates_contact_conversation_and_event(
     workspace: Workspace,
 ) -> None:
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, wa_text("wamid.1", "Hi, price?"))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.1", "Hi, price?"))
     assert received.created
     contact = await Contact.get(id=received.contact_id)
     assert (contact.name, contact.whatsapp_id, contact.phone, contact.source) == (
@@ -59,8 +58,8 @@ async def test_a_lead_message_creates_contact_conversation_and_event(
 
 async def test_the_same_message_twice_is_stored_once(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    first = await inbox.receive_message(connection, wa_text("wamid.dup"))
-    second = await inbox.receive_message(connection, wa_text("wamid.dup"))
+    first = await inbound_messages.receive_message(connection, wa_text("wamid.dup"))
+    second = await inbound_messages.receive_message(connection, wa_text("wamid.dup"))
     assert not second.created and second.message.id == first.message.id
     assert await Message.filter(external_id="wamid.dup").count() == 1
     assert (await Conversation.get(id=first.conversation_id)).unread_count == 1
@@ -72,7 +71,7 @@ async def test_concurrent_deliveries_of_a_new_lead_store_one_of_each(workspace: 
     messages = [wa_text(f"wamid.{i}", f"m{i}") for i in range(5)]
     deliveries = [m for m in messages for _ in range(3)]
     random.Random(7).shuffle(deliveries)
-    await asyncio.gather(*(inbox.receive_message(connection, m) for m in deliveries))
+    await asyncio.gather(*(inbound_messages.receive_message(connection, m) for m in deliveries))
     assert await Contact.filter(tenant_id=workspace.tenant_id).count() == 1
     assert await Conversation.filter(tenant_id=workspace.tenant_id).count() == 1
     assert await Message.filter(tenant_id=workspace.tenant_id).count() == 5
@@ -83,7 +82,7 @@ async def test_concurrent_deliveries_of_a_new_lead_store_one_of_each(workspace: 
 async def test_a_known_contact_is_found_by_phone_and_completed(workspace: Workspace) -> None:
     record = await do_create_contact(workspace.actor, {"name": "Anna", "phone": "+4915112345678"})
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, wa_text("wamid.p"))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.p"))
     assert received.contact_id == record.contact.id
     contact = await Contact.get(id=record.contact.id)
     assert contact.whatsapp_id == "4915112345678"
@@ -94,9 +93,11 @@ async def test_an_older_message_arriving_late_keeps_the_latest_preview(
     workspace: Workspace,
 ) -> None:
     connection = await whatsapp_connection(workspace)
-    await inbox.receive_message(connection, wa_text("wamid.new", "second", at=NOW))
+    await inbound_messages.receive_message(connection, wa_text("wamid.new", "second", at=NOW))
     earlier = NOW - dt.timedelta(minutes=5)
-    received = await inbox.receive_message(connection, wa_text("wamid.old", "first", at=earlier))
+    received = await inbound_messages.receive_message(
+        connection, wa_text("wamid.old", "first", at=earlier)
+    )
     conversation = await Conversation.get(id=received.conversation_id)
     assert conversation.last_message_preview == "second"
     assert conversation.last_inbound_at == NOW
@@ -104,9 +105,9 @@ async def test_an_older_message_arriving_late_keeps_the_latest_preview(
 
 async def test_a_lead_writing_reopens_a_closed_conversation(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, wa_text("wamid.a"))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.a"))
     await Conversation.filter(id=received.conversation_id).update(status=ConversationStatus.CLOSED)
-    await inbox.receive_message(connection, wa_text("wamid.b", "again"))
+    await inbound_messages.receive_message(connection, wa_text("wamid.b", "again"))
     conversation = await Conversation.get(id=received.conversation_id)
     assert conversation.status is ConversationStatus.OPEN
 
@@ -114,7 +115,7 @@ async def test_a_lead_writing_reopens_a_closed_conversation(workspace: Workspace
 @pytest.mark.parametrize("text", ["STOP", "stop", " Unsubscribe! ", "СТОП", "отписаться"])
 async def test_stop_keywords_opt_the_contact_out(workspace: Workspace, text: str) -> None:
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, wa_text("wamid.stop", text))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.stop", text))
     contact = await Contact.get(id=received.contact_id)
     assert contact.consent is Consent.OPTED_OUT
     assert contact.opted_out_at == NOW
@@ -123,13 +124,13 @@ async def test_stop_keywords_opt_the_contact_out(workspace: Workspace, text: str
 @pytest.mark.parametrize("text", ["stop sending me the old price", "please don't stop"])
 async def test_stop_inside_a_sentence_is_not_an_opt_out(workspace: Workspace, text: str) -> None:
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, wa_text("wamid.s", text))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.s", text))
     assert (await Contact.get(id=received.contact_id)).consent is not Consent.OPTED_OUT
 
 
 async def test_marketing_preference_stop_and_resume(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, wa_text("wamid.x"))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.x"))
     stop = InboundPreference(sender_id="4915112345678", opted_out=True, at=NOW)
     assert await lead_preferences.apply_preference(connection, stop)
     assert not await lead_preferences.apply_preference(connection, stop)
@@ -140,7 +141,9 @@ async def test_marketing_preference_stop_and_resume(workspace: Workspace) -> Non
 
 
 async def _outbound(connection: ConnectionInfo, external_id: str | None) -> Message:
-    received = await inbox.receive_message(connection, wa_text(f"wamid.in-{external_id}"))
+    received = await inbound_messages.receive_message(
+        connection, wa_text(f"wamid.in-{external_id}")
+    )
     return await Message.create(
         tenant_id=connection.tenant_id,
         conversation_id=received.conversation_id,
@@ -197,13 +200,13 @@ async def test_a_receipt_before_the_id_is_known_waits_and_applies(workspace: Wor
 
 async def test_edits_and_deletions_of_lead_messages(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, wa_text("wamid.e", "teh price"))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.e", "teh price"))
     sender = "4915112345678"
     edit = InboundEdit(external_id="wamid.e", sender_id=sender, at=NOW, text="the price")
-    await inbox.apply_edit(connection, edit)
+    await inbound_messages.apply_edit(connection, edit)
     stored = await Message.get(id=received.message.id)
     assert (stored.text, stored.edited) == ("the price", True)
-    await inbox.apply_edit(
+    await inbound_messages.apply_edit(
         connection, InboundEdit(external_id="wamid.e", sender_id=sender, at=NOW, deleted=True)
     )
     assert (await Message.get(id=received.message.id)).deleted
@@ -232,7 +235,7 @@ async def test_telegram_business_chats_are_assigned_to_the_rep(workspace: Worksp
         text="hi rep",
         business_connection_id="bc-1",
     )
-    received = await inbox.receive_message(connection, lead)
+    received = await inbound_messages.receive_message(connection, lead)
     conversation = await Conversation.get(id=received.conversation_id)
     assert conversation.assignee_id == rep_id
     assert conversation.business_connection_id == "bc-1"
@@ -241,10 +244,10 @@ async def test_telegram_business_chats_are_assigned_to_the_rep(workspace: Worksp
 
 async def test_update_ids_are_claimed_once(workspace: Workspace) -> None:
     connection = await telegram_connection(workspace)
-    assert await inbox.claim_update(connection.id, "42")
-    assert not await inbox.claim_update(connection.id, "42")
-    await inbox.release_update(connection.id, "42")
-    assert await inbox.claim_update(connection.id, "42")
+    assert await inbound_messages.claim_update(connection.id, "42")
+    assert not await inbound_messages.claim_update(connection.id, "42")
+    await inbound_messages.release_update(connection.id, "42")
+    assert await inbound_messages.claim_update(connection.id, "42")
 
 
 async def test_tenants_do_not_share_contacts(
@@ -252,8 +255,8 @@ async def test_tenants_do_not_share_contacts(
 ) -> None:
     mine = await whatsapp_connection(workspace, "111111")
     theirs = await whatsapp_connection(other_workspace, "222222")
-    a = await inbox.receive_message(mine, wa_text("wamid.t1"))
-    b = await inbox.receive_message(theirs, wa_text("wamid.t1"))
+    a = await inbound_messages.receive_message(mine, wa_text("wamid.t1"))
+    b = await inbound_messages.receive_message(theirs, wa_text("wamid.t1"))
     assert a.created and b.created
     assert a.contact_id != b.contact_id
     assert (await Contact.get(id=b.contact_id)).tenant_id == other_workspace.tenant_id
@@ -273,7 +276,7 @@ async def test_nul_control_and_bidi_characters_are_stripped_never_the_message(
         payload={"caption\x00": ["a\x00b", {"k": "\u202ev"}]},
         media=MediaRef(provider_media_id="f1", filename="doc\x00\u202efdp.exe"),
     )
-    received = await inbox.receive_message(
+    received = await inbound_messages.receive_message(
         connection, inbound, {"filename": "doc\x00.pdf", "key": "k"}
     )
     message = await Message.get(id=received.message.id)
@@ -287,9 +290,9 @@ async def test_nul_control_and_bidi_characters_are_stripped_never_the_message(
     event = await Event.get(type="message.received", entity_id=message.id)
     assert event.after is not None and event.after["text"] == message.text
     # A redelivery finds the stored message: the cleaning does not break the dedupe.
-    again = await inbox.receive_message(connection, inbound)
+    again = await inbound_messages.receive_message(connection, inbound)
     assert not again.created and again.message.id == message.id
 
     edit = InboundEdit(external_id="77:nul", sender_id="77", at=NOW, text="new\x00 \u202dtext")
-    await inbox.apply_edit(connection, edit)
+    await inbound_messages.apply_edit(connection, edit)
     assert (await Message.get(id=message.id)).text == "new text"

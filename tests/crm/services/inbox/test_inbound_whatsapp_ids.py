@@ -6,8 +6,7 @@ import datetime as dt
 
 from crm.messaging import InboundMessage, InboundPreference
 from crm.models import Consent, Contact, Conversation
-from crm.services.inbox import inbound_messages as inbox
-from crm.services.inbox import lead_preferences
+from crm.services.inbox import inbound_messages, lead_preferences
 from tests.support.inbox import NOW, whatsapp_connection
 from tests.support.workspace import Workspace
 
@@ -43,10 +42,12 @@ def from_lead(
 
 async def test_a_user_id_only_lead_gets_a_contact_keyed_by_that_id(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    first = await inbox.receive_message(
+    first = await inbound_messages.receive_message(
         connection, from_lead("wamid.1", user_id=USER_ID, parent=PARENT_ID, username="sheena")
     )
-    again = await inbox.receive_message(connection, from_lead("wamid.2", user_id=USER_ID))
+    again = await inbound_messages.receive_message(
+        connection, from_lead("wamid.2", user_id=USER_ID)
+    )
     assert first.contact_id == again.contact_id
     assert first.conversation_id == again.conversation_id
     contact = await Contact.get(id=first.contact_id)
@@ -62,11 +63,13 @@ async def test_a_user_id_only_lead_gets_a_contact_keyed_by_that_id(workspace: Wo
 
 async def test_phone_then_both_then_user_id_only_is_one_contact(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    by_phone = await inbox.receive_message(connection, from_lead("wamid.a", wa_id=PHONE))
-    both = await inbox.receive_message(
+    by_phone = await inbound_messages.receive_message(connection, from_lead("wamid.a", wa_id=PHONE))
+    both = await inbound_messages.receive_message(
         connection, from_lead("wamid.b", wa_id=PHONE, user_id=USER_ID, username="sheena")
     )
-    by_user_id = await inbox.receive_message(connection, from_lead("wamid.c", user_id=USER_ID))
+    by_user_id = await inbound_messages.receive_message(
+        connection, from_lead("wamid.c", user_id=USER_ID)
+    )
     assert by_phone.contact_id == both.contact_id == by_user_id.contact_id
     assert by_phone.conversation_id == by_user_id.conversation_id
     assert await Contact.filter(tenant_id=workspace.tenant_id).count() == 1
@@ -80,8 +83,10 @@ async def test_phone_then_both_then_user_id_only_is_one_contact(workspace: Works
 
 async def test_user_id_first_then_phone_revealed_is_one_contact(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    first = await inbox.receive_message(connection, from_lead("wamid.x", user_id=USER_ID))
-    later = await inbox.receive_message(
+    first = await inbound_messages.receive_message(
+        connection, from_lead("wamid.x", user_id=USER_ID)
+    )
+    later = await inbound_messages.receive_message(
         connection, from_lead("wamid.y", wa_id=PHONE, user_id=USER_ID)
     )
     assert first.contact_id == later.contact_id
@@ -94,11 +99,11 @@ async def test_a_parent_user_id_finds_the_lead_from_a_linked_business(
 ) -> None:
     connection = await whatsapp_connection(workspace)
     other = await whatsapp_connection(workspace, "999888777")
-    first = await inbox.receive_message(
+    first = await inbound_messages.receive_message(
         connection, from_lead("wamid.p1", user_id=USER_ID, parent=PARENT_ID)
     )
     # The same person through another business of the group: another user id, same parent.
-    linked = await inbox.receive_message(
+    linked = await inbound_messages.receive_message(
         other, from_lead("wamid.p2", user_id="DE.777", parent=PARENT_ID)
     )
     assert first.contact_id == linked.contact_id
@@ -106,7 +111,9 @@ async def test_a_parent_user_id_finds_the_lead_from_a_linked_business(
 
 async def test_a_user_id_only_lead_can_opt_out(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace)
-    received = await inbox.receive_message(connection, from_lead("wamid.o", user_id=USER_ID))
+    received = await inbound_messages.receive_message(
+        connection, from_lead("wamid.o", user_id=USER_ID)
+    )
     changed = await lead_preferences.apply_preference(
         connection, InboundPreference(sender_id=USER_ID, opted_out=True, at=NOW, user_id=USER_ID)
     )

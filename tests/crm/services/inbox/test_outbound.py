@@ -22,8 +22,7 @@ from crm.messaging import (
 )
 from crm.models import Contact, Conversation, Message, Role
 from crm.services.access import Actor
-from crm.services.inbox import delivery_receipts
-from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import delivery_receipts, inbound_messages
 from crm.services.inbox.outbound import (
     DeliveryDeps,
     LocalRateLimiter,
@@ -78,7 +77,7 @@ def deps_for(adapter: ScriptedAdapter, connection: ConnectionInfo) -> DeliveryDe
 async def fresh_conversation(workspace: Workspace, at: dt.datetime | None = None) -> int:
     connection = await whatsapp_connection(workspace)
     when = at or dt.datetime.now(dt.UTC)
-    received = await inbox.receive_message(connection, wa_text("wamid.lead", at=when))
+    received = await inbound_messages.receive_message(connection, wa_text("wamid.lead", at=when))
     return received.conversation_id
 
 
@@ -108,11 +107,15 @@ async def test_an_opted_out_lead_gets_no_marketing_but_answers_after_writing(
 ) -> None:
     connection = await whatsapp_connection(workspace)
     now = dt.datetime.now(dt.UTC)
-    received = await inbox.receive_message(connection, wa_text("wamid.s", "STOP", at=now))
+    received = await inbound_messages.receive_message(
+        connection, wa_text("wamid.s", "STOP", at=now)
+    )
     with pytest.raises(OptedOut):
         await do_send_message(workspace.actor, received.conversation_id, Outgoing(text="Sorry"))
     later = now + dt.timedelta(seconds=5)
-    await inbox.receive_message(connection, wa_text("wamid.q", "one more question", at=later))
+    await inbound_messages.receive_message(
+        connection, wa_text("wamid.q", "one more question", at=later)
+    )
     answer = await do_send_message(workspace.actor, received.conversation_id, Outgoing(text="Sure"))
     assert answer.status is DeliveryStatus.QUEUED
     with pytest.raises(OptedOut, match="marketing"):
@@ -156,7 +159,7 @@ async def test_empty_text_is_refused_naming_the_field(workspace: Workspace) -> N
 
 async def test_delivery_retries_rate_limits_and_sends_once(workspace: Workspace) -> None:
     connection = await whatsapp_connection(workspace, "999000")
-    received = await inbox.receive_message(
+    received = await inbound_messages.receive_message(
         connection, wa_text("wamid.r", at=dt.datetime.now(dt.UTC))
     )
     message = await do_send_message(
@@ -245,7 +248,7 @@ async def test_telegram_replies_go_to_the_chat_id(workspace: Workspace) -> None:
     connection = await telegram_connection(workspace)
     from crm.messaging import InboundMessage
 
-    received = await inbox.receive_message(
+    received = await inbound_messages.receive_message(
         connection,
         InboundMessage(
             external_id="42:1", sender_id="42", sent_at=dt.datetime.now(dt.UTC), text="hey"

@@ -25,8 +25,7 @@ from crm.models import (
     User,
 )
 from crm.services.access import Actor
-from crm.services.inbox import inbound_messages as inbox
-from crm.services.inbox import team_inbox, team_posts
+from crm.services.inbox import inbound_messages, team_inbox, team_posts
 from crm.services.inbox.connections import connection_info
 from crm.services.inbox.outbound import WindowClosed
 from crm.services.inbox.team_inbox import LinkedElsewhere, TopicOutcome
@@ -46,7 +45,9 @@ async def _lead_message(workspace: Workspace, external_id: str, text: str = "hi"
         connection = await whatsapp_connection(workspace)
     else:
         connection = connection_info(row, CIPHER)
-    received = await inbox.receive_message(connection, wa_text(external_id, text, at=_now()))
+    received = await inbound_messages.receive_message(
+        connection, wa_text(external_id, text, at=_now())
+    )
     return await Event.get(type="message.received", entity_id=received.message.id)
 
 
@@ -189,7 +190,7 @@ async def test_the_channel_rules_still_apply_in_a_topic(workspace: Workspace) ->
     await team_inbox.do_link_group(workspace.actor, GROUP, "Leads", "en")
     connection = await whatsapp_connection(workspace)
     old = _now() - dt.timedelta(days=2)
-    await inbox.receive_message(connection, wa_text("wamid.old", "hi", at=old))
+    await inbound_messages.receive_message(connection, wa_text("wamid.old", "hi", at=old))
     conversation = await Conversation.get(tenant_id=workspace.tenant_id)
     await team_inbox.record_topic(conversation, GROUP, 77, "Anna · WhatsApp")
     owner = await User.get(id=workspace.owner_id)

@@ -10,7 +10,7 @@ from crm.errors import NotFound, PermissionDenied, ValidationFailed
 from crm.models import Company, Contact, Conversation, DealStageChange, Pipeline, Role, Stage
 from crm.services.access import Actor
 from crm.services.contacts.notes import do_create_note
-from crm.services.inbox import inbound_messages as inbox
+from crm.services.inbox import inbound_messages
 from crm.services.inbox.conversations import do_add_private_note
 from crm.services.pipeline.deal_cards import (
     deal_card,
@@ -99,7 +99,7 @@ async def _lead_conversation(workspace: Workspace, texts: list[str]) -> int:
     connection = await whatsapp_connection(workspace)
     received = None
     for i, text in enumerate(texts):
-        received = await inbox.receive_message(connection, wa_text(f"wamid.d{i}", text))
+        received = await inbound_messages.receive_message(connection, wa_text(f"wamid.d{i}", text))
     assert received is not None
     return received.conversation_id
 
